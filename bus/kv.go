@@ -1,0 +1,41 @@
+package bus
+
+import (
+	"context"
+	"errors"
+)
+
+// KV is a key-value bucket with revisions, for state that must survive
+// restarts and be shared by replicas: incidents, delivery records, the
+// watchers' live RPC view. Writes that must not clobber another replica's
+// use Create (only if absent) or Update (compare-and-set on revision).
+type KV interface {
+	// Get returns the entry for key, or ErrKeyNotFound.
+	Get(ctx context.Context, key string) (Entry, error)
+	// Put stores value unconditionally and returns the new revision.
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	// Create stores value only if key does not exist (or was deleted);
+	// otherwise it returns ErrKeyExists.
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	// Update stores value only if the key's current revision is rev;
+	// otherwise it returns ErrRevisionMismatch.
+	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+	// Delete removes key.
+	Delete(ctx context.Context, key string) error
+	// Keys lists the keys in the bucket (empty, not an error, when none).
+	Keys(ctx context.Context) ([]string, error)
+}
+
+// Entry is one stored value and its revision.
+type Entry struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+}
+
+// KV errors, matched with errors.Is.
+var (
+	ErrKeyNotFound      = errors.New("key not found")
+	ErrKeyExists        = errors.New("key exists")
+	ErrRevisionMismatch = errors.New("revision mismatch")
+)

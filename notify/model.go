@@ -1,0 +1,202 @@
+// Package notify holds the neutral incident model that every sink renders,
+// and the small interfaces the engine uses to reach people: a Chat (Slack,
+// or the console) that keeps one living card per incident plus a thread,
+// and a Pager (PagerDuty Events v2, or the console) for critical pages.
+package notify
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Severity is an incident's severity. The course's routing: critical pages,
+// warning goes to chat only, info is for the record.
+type Severity string
+
+// Severities.
+const (
+	SeverityCritical Severity = "critical"
+	SeverityWarning  Severity = "warning"
+	SeverityInfo     Severity = "info"
+)
+
+// Status is where an incident is in its life.
+type Status string
+
+// Statuses.
+const (
+	StatusFiring       Status = "firing"
+	StatusAcknowledged Status = "acknowledged"
+	StatusResolved     Status = "resolved"
+)
+
+// Incident is the neutral view of one incident that sinks render. It is a
+// snapshot: the engine builds a new one for every change.
+type Incident struct {
+	// ID is the short human id shown everywhere, e.g. "INC-7F3A2C".
+	ID string
+	// Key is the stable incident key (Alertmanager group key + runbook).
+	Key string
+	// Version increases with every change to the incident; sinks may use
+	// it to skip stale updates.
+	Version  int64
+	Title    string
+	Summary  string
+	Severity Severity
+	Status   Status
+	// Source is where the events came from: "alertmanager", "solana".
+	Source string
+	// Runbook is the name of the runbook that matched, RunbookURL an
+	// optional link to its prose.
+	Runbook    string
+	RunbookURL string
+	// Labels are the labels common to all alerts of the incident.
+	Labels map[string]string
+	// Alerts are the alerts (or on-chain events) the incident groups,
+	// firing ones first.
+	Alerts []Alert
+	// TruncatedAlerts counts alerts Alertmanager left out of its
+	// notification (max_alerts); shown so nobody thinks the list is whole.
+	TruncatedAlerts int
+	Assessment      []Step
+	Remediation     []Proposal
+	Escalation      []EscalationLevel
+	Links           []Link
+	StartedAt       time.Time
+	ResolvedAt      time.Time // zero while open
+	UpdatedAt       time.Time
+	// AcknowledgedBy names who acknowledged, when Status is acknowledged.
+	AcknowledgedBy string
+	// Reopened counts how often the incident re-fired after resolving.
+	Reopened int
+}
+
+// Alert is one alert or on-chain event inside an incident.
+type Alert struct {
+	Fingerprint  string
+	Name         string
+	Status       Status // firing or resolved
+	Summary      string
+	Labels       map[string]string
+	StartsAt     time.Time
+	EndsAt       time.Time // zero while firing
+	GeneratorURL string
+}
+
+// Step is one assessment step: text to read or do, with an optional link
+// (dashboard, logs query).
+type Step struct {
+	Text string
+	Link string
+}
+
+// Proposal is one remediation step the runbook proposes, rendered as a
+// dry-run plan.
+type Proposal struct {
+	// ID is the remediation step's id in the runbook.
+	ID string
+	// Title is what a person reads: "Switch to backup RPC".
+	Title string
+	// Action is the registered action name, e.g. "kubernetes.set_env".
+	Action string
+	// Plan is the dry-run text: "deployment solana-dapps/api: set SOLANA_RPC_URL → https://b".
+	Plan string
+	// Approval describes the approval policy in one line.
+	Approval string
+	// Automatic is true when the runbook lets it run without approval.
+	Automatic bool
+	// Error is set when the plan could not be rendered for this incident.
+	Error string
+}
+
+// EscalationLevel is one level of the runbook's escalation ladder.
+type EscalationLevel struct {
+	Name  string // "L1 (On-Call)"
+	After time.Duration
+	Who   string
+}
+
+// Link is a titled URL.
+type Link struct {
+	Text string
+	URL  string
+}
+
+// Update is one change to an incident, posted as a thread reply.
+type Update struct {
+	// Seq numbers updates within an incident from 1; sinks never see the
+	// same Seq twice for one incident unless a delivery was interrupted.
+	Seq  int64
+	Kind string // "opened", "alerts_added", "alerts_resolved", "resolved", "reopened", ...
+	Text string
+	At   time.Time
+}
+
+// CardRef locates a posted card: the channel and message timestamp for
+// Slack, an opaque id for other chats.
+type CardRef struct {
+	Channel string `json:"channel"`
+	TS      string `json:"ts"`
+}
+
+// Chat keeps one living card per incident and a thread of updates under it.
+type Chat interface {
+	// PostCard posts the incident's card to channel and returns where it is.
+	PostCard(ctx context.Context, channel string, inc Incident) (CardRef, error)
+	// UpdateCard edits the card in place.
+	UpdateCard(ctx context.Context, ref CardRef, inc Incident) error
+	// Reply posts an update in the card's thread.
+	Reply(ctx context.Context, ref CardRef, inc Incident, u Update) error
+}
+
+// PageAction is what a page asks of the pager.
+type PageAction string
+
+// Page actions, as in PagerDuty Events API v2.
+const (
+	PageTrigger     PageAction = "trigger"
+	PageAcknowledge PageAction = "acknowledge"
+	PageResolve     PageAction = "resolve"
+)
+
+// Page is one event to the pager.
+type Page struct {
+	Action PageAction
+	// DedupKey is stable for the incident's life; PagerDuty groups on it.
+	DedupKey string
+	// RoutingKey selects the PagerDuty service (integration key); empty
+	// means the sink's default.
+	RoutingKey string
+	Incident   Incident
+}
+
+// Pager sends pages.
+type Pager interface {
+	Page(ctx context.Context, p Page) error
+}
+
+// Error is a failed delivery that says whether trying again may help.
+type Error struct {
+	// Op is what was being done: "slack chat.postMessage".
+	Op string
+	// Retryable is true for 5xx, 429 and network errors.
+	Retryable bool
+	// RetryAfter is the server's requested delay, when it gave one.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsRetryable reports whether err (or an error it wraps) is a delivery
+// failure worth retrying later. Unknown errors count as retryable: losing
+// a page is worse than a delayed one.
+func IsRetryable(err error) bool {
+	var ne *Error
+	if errors.As(err, &ne) {
+		return ne.Retryable
+	}
+	return err != nil && !errors.Is(err, context.Canceled)
+}
