@@ -1,0 +1,332 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config says which NATS to use and how the streams are laid out.
+type Config struct {
+	// URL of an external NATS server or cluster ("nats://a:4222,nats://b:4222").
+	// Empty runs an embedded server in the process.
+	URL string `yaml:"url"`
+	// CredsFile is a NATS credentials file for an external server.
+	CredsFile string `yaml:"creds_file"`
+	// DataDir is where the embedded server keeps its JetStream file store.
+	DataDir string `yaml:"data_dir"`
+	// Listen, when set, makes the embedded server also accept clients on
+	// this address (e.g. "127.0.0.1:4222") so `incidentbot watch` can
+	// publish to it. Empty keeps it in-process only.
+	Listen string `yaml:"listen"`
+	// Prefix starts every subject and names the streams; default "incidentbot".
+	Prefix string `yaml:"prefix"`
+	// Replicas for streams and buckets on a cluster (1 for embedded).
+	Replicas int `yaml:"replicas"`
+	// DuplicateWindow is how long the events stream remembers message ids
+	// for deduplication. Alertmanager retries within group_interval and an
+	// HA pair double-sends within seconds, so the default (1h) covers both.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// EventsMaxAge bounds how long events are kept (default 7 days).
+	EventsMaxAge time.Duration `yaml:"events_max_age"`
+	// PublishTimeout bounds one publish when the caller's context has no
+	// earlier deadline (default 5s).
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
+}
+
+// DefaultConfig is the embedded default.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "data",
+		Prefix:          "incidentbot",
+		Replicas:        1,
+		DuplicateWindow: time.Hour,
+		EventsMaxAge:    7 * 24 * time.Hour,
+		PublishTimeout:  5 * time.Second,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Prefix == "" {
+		c.Prefix = d.Prefix
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = d.Replicas
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = d.DuplicateWindow
+	}
+	if c.EventsMaxAge <= 0 {
+		c.EventsMaxAge = d.EventsMaxAge
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = d.PublishTimeout
+	}
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	return c
+}
+
+// Names of the streams and buckets, derived from the prefix.
+type names struct {
+	prefix string
+}
+
+func (n names) eventsStream() string { return strings.ToUpper(n.prefix) + "_EVENTS" }
+func (n names) auditStream() string  { return strings.ToUpper(n.prefix) + "_AUDIT" }
+func (n names) eventsSubjects() string {
+	return n.prefix + ".events.>"
+}
+func (n names) auditSubject(kind string) string { return n.prefix + ".audit." + kind }
+func (n names) bucket(name string) string {
+	return n.prefix + "_" + name
+}
+
+// Bucket names the engine and watchers use.
+const (
+	BucketIncidents = "incidents"
+	BucketRPCView   = "rpcview"
+)
+
+// Bus is a connection to NATS JetStream with incidentbot's streams and
+// buckets in place.
+type Bus struct {
+	cfg    Config
+	names  names
+	log    *slog.Logger
+	srv    *server.Server // nil when external
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	events jetstream.Stream
+}
+
+// Open starts the embedded server (when no URL is configured) or connects to
+// the external one, and creates streams and buckets if they do not exist.
+// It is safe to call from several replicas at once.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
+	cfg = cfg.withDefaults()
+	if err := validToken(cfg.Prefix); err != nil {
+		return nil, fmt.Errorf("bus prefix: %w", err)
+	}
+	b := &Bus{cfg: cfg, names: names{cfg.Prefix}, log: log}
+	opts := []nats.Option{
+		nats.Name("incidentbot"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}
+	if cfg.URL == "" {
+		srv, err := startEmbedded(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	} else if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	b.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	b.js = js
+	if err := b.provision(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "incidentbot-embedded",
+		JetStream:  true,
+		StoreDir:   cfg.DataDir,
+		DontListen: cfg.Listen == "",
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if cfg.Listen != "" {
+		host, port, err := splitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bus listen %q: %w", cfg.Listen, err)
+		}
+		opts.Host, opts.Port = host, port
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded nats: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("start embedded nats: not ready after 10s")
+	}
+	log.Info("embedded nats started", "store_dir", cfg.DataDir, "listen", cfg.Listen)
+	return srv, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		return "", 0, errors.New("want host:port")
+	}
+	port, err := strconv.Atoi(addr[i+1:])
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", addr[i+1:])
+	}
+	return addr[:i], port, nil
+}
+
+// provision creates or updates the streams and buckets. CreateOrUpdate is
+// idempotent, so every replica may run it at start.
+func (b *Bus) provision(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ev, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        b.names.eventsStream(),
+		Description: "incidentbot events from every source",
+		Subjects:    []string{b.names.eventsSubjects()},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      b.cfg.EventsMaxAge,
+		Duplicates:  b.cfg.DuplicateWindow,
+		Replicas:    b.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", b.names.eventsStream(), err)
+	}
+	b.events = ev
+	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        b.names.auditStream(),
+		Description: "incidentbot audit trail: every decision and effect",
+		Subjects:    []string{b.names.prefix + ".audit.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      365 * 24 * time.Hour,
+		Replicas:    b.cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("create stream %s: %w", b.names.auditStream(), err)
+	}
+	for _, name := range []string{BucketIncidents, BucketRPCView} {
+		if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   b.names.bucket(name),
+			History:  5,
+			Storage:  jetstream.FileStorage,
+			Replicas: b.cfg.Replicas,
+		}); err != nil {
+			return fmt.Errorf("create bucket %s: %w", b.names.bucket(name), err)
+		}
+	}
+	return nil
+}
+
+// KV returns one of the buckets Open created (BucketIncidents, BucketRPCView).
+func (b *Bus) KV(ctx context.Context, name string) (KV, error) {
+	kv, err := b.js.KeyValue(ctx, b.names.bucket(name))
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", b.names.bucket(name), mapErr(err))
+	}
+	return kvBucket{kv: kv}, nil
+}
+
+// Ready reports whether the bus can take publishes now.
+func (b *Bus) Ready(ctx context.Context) error {
+	if b.nc == nil || !b.nc.IsConnected() {
+		return fmt.Errorf("nats not connected: %w", ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("jetstream account info: %w", mapErr(err))
+	}
+	return nil
+}
+
+// Drain finishes in-flight publishes and consumer work, then closes. Use it
+// on SIGTERM; Close is the abrupt version.
+func (b *Bus) Drain(timeout time.Duration) {
+	if b.nc != nil && !b.nc.IsClosed() {
+		done := make(chan struct{})
+		b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+		if err := b.nc.Drain(); err == nil {
+			select {
+			case <-done:
+			case <-time.After(timeout):
+				b.log.Warn("nats drain timed out", "timeout", timeout)
+			}
+		}
+		b.nc.Close()
+	}
+	b.shutdownServer()
+}
+
+// Close closes the connection and stops the embedded server, if any.
+func (b *Bus) Close() {
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	b.shutdownServer()
+}
+
+func (b *Bus) shutdownServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+		b.srv = nil
+	}
+}
+
+// Conn returns the underlying connection, for tests and for components
+// (like the watcher process) that publish through it.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// ClientURL returns the URL other processes can use to reach the embedded
+// server when it listens, or the configured external URL.
+func (b *Bus) ClientURL() string {
+	if b.srv != nil && b.cfg.Listen != "" {
+		return b.srv.ClientURL()
+	}
+	return b.cfg.URL
+}
+
+// mapErr turns nats connectivity failures into ErrUnavailable.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,223 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Delivery is one event handed to a consumer, with the controls a long
+// handler needs.
+type Delivery struct {
+	Event Event
+	// Attempt counts deliveries of this event, from 1.
+	Attempt uint64
+	// Last is true when this is the final attempt MaxDeliver allows.
+	Last bool
+	msg  jetstream.Msg
+}
+
+// InProgress tells the bus the handler is still working, resetting the ack
+// timer. Call it during long work.
+func (d *Delivery) InProgress() error {
+	if d.msg == nil {
+		return nil
+	}
+	return d.msg.InProgress()
+}
+
+// Handler processes one delivery. Its result decides what the bus does:
+// nil acknowledges; an error from Retry asks for redelivery after its
+// delay; an error from Poison (or an event that cannot be decoded)
+// terminates the message for good; any other error is retried with
+// backoff until MaxDeliver, then terminated.
+type Handler func(ctx context.Context, d *Delivery) error
+
+type retryError struct {
+	err   error
+	delay time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// Retry marks err as transient: redeliver after delay.
+func Retry(err error, delay time.Duration) error { return &retryError{err: err, delay: delay} }
+
+type poisonError struct{ err error }
+
+func (e *poisonError) Error() string { return e.err.Error() }
+func (e *poisonError) Unwrap() error { return e.err }
+
+// Poison marks err as permanent: the event will never succeed.
+func Poison(err error) error { return &poisonError{err: err} }
+
+// IsPoison reports whether err was marked with Poison.
+func IsPoison(err error) bool {
+	var p *poisonError
+	return errors.As(err, &p)
+}
+
+// ConsumerConfig configures a durable consumer of the events stream.
+type ConsumerConfig struct {
+	// Durable is the consumer name shared by every replica.
+	Durable string
+	// FilterSubjects limits the consumer to these event types'
+	// subjects (full subjects); empty means every event.
+	FilterSubjects []string
+	// MaxDeliver bounds redeliveries (default 10).
+	MaxDeliver int
+	// AckWait is how long the server waits for an ack before redelivering
+	// (default 30s). Handlers doing longer work call InProgress.
+	AckWait time.Duration
+	// Shards is how many events are handled at once. Events with the same
+	// Subject always go to the same shard, so they are handled in order
+	// within this process (default 4).
+	Shards int
+	// OnTerminate is called when an event is given up on (poison or out of
+	// attempts), so it can be audited.
+	OnTerminate func(ctx context.Context, ev Event, reason error)
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 10
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.Shards <= 0 {
+		c.Shards = 4
+	}
+	return c
+}
+
+// Backoff is the redelivery delay after a failed attempt n (from 1):
+// 1s, 2s, 4s ... capped at 1 minute.
+func Backoff(attempt uint64) time.Duration {
+	d := time.Second
+	for i := uint64(1); i < attempt && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
+}
+
+// Consume runs handler over the events stream until ctx is done, then
+// finishes the deliveries in hand and returns. Several processes may run
+// the same durable consumer; each event goes to one of them.
+func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) error {
+	cfg = cfg.withDefaults()
+	if cfg.Durable == "" {
+		return errors.New("consume: durable name is empty")
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.names.eventsStream(), jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  1024,
+		FilterSubjects: cfg.FilterSubjects,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", cfg.Durable, mapErr(err))
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", cfg.Durable, mapErr(err))
+	}
+	shards := make([]chan jetstream.Msg, cfg.Shards)
+	var wg sync.WaitGroup
+	// Handlers get a context that outlives ctx briefly so a SIGTERM lets
+	// in-flight work finish (drain) instead of cutting it mid-effect.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	for i := range shards {
+		shards[i] = make(chan jetstream.Msg, 16)
+		wg.Add(1)
+		go func(in <-chan jetstream.Msg) {
+			defer wg.Done()
+			for m := range in {
+				b.handle(work, cfg, m, handler)
+			}
+		}(shards[i])
+	}
+	go func() {
+		<-ctx.Done()
+		it.Drain()
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
+				b.log.Error("consume: next message", "consumer", cfg.Durable, "err", err)
+			}
+			break
+		}
+		shards[shardOf(m.Headers().Get(hdrSubject), len(shards))] <- m
+	}
+	for _, s := range shards {
+		close(s)
+	}
+	wg.Wait()
+	return nil
+}
+
+func shardOf(key string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
+
+func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, m jetstream.Msg, handler Handler) {
+	md, err := m.Metadata()
+	attempt := uint64(1)
+	if err == nil {
+		attempt = md.NumDelivered
+	}
+	ev, derr := decode(m.Subject(), m.Headers(), m.Data())
+	if derr != nil {
+		b.terminate(ctx, cfg, m, ev, Poison(derr))
+		return
+	}
+	d := &Delivery{Event: ev, Attempt: attempt, Last: attempt >= uint64(cfg.MaxDeliver), msg: m}
+	herr := handler(ctx, d)
+	var re *retryError
+	switch {
+	case herr == nil:
+		if err := m.DoubleAck(ctx); err != nil {
+			b.log.Warn("ack failed; the event will be redelivered", "event", ev.ID, "err", err)
+		}
+	case IsPoison(herr), d.Last:
+		b.terminate(ctx, cfg, m, ev, herr)
+	case errors.As(herr, &re):
+		b.log.Warn("event will be retried", "event", ev.ID, "type", ev.Type, "attempt", attempt, "delay", re.delay, "err", herr)
+		_ = m.NakWithDelay(re.delay)
+	default:
+		delay := Backoff(attempt)
+		b.log.Warn("event failed; will be retried", "event", ev.ID, "type", ev.Type, "attempt", attempt, "delay", delay, "err", herr)
+		_ = m.NakWithDelay(delay)
+	}
+}
+
+func (b *Bus) terminate(ctx context.Context, cfg ConsumerConfig, m jetstream.Msg, ev Event, reason error) {
+	b.log.Error("event given up", "event", ev.ID, "type", ev.Type, "err", reason)
+	if err := m.TermWithReason(truncate(reason.Error(), 200)); err != nil {
+		b.log.Warn("term failed", "event", ev.ID, "err", err)
+	}
+	if cfg.OnTerminate != nil {
+		cfg.OnTerminate(ctx, ev, reason)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

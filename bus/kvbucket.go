@@ -1,0 +1,78 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// kvBucket adapts a JetStream KeyValue bucket to KV.
+type kvBucket struct {
+	kv jetstream.KeyValue
+}
+
+func (k kvBucket) Get(ctx context.Context, key string) (Entry, error) {
+	e, err := k.kv.Get(ctx, key)
+	if err != nil {
+		return Entry{}, fmt.Errorf("kv get %s: %w", key, mapKVErr(err))
+	}
+	return Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+}
+
+func (k kvBucket) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	rev, err := k.kv.Put(ctx, key, value)
+	if err != nil {
+		return 0, fmt.Errorf("kv put %s: %w", key, mapKVErr(err))
+	}
+	return rev, nil
+}
+
+func (k kvBucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	rev, err := k.kv.Create(ctx, key, value)
+	if err != nil {
+		return 0, fmt.Errorf("kv create %s: %w", key, mapKVErr(err))
+	}
+	return rev, nil
+}
+
+func (k kvBucket) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	nrev, err := k.kv.Update(ctx, key, value, rev)
+	if err != nil {
+		return 0, fmt.Errorf("kv update %s: %w", key, mapKVErr(err))
+	}
+	return nrev, nil
+}
+
+func (k kvBucket) Delete(ctx context.Context, key string) error {
+	if err := k.kv.Delete(ctx, key); err != nil {
+		return fmt.Errorf("kv delete %s: %w", key, mapKVErr(err))
+	}
+	return nil
+}
+
+func (k kvBucket) Keys(ctx context.Context) ([]string, error) {
+	keys, err := k.kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv keys: %w", mapKVErr(err))
+	}
+	return keys, nil
+}
+
+func mapKVErr(err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return fmt.Errorf("%w: %w", ErrKeyNotFound, err)
+	// Revision mismatch first: ErrKeyExists shares a server error code
+	// with CAS conflicts.
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return fmt.Errorf("%w: %w", ErrRevisionMismatch, err)
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return fmt.Errorf("%w: %w", ErrKeyExists, err)
+	}
+	return mapErr(err)
+}
