@@ -167,6 +167,8 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
 		DontListen: cfg.Listen == "",
 		NoSigs:     true,
 		NoLog:      true,
+		// Room for a 1 MiB webhook body plus headers (the NATS default is 1 MB).
+		MaxPayload: 8 << 20,
 	}
 	if cfg.Listen != "" {
 		host, port, err := splitHostPort(cfg.Listen)
@@ -329,4 +331,14 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
+}
+
+// EventsStored returns how many events the events stream holds, for
+// tests, readiness detail and the CLI.
+func (b *Bus) EventsStored(ctx context.Context) (uint64, error) {
+	info, err := b.events.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("events stream info: %w", mapErr(err))
+	}
+	return info.State.Msgs, nil
 }

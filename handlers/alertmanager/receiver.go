@@ -1,0 +1,227 @@
+package alertmanager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/secret"
+)
+
+// Path is where the receiver listens.
+const Path = "/webhook/alertmanager"
+
+// DefaultMaxBodyBytes is the default body limit (1 MiB).
+const DefaultMaxBodyBytes = 1 << 20
+
+// Auth is how Alertmanager authenticates, as its http_config offers:
+// `authorization` (a bearer token) or `basic_auth`. Either configured
+// credential is accepted, so a token can be rotated by configuring both.
+type Auth struct {
+	BearerToken secret.Secret `yaml:"bearer_token"`
+	Username    string        `yaml:"username"`
+	Password    secret.Secret `yaml:"password"`
+}
+
+// Configured reports whether any credential is set.
+func (a Auth) Configured() bool { return a.BearerToken.IsSet() || a.Password.IsSet() }
+
+// check validates the Authorization header in constant time.
+func (a Auth) check(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	if scheme, cred, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") && a.BearerToken.IsSet() {
+		return a.BearerToken.Equal(strings.TrimSpace(cred))
+	}
+	if user, pass, ok := r.BasicAuth(); ok && a.Password.IsSet() {
+		userOK := secret.Secret(a.Username).Equal(user)
+		passOK := a.Password.Equal(pass)
+		return userOK && passOK
+	}
+	return false
+}
+
+// Receiver is the HTTP handler for Alertmanager webhooks.
+type Receiver struct {
+	pub          bus.Publisher
+	auth         Auth
+	maxBodyBytes int64
+	log          *slog.Logger
+	m            *metrics
+	now          func() time.Time
+}
+
+// Options configure a Receiver.
+type Options struct {
+	Auth Auth
+	// MaxBodyBytes limits a request body; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// AllowUnauthenticated accepts requests without credentials when no
+	// Auth is configured. Without it, an unconfigured receiver rejects all.
+	AllowUnauthenticated bool
+	Logger               *slog.Logger
+	// Registerer receives the receiver's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// NewReceiver returns a receiver that publishes to pub.
+func NewReceiver(pub bus.Publisher, o Options) (*Receiver, error) {
+	if !o.Auth.Configured() && !o.AllowUnauthenticated {
+		return nil, errors.New("alertmanager receiver: no bearer_token or basic auth configured (set allow_unauthenticated only for local use)")
+	}
+	if o.Auth.Password.IsSet() && o.Auth.Username == "" {
+		return nil, errors.New("alertmanager receiver: basic auth password set without a username")
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Receiver{pub: pub, auth: o.Auth, maxBodyBytes: o.MaxBodyBytes, log: o.Logger, m: m, now: time.Now}, nil
+}
+
+// response is the JSON body of every answer.
+type response struct {
+	Status    string `json:"status"`
+	Error     string `json:"error,omitempty"`
+	EventID   string `json:"event_id,omitempty"`
+	Alerts    int    `json:"alerts,omitempty"`
+	Truncated uint64 `json:"truncated_alerts,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// ServeHTTP implements http.Handler.
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := rc.now()
+	result := rc.serve(w, r)
+	rc.m.requests.WithLabelValues(result).Inc()
+	rc.m.duration.WithLabelValues(result).Observe(rc.now().Sub(start).Seconds())
+}
+
+func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		reply(w, http.StatusMethodNotAllowed, response{Status: "error", Error: "method not allowed: use POST"})
+		return "method_not_allowed"
+	}
+	if rc.auth.Configured() && !rc.auth.check(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="incidentbot", Basic realm="incidentbot"`)
+		reply(w, http.StatusUnauthorized, response{Status: "error", Error: "unauthorized"})
+		rc.log.Warn("alertmanager webhook rejected: bad or missing credentials", "remote", r.RemoteAddr)
+		return "unauthorized"
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rc.maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			reply(w, http.StatusRequestEntityTooLarge, response{Status: "error", Error: "body exceeds " + formatBytes(rc.maxBodyBytes)})
+			rc.log.Warn("alertmanager webhook rejected: body too large", "limit", rc.maxBodyBytes, "remote", r.RemoteAddr)
+			return "too_large"
+		}
+		reply(w, http.StatusBadRequest, response{Status: "error", Error: "read body: " + err.Error()})
+		return "malformed"
+	}
+	msg, err := Decode(body)
+	if err != nil {
+		reply(w, http.StatusBadRequest, response{Status: "error", Error: err.Error()})
+		rc.log.Warn("alertmanager webhook rejected: malformed", "err", err, "remote", r.RemoteAddr)
+		return "malformed"
+	}
+	ev := bus.Event{
+		ID:      msg.EventID(),
+		Source:  "alertmanager",
+		Type:    "alertmanager.notification",
+		Time:    rc.now(),
+		Subject: msg.GroupKey,
+		Data:    body,
+	}
+	res, err := rc.pub.Publish(r.Context(), ev)
+	if err != nil {
+		// The bus did not acknowledge: nothing is lost as long as
+		// Alertmanager retries, which it does on 5xx only.
+		w.Header().Set("Retry-After", "5")
+		reply(w, http.StatusServiceUnavailable, response{Status: "error", Error: "event bus unavailable; retry"})
+		rc.log.Error("alertmanager webhook: publish failed", "event", ev.ID, "group", msg.GroupKey, "err", err)
+		if errors.Is(err, context.Canceled) {
+			return "canceled"
+		}
+		return "unavailable"
+	}
+	rc.m.alerts.WithLabelValues("firing").Add(float64(len(msg.Alerts.Firing())))
+	rc.m.alerts.WithLabelValues("resolved").Add(float64(len(msg.Alerts.Resolved())))
+	if msg.TruncatedAlerts > 0 {
+		rc.log.Warn("alertmanager truncated the notification (max_alerts)", "group", msg.GroupKey, "truncated", msg.TruncatedAlerts)
+	}
+	reply(w, http.StatusOK, response{Status: "accepted", EventID: ev.ID, Alerts: len(msg.Alerts), Truncated: msg.TruncatedAlerts, Duplicate: res.Duplicate})
+	if res.Duplicate {
+		return "duplicate"
+	}
+	return "accepted"
+}
+
+func reply(w http.ResponseWriter, code int, body response) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return itoa(n>>20) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return itoa(n>>10) + " KiB"
+	}
+	return itoa(n) + " bytes"
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	alerts   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "incidentbot", Name: "webhooks_total",
+			Help:        "Webhook requests by source and result.",
+			ConstLabels: prometheus.Labels{"source": "alertmanager"},
+		}, []string{"result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "incidentbot", Name: "webhook_duration_seconds",
+			Help:        "Time to authenticate, decode and durably publish a webhook.",
+			ConstLabels: prometheus.Labels{"source": "alertmanager"},
+			Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"result"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "incidentbot", Name: "alerts_received_total",
+			Help: "Alerts received from Alertmanager, by status.",
+		}, []string{"status"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.alerts} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
