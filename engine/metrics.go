@@ -1,0 +1,40 @@
+package engine
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the engine's Prometheus metrics.
+type Metrics struct {
+	events        *prometheus.CounterVec
+	processing    *prometheus.HistogramVec
+	endToEnd      *prometheus.HistogramVec
+	transitions   *prometheus.CounterVec
+	notifications *prometheus.CounterVec
+	notifyLatency *prometheus.HistogramVec
+	open          *prometheus.GaugeVec
+}
+
+// NewMetrics creates the engine's metrics and registers them on reg (nil
+// registers nothing).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	buckets := []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	m := &Metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "incidentbot", Name: "events_processed_total",
+			Help: "Events the engine processed, by source and result (ok, retry, poison)."}, []string{"source", "result"}),
+		processing: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "incidentbot", Name: "event_processing_seconds",
+			Help: "Time to process one event: state change and notifications.", Buckets: buckets}, []string{"source"}),
+		endToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "incidentbot", Name: "event_to_notified_seconds",
+			Help: "Time from an event's arrival to its notifications being delivered.", Buckets: buckets}, []string{"source"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "incidentbot", Name: "incident_transitions_total",
+			Help: "Incident state changes (opened, updated, reopened, resolved)."}, []string{"change"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "incidentbot", Name: "notifications_total",
+			Help: "Notifications sent, by sink, operation and result."}, []string{"sink", "op", "result"}),
+		notifyLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "incidentbot", Name: "notification_duration_seconds",
+			Help: "Time for one notification call including retries.", Buckets: buckets}, []string{"sink", "op"}),
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "incidentbot", Name: "open_incidents",
+			Help: "Incidents not resolved, by severity."}, []string{"severity"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.events, m.processing, m.endToEnd, m.transitions, m.notifications, m.notifyLatency, m.open)
+	}
+	return m
+}
