@@ -255,9 +255,6 @@ func (e *Engine) view(ctx context.Context, rec *Record) (Runbook, notify.Inciden
 		}
 		inc.Alerts = append(inc.Alerts, na)
 	}
-	if r.RunbookURL != "" {
-		inc.Links = append(inc.Links, notify.Link{Text: "Runbook", URL: r.RunbookURL})
-	}
 	return rb, inc
 }
 

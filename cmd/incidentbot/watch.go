@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/incidentbot/incidentbot/app"
+	"github.com/incidentbot/incidentbot/bus"
+)
+
+// watch runs only the Solana watchers, publishing to a shared NATS, so
+// they can run as their own replicas. It serves /metrics (the solana_*
+// metrics the course's alert rules query) and /healthz on listen.
+func watch(ctx context.Context, args []string, _, stderr io.Writer, environ []string) error {
+	fs := newFlags("watch", stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	listen := fs.String("listen", "", "HTTP listen address for /metrics (overrides listen)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	cfg, err := loadConfig(*cfgPath, environ)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if cfg.Bus.URL == "" {
+		return errors.New("watch publishes to a shared NATS: set bus.url (INCIDENTBOT_BUS_URL); serve runs the watchers itself")
+	}
+	if !cfg.Solana.Enabled() {
+		return errors.New("watch: no solana.endpoints configured")
+	}
+	log := app.Logger(cfg, stderr)
+	b, err := bus.Open(ctx, cfg.Bus, log.With("component", "bus"))
+	if err != nil {
+		return err
+	}
+	defer b.Drain(5 * time.Second)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := newWatchers(ctx, cfg, b, reg, log)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	log.Info("solana watchers running", "metrics", ln.Addr().String())
+	return w.Run(ctx)
+}

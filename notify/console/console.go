@@ -1,0 +1,209 @@
+// Package console is the sink used when Slack or PagerDuty are not
+// configured: it prints what would have been posted or paged as readable
+// text, so `make run` without tokens still shows the whole flow. It
+// implements notify.Chat and notify.Pager.
+package console
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/incidentbot/incidentbot/notify"
+)
+
+// Console writes cards, replies and pages to an io.Writer. It is safe for
+// concurrent use: each card or page is written in one piece.
+type Console struct {
+	mu  sync.Mutex
+	w   io.Writer
+	seq int
+	// Observer, when set, is told the outcome of every call.
+	Observer notify.Observer
+}
+
+var (
+	_ notify.Chat  = (*Console)(nil)
+	_ notify.Pager = (*Console)(nil)
+)
+
+// New returns a Console writing to w.
+func New(w io.Writer) *Console { return &Console{w: w} }
+
+// PostCard prints the card and returns a ref such as
+// {Channel: "#incidents", TS: "console-1"}.
+func (c *Console) PostCard(ctx context.Context, channel string, inc notify.Incident) (notify.CardRef, error) {
+	start := time.Now()
+	c.mu.Lock()
+	c.seq++
+	ref := notify.CardRef{Channel: channel, TS: fmt.Sprintf("console-%d", c.seq)}
+	err := c.write("┏━ card %s %s (new)\n%s┗━\n", ref.Channel, ref.TS, Card(inc))
+	c.mu.Unlock()
+	c.Observer.Observe("console", "post_card", start, err)
+	if err != nil {
+		return notify.CardRef{}, err
+	}
+	return ref, nil
+}
+
+// UpdateCard prints the card again, marked as an edit of ref.
+func (c *Console) UpdateCard(ctx context.Context, ref notify.CardRef, inc notify.Incident) error {
+	start := time.Now()
+	c.mu.Lock()
+	err := c.write("┏━ card %s %s (updated)\n%s┗━\n", ref.Channel, ref.TS, Card(inc))
+	c.mu.Unlock()
+	c.Observer.Observe("console", "update_card", start, err)
+	return err
+}
+
+// Reply prints u as a reply in ref's thread.
+func (c *Console) Reply(ctx context.Context, ref notify.CardRef, inc notify.Incident, u notify.Update) error {
+	start := time.Now()
+	text := strings.TrimSpace(u.Text)
+	if u.Kind != "" {
+		text = "[" + u.Kind + "] " + text
+	}
+	c.mu.Lock()
+	err := c.write("  ↳ %s %s %s: %s\n", ref.Channel, ref.TS, inc.ID, indent(text, "    "))
+	c.mu.Unlock()
+	c.Observer.Observe("console", "reply", start, err)
+	return err
+}
+
+// Page prints the page. The routing key is never printed, only whether
+// the page carries its own.
+func (c *Console) Page(ctx context.Context, p notify.Page) error {
+	start := time.Now()
+	routing := "default"
+	if p.RoutingKey != "" {
+		routing = "page's own"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "☎  PAGE %s dedup_key=%s routing_key=<%s>\n", strings.ToUpper(string(p.Action)), p.DedupKey, routing)
+	if p.Action == notify.PageTrigger {
+		inc := p.Incident
+		fmt.Fprintf(&b, "   %s %s %s: %s\n", notify.SeverityEmoji(inc.Severity), inc.Severity, inc.ID, oneLine(inc.Title))
+		if inc.Summary != "" {
+			fmt.Fprintf(&b, "   %s\n", oneLine(inc.Summary))
+		}
+	}
+	c.mu.Lock()
+	err := c.write("%s", b.String())
+	c.mu.Unlock()
+	c.Observer.Observe("console", "page_"+string(p.Action), start, err)
+	return err
+}
+
+// write prints under c.mu; a failed write is a permanent error.
+func (c *Console) write(format string, args ...any) error {
+	if _, err := fmt.Fprintf(c.w, format, args...); err != nil {
+		return &notify.Error{Op: "console write", Err: err}
+	}
+	return nil
+}
+
+// Card renders the incident as plain text, the console's card.
+func Card(inc notify.Incident) string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, "┃ "+format+"\n", args...) }
+
+	emoji := notify.SeverityEmoji(inc.Severity)
+	if inc.Status == notify.StatusResolved {
+		emoji = notify.StatusEmoji(notify.StatusResolved)
+	}
+	line("%s %s · %s", emoji, inc.ID, oneLine(inc.Title))
+	status := fmt.Sprintf("%s %s · %s", notify.StatusEmoji(inc.Status), notify.StatusWord(inc.Status), inc.Severity)
+	if inc.Status == notify.StatusAcknowledged && inc.AcknowledgedBy != "" {
+		status += " · by " + inc.AcknowledgedBy
+	}
+	if !inc.StartedAt.IsZero() {
+		status += " · started " + inc.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC")
+	}
+	if inc.Status == notify.StatusResolved {
+		status += " · resolved after " + notify.HumanDuration(inc.Duration())
+	}
+	if inc.Reopened > 0 {
+		status += fmt.Sprintf(" · reopened %d×", inc.Reopened)
+	}
+	line("%s", status)
+	if inc.Summary != "" {
+		line("%s", indent(inc.Summary, "┃ "))
+	}
+	if len(inc.Labels) > 0 {
+		var ls []string
+		for _, k := range notify.SortedKeys(inc.Labels) {
+			ls = append(ls, k+"="+inc.Labels[k])
+		}
+		line("labels: %s", strings.Join(ls, " "))
+	}
+	if len(inc.Alerts) > 0 || inc.TruncatedAlerts > 0 {
+		firing, resolved := inc.Counts()
+		line("alerts: %d firing, %d resolved", firing, resolved)
+		for i, a := range inc.Alerts {
+			if i == 10 {
+				line("  +%d more", len(inc.Alerts)-10)
+				break
+			}
+			line("  %s %s — %s", notify.StatusEmoji(a.Status), a.Name, oneLine(a.Summary))
+		}
+		if inc.TruncatedAlerts > 0 {
+			line("  ⚠ Alertmanager left out %d more alerts (max_alerts)", inc.TruncatedAlerts)
+		}
+	}
+	if len(inc.Assessment) > 0 {
+		line("assessment:")
+		for i, s := range inc.Assessment {
+			if s.Link != "" {
+				line("  %d. %s <%s>", i+1, oneLine(s.Text), s.Link)
+			} else {
+				line("  %d. %s", i+1, oneLine(s.Text))
+			}
+		}
+	}
+	if len(inc.Remediation) > 0 {
+		line("proposed remediation (dry run):")
+		for i, p := range inc.Remediation {
+			line("  %d. %s [%s]", i+1, oneLine(p.Title), p.Action)
+			switch {
+			case p.Error != "":
+				line("     ⚠ plan unavailable: %s", oneLine(p.Error))
+			case p.Plan != "":
+				line("     %s", indent(p.Plan, "┃      "))
+			}
+			policy := "needs approval"
+			if p.Automatic {
+				policy = "automatic"
+			}
+			if p.Approval != "" {
+				policy += ": " + oneLine(p.Approval)
+			}
+			line("     %s", policy)
+		}
+	}
+	if len(inc.Escalation) > 0 {
+		line("escalation:")
+		for _, l := range inc.Escalation {
+			when := "immediately"
+			if l.After > 0 {
+				when = "after " + notify.HumanDuration(l.After)
+			}
+			line("  %s — %s → %s", l.Name, when, l.Who)
+		}
+	}
+	if inc.RunbookURL != "" {
+		line("runbook: %s", inc.RunbookURL)
+	}
+	for _, l := range inc.Links {
+		line("%s: %s", l.Text, l.URL)
+	}
+	return b.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func indent(s, prefix string) string {
+	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
+}
