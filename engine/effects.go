@@ -79,7 +79,7 @@ func (e *Engine) reconcileChat(ctx context.Context, key string) error {
 // postCard claims the right to post, posts, and records where the card is.
 func (e *Engine) postCard(ctx context.Context, key string, rec *Record, rev uint64, rb Runbook, view notify.Incident) error {
 	if !rec.Slack.PostingSince.IsZero() && e.now().Sub(rec.Slack.PostingSince) < e.cfg.ClaimTimeout {
-		return bus.Retry(errClaimed, 5*time.Second)
+		return bus.Retry(errClaimed, min(5*time.Second, e.cfg.ClaimTimeout))
 	}
 	channel := rb.Route(rec.Severity).Channel
 	claimed := clone(rec)

@@ -1,0 +1,230 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/incidentbot/incidentbot/rpcview"
+)
+
+// HealthiestBackup is the solana.switch_rpc url value that picks the
+// healthiest backup endpoint from the RPC view when the plan is made.
+const HealthiestBackup = "healthiest_backup"
+
+// SwitchRPCParams are solana.switch_rpc's parameters.
+type SwitchRPCParams struct {
+	Namespace  Template `yaml:"namespace"`
+	Deployment Template `yaml:"deployment"`
+	Container  Template `yaml:"container"`
+	// Env is the variable holding the app's RPC URL, SOLANA_RPC_URL by default.
+	Env Template `yaml:"env"`
+	// URL is an explicit endpoint URL or "healthiest_backup".
+	URL Template `yaml:"url"`
+}
+
+// SwitchRPC points the app at another Solana RPC endpoint
+// (`kubectl set env deployment/api SOLANA_RPC_URL=<backup>`).
+var SwitchRPC Action = spec[SwitchRPCParams]{
+	desc: Description{
+		Name: "solana.switch_rpc",
+		Description: "Point a deployment at another Solana RPC endpoint by setting its RPC URL variable; " +
+			"url: healthiest_backup picks the healthiest backup from the RPC watcher's live view.",
+		Params: []Param{paramNamespace, paramDeployment, paramContainer,
+			{Name: "env", Type: "template", Default: "SOLANA_RPC_URL", Description: "environment variable holding the RPC URL"},
+			{Name: "url", Type: "template", Required: true, Description: "http(s) URL, or healthiest_backup"},
+		},
+		Example: `id: switch-rpc
+title: Switch to backup RPC
+action: solana.switch_rpc
+params:
+  namespace: solana-dapps
+  deployment: api
+  env: SOLANA_RPC_URL
+  url: healthiest_backup
+`,
+		RBAC: []Permission{rbacDeploymentPatch},
+	},
+	check: func(p *SwitchRPCParams, v *validator) {
+		checkDeployment(v, p.Namespace, p.Deployment)
+		v.check("container", p.Container, checkContainer)
+		if p.Env.IsZero() {
+			p.Env = MustTemplate("SOLANA_RPC_URL")
+		}
+		v.check("env", p.Env, checkEnvName)
+		if v.required("url", p.URL) {
+			v.check("url", p.URL, checkRPCURL)
+		}
+	},
+	plan: func(ctx context.Context, p *SwitchRPCParams, data PlanData) (string, error) {
+		ns, d, err := renderDeployment(p.Namespace, p.Deployment, data)
+		if err != nil {
+			return "", err
+		}
+		c, err := render("container", p.Container, data, checkContainer)
+		if err != nil {
+			return "", err
+		}
+		env, err := render("env", p.Env, data, checkEnvName)
+		if err != nil {
+			return "", err
+		}
+		u, err := render("url", p.URL, data, checkRPCURL)
+		if err != nil {
+			return "", err
+		}
+		prefix := fmt.Sprintf("%s: set %s → ", target("deployment", ns, d), env)
+		if u != HealthiestBackup {
+			return prefix + RedactURL(u) + inContainer(c), nil
+		}
+		b, how, err := healthiestBackup(ctx, data)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s%s (%s)%s", prefix, RedactURL(b.URL), how, inContainer(c)), nil
+	},
+}
+
+func checkRPCURL(s string) error {
+	if s == HealthiestBackup {
+		return nil
+	}
+	if err := checkURL(s); err != nil {
+		return fmt.Errorf("%w; want an http(s) URL or %s", err, HealthiestBackup)
+	}
+	return nil
+}
+
+// healthiestBackup picks the backup endpoint: from the live RPC view when
+// there is one, else from the signal's healthiest_backup field (what the
+// watcher saw when it fired).
+func healthiestBackup(ctx context.Context, data PlanData) (rpcview.Endpoint, string, error) {
+	var why string
+	if data.RPC == nil {
+		why = "no RPC view: no Solana RPC watcher is configured"
+	} else {
+		v, err := data.RPC.View(ctx)
+		switch {
+		case err != nil:
+			why = err.Error()
+		default:
+			if e, ok := v.HealthiestBackup(); ok {
+				return e, fmt.Sprintf("healthiest backup %q, lag %d slots", e.Name, e.SlotLag), nil
+			}
+			why = fmt.Sprintf("the RPC view lists no healthy backup endpoint (%d endpoints)", len(v.Endpoints))
+		}
+	}
+	if e, ok := backupFromFields(data.Fields); ok {
+		return e, fmt.Sprintf("healthiest backup %q as reported when the alert fired; live view unavailable: %s", e.Name, why), nil
+	}
+	return rpcview.Endpoint{}, "", errors.New("no healthy backup RPC endpoint to switch to: " + why + "; pick an endpoint by hand")
+}
+
+func backupFromFields(f map[string]any) (rpcview.Endpoint, bool) {
+	m, ok := f["healthiest_backup"].(map[string]any)
+	if !ok {
+		return rpcview.Endpoint{}, false
+	}
+	name, _ := m["name"].(string)
+	u, _ := m["url"].(string)
+	if checkURL(u) != nil {
+		return rpcview.Endpoint{}, false
+	}
+	return rpcview.Endpoint{Name: name, URL: u, Role: rpcview.RoleBackup, Healthy: true}, true
+}
+
+// RedactURL hides credentials an RPC URL may carry (user info, query
+// values such as api-key) so plans can be shown in chat.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<invalid url>"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"REDACTED"}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return strings.ReplaceAll(u.String(), "REDACTED", "<secret>")
+}
+
+// ProgramRollbackParams are solana.program_rollback's parameters.
+type ProgramRollbackParams struct {
+	// Program is the program id.
+	Program Template `yaml:"program"`
+	// Buffer is the staged buffer account holding the previous binary.
+	Buffer Template `yaml:"buffer"`
+	// Cluster is mainnet-beta (default), devnet, testnet or an RPC URL.
+	Cluster Template `yaml:"cluster"`
+}
+
+// ProgramRollback redeploys a program from a staged buffer holding its
+// previous binary (`solana program deploy <previous-binary>`).
+var ProgramRollback Action = spec[ProgramRollbackParams]{
+	desc: Description{
+		Name:        "solana.program_rollback",
+		Description: "Roll a Solana program back by upgrading it from a staged buffer that holds the previous binary; the upgrade authority (multisig) must sign.",
+		Params: []Param{
+			{Name: "program", Type: "template", Required: true, Description: "program id (base58)"},
+			{Name: "buffer", Type: "template", Required: true, Description: "buffer account with the previous binary (base58)"},
+			{Name: "cluster", Type: "template", Default: "mainnet-beta", Description: "mainnet-beta, devnet, testnet or an RPC URL"},
+		},
+		Example: `id: rollback-program
+title: Roll back the escrow program
+action: solana.program_rollback
+params:
+  program: "{{ .Labels.program }}"
+  buffer: 9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin
+`,
+		Needs: []string{"solana upgrade authority"},
+	},
+	check: func(p *ProgramRollbackParams, v *validator) {
+		if v.required("program", p.Program) {
+			v.check("program", p.Program, checkBase58("program id"))
+		}
+		if v.required("buffer", p.Buffer) {
+			v.check("buffer", p.Buffer, checkBase58("buffer address"))
+		}
+		if p.Cluster.IsZero() {
+			p.Cluster = MustTemplate("mainnet-beta")
+		}
+		v.check("cluster", p.Cluster, checkCluster)
+		if p.Program.Static() && p.Buffer.Static() && p.Program.String() == p.Buffer.String() {
+			v.fail("buffer", "is the program id itself")
+		}
+	},
+	plan: func(_ context.Context, p *ProgramRollbackParams, data PlanData) (string, error) {
+		prog, err := render("program", p.Program, data, checkBase58("program id"))
+		if err != nil {
+			return "", err
+		}
+		buf, err := render("buffer", p.Buffer, data, checkBase58("buffer address"))
+		if err != nil {
+			return "", err
+		}
+		cl, err := render("cluster", p.Cluster, data, checkCluster)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("program %s on %s: upgrade from staged buffer %s (solana program deploy --program-id %s --buffer %s); needs the upgrade authority's signature",
+			prog, RedactURL(cl), buf, prog, buf), nil
+	},
+}
+
+func checkCluster(s string) error {
+	switch s {
+	case "mainnet-beta", "devnet", "testnet", "localnet":
+		return nil
+	}
+	if checkURL(s) == nil {
+		return nil
+	}
+	return fmt.Errorf("%q is not a cluster (mainnet-beta, devnet, testnet, localnet or an http(s) URL)", s)
+}

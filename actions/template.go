@@ -1,0 +1,111 @@
+package actions
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Template is a string that may hold Go text/template expressions over
+// PlanData ({{ .Labels.namespace }}). Its syntax is checked when the
+// runbook loads; it is rendered when a plan is made.
+type Template struct {
+	raw string
+	t   *template.Template
+}
+
+// maxTemplateOutput bounds a rendered template.
+const maxTemplateOutput = 64 << 10
+
+// Funcs are the functions templates may call besides text/template's own.
+var Funcs = template.FuncMap{
+	"default": func(def string, v any) string {
+		if s := fmt.Sprint(v); v != nil && s != "" && s != "<no value>" {
+			return s
+		}
+		return def
+	},
+	"lower":     strings.ToLower,
+	"upper":     strings.ToUpper,
+	"trimSpace": strings.TrimSpace,
+	"percent": func(v any) string {
+		switch f := v.(type) {
+		case float64:
+			return fmt.Sprintf("%.1f%%", f*100)
+		case float32:
+			return fmt.Sprintf("%.1f%%", f*100)
+		}
+		return fmt.Sprint(v)
+	},
+}
+
+// ParseTemplate checks s's template syntax.
+func ParseTemplate(s string) (Template, error) {
+	if !strings.Contains(s, "{{") {
+		return Template{raw: s}, nil
+	}
+	t, err := template.New("").Option("missingkey=zero").Funcs(Funcs).Parse(s)
+	if err != nil {
+		return Template{}, fmt.Errorf("invalid template: %s", strings.TrimPrefix(err.Error(), "template: :"))
+	}
+	return Template{raw: s, t: t}, nil
+}
+
+// MustTemplate is ParseTemplate for literals known to be valid; it panics
+// otherwise.
+func MustTemplate(s string) Template {
+	t, err := ParseTemplate(s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// UnmarshalStrictYAML decodes and parses a template string.
+func (t *Template) UnmarshalStrictYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Tag == "!!bool" {
+		return errors.New("expected a string")
+	}
+	p, err := ParseTemplate(n.Value)
+	if err != nil {
+		return err
+	}
+	*t = p
+	return nil
+}
+
+// String is the template's source text.
+func (t Template) String() string { return t.raw }
+
+// IsZero reports whether the template is empty.
+func (t Template) IsZero() bool { return t.raw == "" }
+
+// Static reports whether the template has no expressions, so its value is
+// known at load time.
+func (t Template) Static() bool { return t.t == nil }
+
+// Render executes the template with data. A missing map key renders as
+// the empty string ("<no value>" never reaches a plan).
+func (t Template) Render(data any) (string, error) {
+	if t.t == nil {
+		return t.raw, nil
+	}
+	var b limitedBuffer
+	if err := t.t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("render %q: %s", t.raw, strings.TrimPrefix(err.Error(), "template: :"))
+	}
+	return strings.ReplaceAll(b.String(), "<no value>", ""), nil
+}
+
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > maxTemplateOutput {
+		return 0, errors.New("output too long")
+	}
+	return b.Buffer.Write(p)
+}

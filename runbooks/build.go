@@ -1,0 +1,289 @@
+package runbooks
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/actions/strictyaml"
+	"github.com/incidentbot/incidentbot/notify"
+	"github.com/incidentbot/incidentbot/rules"
+)
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	stepIDRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	approverRE = regexp.MustCompile(`^([UWS][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*|role:[a-z0-9][a-z0-9_-]*)$`)
+	userIDRE   = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
+	channelRE  = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]*|[CG][A-Z0-9]{2,})$`)
+)
+
+// build decodes and validates one runbook document.
+func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
+	var sp runbookSpec
+	c.add(strictyaml.Decode(doc, "", &sp))
+	r := &Runbook{
+		Name:         sp.Name,
+		Description:  sp.Description,
+		Priority:     sp.Priority,
+		Fallback:     sp.Fallback,
+		Detection:    sp.Detection,
+		File:         c.file,
+		Line:         locate(doc, "name").Line,
+		title:        sp.Title,
+		summary:      sp.Summary,
+		runbookURL:   sp.RunbookURL,
+		PostIncident: sp.PostIncident,
+	}
+	if sp.Name != "" && !nameRE.MatchString(sp.Name) {
+		c.fail("name", "%q is not a valid runbook name (lower-case letters, digits, '.', '_', '-')", sp.Name)
+	}
+	// match
+	r.Selector = rules.Selector{Sources: sp.Match.Sources, Types: sp.Match.Types}
+	for _, m := range sp.Match.Matchers {
+		r.Selector.Matchers = append(r.Selector.Matchers, m.ms...)
+	}
+	for i, s := range sp.Match.Sources {
+		if strings.TrimSpace(s) == "" {
+			c.fail(strictyaml.Index("match.sources", i), "empty source")
+		}
+	}
+	for i, t := range sp.Match.Types {
+		if strings.TrimSpace(t) == "" {
+			c.fail(strictyaml.Index("match.types", i), "empty type")
+		}
+	}
+	if !sp.Fallback && len(sp.Match.Types) == 0 && len(sp.Match.Matchers) == 0 {
+		c.fail("match", "needs types or matchers (or fallback: true for a catch-all)")
+	}
+	r.severity = buildSeverity(c, sp.Severity)
+	r.routes = buildRoutes(c, sp.Routing)
+	for _, s := range sp.Assessment {
+		r.assessment = append(r.assessment, step{text: s.Text, link: s.Link})
+	}
+	ids := map[string]string{}
+	for i, cs := range sp.Causes {
+		cause := Cause{Name: cs.Name, Symptoms: cs.Symptoms, Check: cs.Check}
+		for j, rs := range cs.Remediation {
+			p := fmt.Sprintf("causes[%d].remediation[%d]", i, j)
+			if st := buildStep(c, reg, p, rs, ids); st != nil {
+				st.Cause = cs.Name
+				r.Remediation = append(r.Remediation, st)
+				cause.Steps = append(cause.Steps, st.ID)
+			}
+		}
+		r.Causes = append(r.Causes, cause)
+	}
+	for j, rs := range sp.Remediation {
+		if st := buildStep(c, reg, fmt.Sprintf("remediation[%d]", j), rs, ids); st != nil {
+			r.Remediation = append(r.Remediation, st)
+		}
+	}
+	var prev time.Duration
+	for i, e := range sp.Escalation {
+		after := time.Duration(e.After)
+		if i > 0 && after <= prev {
+			c.fail(strictyaml.Index("escalation", i)+".after", "%s is not after the previous level (%s)", after, prev)
+		}
+		prev = after
+		r.Escalation = append(r.Escalation, notify.EscalationLevel{Name: e.Name, After: after, Who: e.Notify})
+	}
+	if len(r.Remediation) == 0 && !sp.Fallback {
+		c.warn("", "runbook %q has no remediation steps", sp.Name)
+	}
+	if len(sp.Assessment) == 0 {
+		c.warn("", "runbook %q has no assessment steps", sp.Name)
+	}
+	if len(sp.Escalation) == 0 {
+		c.warn("", "runbook %q has no escalation levels", sp.Name)
+	}
+	return r
+}
+
+func buildSeverity(c *collector, sp severitySpec) severityRule {
+	sr := severityRule{label: sp.Label, def: DefaultSeverity, m: map[string]notify.Severity{}}
+	if sr.label == "" {
+		sr.label = DefaultSeverityLabel
+	}
+	parse := func(p, v string) notify.Severity {
+		s, ok := parseSeverity(v)
+		if !ok {
+			c.fail(p, "unknown severity %q: want critical, warning or info", v)
+		}
+		return s
+	}
+	if sp.Default != "" {
+		sr.def = parse("severity.default", sp.Default)
+	}
+	if sp.Fixed != "" {
+		sr.fixed = parse("severity.fixed", sp.Fixed)
+	}
+	for _, k := range slices.Sorted(maps.Keys(sp.Map)) {
+		sr.m[strings.ToLower(k)] = parse("severity.map."+k, sp.Map[k])
+	}
+	return sr
+}
+
+func buildRoutes(c *collector, sp routingSpec) map[notify.Severity]Route {
+	routes := DefaultRouting()
+	for sev, rs := range map[notify.Severity]*routeSpec{
+		notify.SeverityCritical: sp.Critical, notify.SeverityWarning: sp.Warning, notify.SeverityInfo: sp.Info,
+	} {
+		if rs == nil {
+			continue
+		}
+		rt := routes[sev]
+		p := "routing." + string(sev)
+		if rs.Channel != "" {
+			if !channelRE.MatchString(rs.Channel) {
+				c.fail(p+".channel", "%q is not a Slack channel (#name or a channel id)", rs.Channel)
+			}
+			rt.Channel = rs.Channel
+		}
+		if rs.Page != nil {
+			rt.Page = *rs.Page
+		}
+		rt.PagerDutyKey = rs.PagerDutyKeyRef
+		if rt.PagerDutyKey != "" && !rt.Page {
+			c.warn(p+".pagerduty_key_ref", "set but %s does not page", sev)
+		}
+		switch {
+		case sev == notify.SeverityCritical && !rt.Page:
+			c.warn(p+".page", "critical does not page (the course's rule: critical pages)")
+		case sev != notify.SeverityCritical && rt.Page:
+			c.warn(p+".page", "%s pages (the course's rule: only critical pages, warning goes to Slack)", sev)
+		}
+		routes[sev] = rt
+	}
+	return routes
+}
+
+// buildStep validates one remediation step; ids collects the step ids
+// already used in the runbook.
+func buildStep(c *collector, reg *actions.Registry, p string, rs remediationSpec, ids map[string]string) *Remediation {
+	st := &Remediation{ID: rs.ID, Title: rs.Title, Action: rs.Action, Cooldown: DefaultCooldown}
+	ok := true
+	if rs.ID != "" {
+		if !stepIDRE.MatchString(rs.ID) {
+			c.fail(p+".id", "%q is not a valid step id (lower-case letters, digits, '_', '-')", rs.ID)
+			ok = false
+		}
+		if prev, dup := ids[rs.ID]; dup {
+			c.fail(p+".id", "duplicate step id %q (also %s)", rs.ID, prev)
+			ok = false
+		}
+		ids[rs.ID] = p
+	}
+	if rs.Action != "" {
+		a, found := reg.Lookup(rs.Action)
+		if !found {
+			c.fail(p+".action", "unknown action %q%s", rs.Action, closest(rs.Action, reg.Names()))
+			ok = false
+		} else {
+			params := &rs.Params
+			if params.Kind == 0 {
+				params = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: locate(c.root, p).Line}
+			}
+			b, err := a.Load(params, p)
+			if err != nil {
+				c.add(err)
+				ok = false
+			}
+			st.Bound = b
+		}
+	}
+	if rs.Cooldown != nil {
+		st.Cooldown = time.Duration(*rs.Cooldown)
+	}
+	if rs.Automatic != nil {
+		st.Automatic = *rs.Automatic
+	}
+	st.Approval = Approval{MinApprovals: DefaultMinApprovals, Expires: DefaultApprovalTTL}
+	if ap := rs.Approval; ap != nil {
+		st.Approval.Approvers = ap.Approvers
+		if ap.MinApprovals != nil {
+			st.Approval.MinApprovals = *ap.MinApprovals
+		}
+		if ap.AllowSelfApproval != nil {
+			st.Approval.AllowSelfApproval = *ap.AllowSelfApproval
+		}
+		if ap.Expires != nil {
+			st.Approval.Expires = time.Duration(*ap.Expires)
+		}
+	}
+	ap := st.Approval
+	for i, a := range ap.Approvers {
+		if !approverRE.MatchString(a) {
+			c.fail(strictyaml.Index(p+".approval.approvers", i), "%q is not a Slack user id (U…), group handle (@name) or role (role:name)", a)
+			ok = false
+		}
+	}
+	if ap.MinApprovals < 1 {
+		c.fail(p+".approval.min_approvals", "must be at least 1")
+		ok = false
+	}
+	if len(ap.Approvers) > 0 && !slices.ContainsFunc(ap.Approvers, func(a string) bool { return !userIDRE.MatchString(a) }) &&
+		ap.MinApprovals > len(ap.Approvers) {
+		c.fail(p+".approval.min_approvals", "%d approvals needed but only %d approvers listed", ap.MinApprovals, len(ap.Approvers))
+		ok = false
+	}
+	if ap.Expires <= 0 {
+		c.fail(p+".approval.expires", "must be positive")
+		ok = false
+	}
+	needsApproval := !st.Automatic && rs.Action != "manual"
+	if needsApproval && len(ap.Approvers) == 0 && rs.Action != "" {
+		c.fail(p+".approval.approvers", "required: who may approve %q (or set automatic: true)", rs.ID)
+		ok = false
+	}
+	if st.Automatic && rs.Approval != nil {
+		c.warn(p+".automatic", "automatic step runs without approval; its approval policy is ignored")
+	}
+	if !ok {
+		return nil
+	}
+	return st
+}
+
+// closest suggests the known name nearest to s.
+func closest(s string, names []string) string {
+	best, bestD := "", 4
+	for _, n := range names {
+		if d := levenshtein(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func levenshtein(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 99
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,118 @@
+package solana
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func validConfig() Config {
+	c := DefaultConfig()
+	c.Endpoints = []EndpointConfig{
+		{Name: "primary", URL: "https://rpc.example.com/?api-key=k", WSURL: "wss://rpc.example.com/?api-key=k", Role: "primary"},
+		{Name: "backup", URL: "https://backup.example.com", Role: "backup"},
+	}
+	c.Programs = []ProgramConfig{{Name: "payments", ID: programID, ExpectedAuthority: multisig}}
+	c.Wallets = []WalletConfig{{Name: "hot", Address: hotWallet, MinLamports: 1}}
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   []string // substrings of the error; none = valid
+	}{
+		{"valid", func(*Config) {}, nil},
+		{"immutable program", func(c *Config) { c.Programs[0].ExpectedAuthority = Immutable }, nil},
+		{"no endpoints", func(c *Config) { c.Endpoints = nil }, []string{"solana.endpoints: at least one"}},
+		{"bad endpoint", func(c *Config) {
+			c.Endpoints[1] = EndpointConfig{Name: "primary", URL: "ftp://x", WSURL: "http://x", Role: "spare"}
+		}, []string{"endpoints[1].name: duplicate", "endpoints[1].url", "endpoints[1].ws_url", "endpoints[1].role"}},
+		{"programs without ws", func(c *Config) { c.Endpoints[0].WSURL = "" }, []string{"no endpoint has a ws_url"}},
+		{"bad program", func(c *Config) { c.Programs[0].ID = "not-base58!"; c.Programs[0].ExpectedAuthority = "multisig" },
+			[]string{"programs[0].id", "programs[0].expected_authority"}},
+		{"missing authority", func(c *Config) { c.Programs[0].ExpectedAuthority = "" }, []string{"programs[0].expected_authority: empty"}},
+		{"bad wallet", func(c *Config) { c.Wallets[0] = WalletConfig{Name: "hot", Address: "x", MinLamports: 0} },
+			[]string{"wallets[0].address", "wallets[0].min_lamports"}},
+		{"bad numbers", func(c *Config) {
+			c.Health.Interval = 0
+			c.Health.UnhealthyAfter = 0
+			c.Tx.Threshold = 1.5
+			c.Tx.MinSamples = 0
+			c.Reconnect.Max = time.Millisecond
+		}, []string{"health.interval", "unhealthy_after", "tx.threshold", "tx.min_samples", "reconnect.max"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want errors %v", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "api-key=k") {
+				t.Errorf("error leaks a URL secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestConfigYAML(t *testing.T) {
+	doc := `
+endpoints:
+  - {name: primary, url: "https://rpc.example.com", ws_url: "wss://rpc.example.com", role: primary}
+programs:
+  - {name: payments, id: ` + programID + `, expected_authority: immutable}
+wallets:
+  - {name: hot, address: ` + hotWallet + `, min_lamports: 500000000}
+health: {interval: 5s, unhealthy_after: 4}
+tx: {window: 2m, threshold: 0.1, min_samples: 10}
+program_poll_interval: 30s
+balance_interval: 1m
+`
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewBufferString(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Health.Interval != 5*time.Second || c.Health.UnhealthyAfter != 4 || c.Health.Timeout != DefaultConfig().Health.Timeout ||
+		c.Tx.Window != 2*time.Minute || c.Wallets[0].MinLamports != 500000000 || c.Programs[0].ExpectedAuthority != Immutable {
+		t.Errorf("decoded %+v", c)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := map[string]string{
+		"https://rpc.example.com":                      "https://rpc.example.com",
+		"https://rpc.example.com/":                     "https://rpc.example.com",
+		"https://mainnet.helius-rpc.com/?api-key=abc":  "https://mainnet.helius-rpc.com/<redacted>",
+		"https://x.solana-mainnet.quiknode.pro/token/": "https://x.solana-mainnet.quiknode.pro/<redacted>",
+		"https://user:pass@rpc.example.com":            "https://rpc.example.com/<redacted>",
+		"wss://rpc.example.com:8900":                   "wss://rpc.example.com:8900",
+		"::not a url":                                  "<unparseable url>",
+	}
+	for in, want := range tests {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

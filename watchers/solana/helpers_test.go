@@ -1,0 +1,221 @@
+package solana
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/rpcview"
+	"github.com/incidentbot/incidentbot/signal"
+)
+
+// Fixture identities (shared/fixtures/solana/layouts/expected_decodes.json).
+const (
+	programID    = "AwRs5wYZ96zt2YjQb8oNhrfcmcyHWUNKc8hEtc3mz1hM"
+	programData  = "86kHhikiJxy2P7vQuTVKqun6wJG4CqXcRS7hiRb5xE5T"
+	multisig     = "2W4k99FPDtkLfVQrz7svQM2mjbx8u7dDxdU4JuXntNxb"
+	rogue        = "DUkqws8grdd1hFR8AnfRHehAx2baQ4N6nGJd1ii7xZC4"
+	hotWallet    = "2mCSrZ4KcQAzVhVNDiKVYVqQgKRY6maGDP7wczM7PGdp"
+	waitDeadline = 10 * time.Second
+)
+
+// recorder is an in-memory bus.Publisher that dedupes by event id like
+// JetStream does; it can be told to fail the first publishes.
+type recorder struct {
+	mu       sync.Mutex
+	events   []bus.Event
+	ids      map[string]bool
+	dupes    int
+	failNext int
+	attempts int
+}
+
+func newRecorder() *recorder { return &recorder{ids: map[string]bool{}} }
+
+func (r *recorder) Publish(_ context.Context, ev bus.Event) (bus.PublishResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempts++
+	if err := ev.Validate(); err != nil {
+		return bus.PublishResult{}, err
+	}
+	if r.failNext > 0 {
+		r.failNext--
+		return bus.PublishResult{}, bus.ErrUnavailable
+	}
+	if r.ids[ev.ID] {
+		r.dupes++
+		return bus.PublishResult{Stream: "EVENTS", Duplicate: true}, nil
+	}
+	r.ids[ev.ID] = true
+	r.events = append(r.events, ev)
+	return bus.PublishResult{Stream: "EVENTS", Sequence: uint64(len(r.events))}, nil
+}
+
+// ofType returns the stored events of a type with their decoded signals.
+func (r *recorder) ofType(typ string) ([]bus.Event, []signal.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var evs []bus.Event
+	var sigs []signal.Signal
+	for _, ev := range r.events {
+		if ev.Type == typ {
+			s, err := signal.Decode(ev.Data)
+			if err != nil {
+				panic(err)
+			}
+			evs = append(evs, ev)
+			sigs = append(sigs, s)
+		}
+	}
+	return evs, sigs
+}
+
+func (r *recorder) count(typ string) int { evs, _ := r.ofType(typ); return len(evs) }
+
+// memKV is an in-memory bus.KV.
+type memKV struct {
+	mu   sync.Mutex
+	data map[string]bus.Entry
+	rev  uint64
+}
+
+func newMemKV() *memKV { return &memKV{data: map[string]bus.Entry{}} }
+
+func (m *memKV) Get(_ context.Context, k string) (bus.Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.data[k]
+	if !ok {
+		return bus.Entry{}, bus.ErrKeyNotFound
+	}
+	return e, nil
+}
+
+func (m *memKV) Put(_ context.Context, k string, v []byte) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rev++
+	m.data[k] = bus.Entry{Key: k, Value: append([]byte(nil), v...), Revision: m.rev}
+	return m.rev, nil
+}
+
+func (m *memKV) Create(ctx context.Context, k string, v []byte) (uint64, error) {
+	if _, err := m.Get(ctx, k); err == nil {
+		return 0, bus.ErrKeyExists
+	}
+	return m.Put(ctx, k, v)
+}
+
+func (m *memKV) Update(ctx context.Context, k string, v []byte, rev uint64) (uint64, error) {
+	e, err := m.Get(ctx, k)
+	if err != nil || e.Revision != rev {
+		return 0, bus.ErrRevisionMismatch
+	}
+	return m.Put(ctx, k, v)
+}
+
+func (m *memKV) Delete(_ context.Context, k string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.data, k)
+	return nil
+}
+
+func (m *memKV) Keys(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ks []string
+	for k := range m.data {
+		ks = append(ks, k)
+	}
+	return ks, nil
+}
+
+// testConfig has tiny intervals; callers add endpoints, programs, wallets.
+func testConfig() Config {
+	c := DefaultConfig()
+	c.Health = HealthConfig{Interval: 20 * time.Millisecond, Timeout: 300 * time.Millisecond, UnhealthyAfter: 2, HealthyAfter: 2, MaxSlotLag: 50}
+	c.Tx = TxConfig{Window: time.Minute, Threshold: 0.5, MinSamples: 4}
+	c.ProgramPollInterval = time.Hour // tests drive the subscription unless they shorten it
+	c.BalanceInterval = 20 * time.Millisecond
+	c.Reconnect = BackoffConfig{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
+	c.PublishRetry = BackoffConfig{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}
+	return c
+}
+
+type harness struct {
+	w    *Watchers
+	pub  *recorder
+	kv   *memKV
+	reg  *prometheus.Registry
+	stop func()
+}
+
+// start builds and runs watchers; they stop at test cleanup.
+func start(t *testing.T, cfg Config, pub *recorder) *harness {
+	t.Helper()
+	if pub == nil {
+		pub = newRecorder()
+	}
+	kv := newMemKV()
+	reg := prometheus.NewRegistry()
+	w, err := New(cfg, pub, rpcview.Store{KV: kv}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	stop := func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	}
+	t.Cleanup(stop)
+	return &harness{w: w, pub: pub, kv: kv, reg: reg, stop: stop}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// programDataBytes builds a ProgramData header plus some ELF bytes.
+// auth "" writes option 0 but leaves stale key bytes behind, like a
+// real revocation does.
+func programDataBytes(slot uint64, auth []byte) []byte {
+	b := make([]byte, 48)
+	binary.LittleEndian.PutUint32(b[0:4], 3)
+	binary.LittleEndian.PutUint64(b[4:12], slot)
+	if auth != nil {
+		b[12] = 1
+		copy(b[13:45], auth)
+	} else {
+		for i := 13; i < 45; i++ {
+			b[i] = 0xAB // stale bytes of a revoked authority
+		}
+	}
+	copy(b[45:], []byte{0x7f, 'E', 'L'})
+	return b
+}
+
+var errBoom = errors.New("boom")

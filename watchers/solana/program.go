@@ -1,0 +1,233 @@
+package solana
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	solanago "github.com/gagliardetto/solana-go"
+	"github.com/gagliardetto/solana-go/rpc"
+	"github.com/gagliardetto/solana-go/rpc/ws"
+
+	"github.com/incidentbot/incidentbot/signal"
+)
+
+// programWatch follows one program's ProgramData account through an
+// account subscription, with a periodic poll as a safety net.
+//
+// solana.program.upgraded is a point event: it is published firing and
+// stays firing until a human resolves the incident; the watcher never
+// resolves it. solana.program.authority_changed is likewise firing only.
+type programWatch struct {
+	w        *Watchers
+	cfg      ProgramConfig
+	id, pda  solanago.PublicKey
+	expected *solanago.PublicKey // nil: immutable expected
+	pollNow  chan struct{}
+
+	mu         sync.Mutex
+	have       bool
+	ctxSlot    uint64
+	last       ProgramData
+	alertedFor string // authority last alerted on, "" when as expected
+}
+
+func newProgramWatch(w *Watchers, cfg ProgramConfig, id solanago.PublicKey) (*programWatch, error) {
+	pda, err := ProgramDataAddress(id)
+	if err != nil {
+		return nil, fmt.Errorf("program %q: %w", cfg.Name, err)
+	}
+	p := &programWatch{w: w, cfg: cfg, id: id, pda: pda, pollNow: make(chan struct{}, 1)}
+	if cfg.ExpectedAuthority != Immutable {
+		k := solanago.MustPublicKeyFromBase58(cfg.ExpectedAuthority) // validated
+		p.expected = &k
+	}
+	return p, nil
+}
+
+func (p *programWatch) runPoll(ctx context.Context) {
+	t := time.NewTicker(p.w.cfg.ProgramPollInterval)
+	defer t.Stop()
+	for {
+		if err := p.poll(ctx); err != nil && ctx.Err() == nil {
+			p.w.log.Warn("poll programdata", "program", p.cfg.Name, "err", p.w.sanitize(err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.pollNow:
+		}
+	}
+}
+
+func (p *programWatch) poll(ctx context.Context) error {
+	ep := p.w.pick(false)
+	offset, length := uint64(0), uint64(programDataMetaLen)
+	var out *rpc.GetAccountInfoResult
+	_, err := p.w.timed(ep, "getAccountInfo", func() (err error) {
+		cctx, cancel := context.WithTimeout(ctx, p.w.cfg.Health.Timeout)
+		defer cancel()
+		out, err = ep.client.GetAccountInfoWithOpts(cctx, p.pda, &rpc.GetAccountInfoOpts{
+			Encoding:   solanago.EncodingBase64,
+			Commitment: rpc.CommitmentConfirmed,
+			DataSlice:  &rpc.DataSlice{Offset: &offset, Length: &length},
+		})
+		return err
+	})
+	if errors.Is(err, rpc.ErrNotFound) {
+		return fmt.Errorf("programdata account %s not found (closed program?)", p.pda)
+	}
+	if err != nil {
+		return fmt.Errorf("getAccountInfo %s: %w", p.pda, err)
+	}
+	if out.Value == nil || out.Value.Data == nil {
+		return fmt.Errorf("getAccountInfo %s: empty account", p.pda)
+	}
+	p.observe(out.Context.Slot, out.Value.Data.GetBinary())
+	return nil
+}
+
+func (p *programWatch) runSubscription(ctx context.Context) {
+	delay := p.w.cfg.Reconnect.Min
+	for ctx.Err() == nil {
+		ep := p.w.pick(true)
+		streamed, err := p.session(ctx, ep)
+		if ctx.Err() != nil {
+			return
+		}
+		if streamed {
+			delay = p.w.cfg.Reconnect.Min
+		}
+		p.w.log.Warn("programdata subscription ended, reconnecting", "program", p.cfg.Name, "endpoint", ep.cfg.Name, "err", p.w.sanitize(err.Error()), "retry_in", delay)
+		if !sleep(ctx, delay) {
+			return
+		}
+		if !streamed {
+			delay = min(delay*2, p.w.cfg.Reconnect.Max)
+		}
+	}
+}
+
+func (p *programWatch) session(ctx context.Context, ep *endpoint) (bool, error) {
+	dctx, cancel := context.WithTimeout(ctx, p.w.cfg.Health.Timeout)
+	client, err := ws.Connect(dctx, ep.cfg.WSURL)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer client.Close() // never Unsubscribe: see txWatch.session
+	sub, err := client.AccountSubscribeWithOpts(p.pda, rpc.CommitmentConfirmed, solanago.EncodingBase64)
+	if err != nil {
+		return false, fmt.Errorf("accountSubscribe: %w", err)
+	}
+	// Catch up on whatever changed while disconnected.
+	select {
+	case p.pollNow <- struct{}{}:
+	default:
+	}
+	for {
+		res, err := sub.Recv(ctx)
+		if err != nil {
+			return true, fmt.Errorf("receive: %w", err)
+		}
+		if res.Value == nil || res.Value.Data == nil {
+			continue
+		}
+		p.observe(res.Context.Slot, res.Value.Data.GetBinary())
+	}
+}
+
+// observe handles one view of the ProgramData header seen at context slot
+// ctxSlot; views older than the last one handled are ignored so that a
+// lagging poll cannot undo a newer notification.
+func (p *programWatch) observe(ctxSlot uint64, data []byte) {
+	pd, err := DecodeProgramData(data)
+	if err != nil {
+		p.w.log.Warn("decode programdata", "program", p.cfg.Name, "err", err)
+		return
+	}
+	p.mu.Lock()
+	if p.have && ctxSlot < p.ctxSlot {
+		p.mu.Unlock()
+		return
+	}
+	first, prev := !p.have, p.last
+	p.have, p.ctxSlot, p.last = true, ctxSlot, pd
+	upgraded := !first && pd.Slot != prev.Slot
+	auth := pd.AuthorityString()
+	var authChanged bool
+	if p.matchesExpected(pd) {
+		p.alertedFor = ""
+	} else if auth != p.alertedFor {
+		p.alertedFor = auth
+		authChanged = true
+	}
+	p.mu.Unlock()
+
+	p.w.m.deploySlot.WithLabelValues(p.cfg.Name).Set(float64(pd.Slot))
+	if upgraded {
+		p.emitUpgraded(pd, prev)
+	}
+	if authChanged {
+		prevAuth := "unknown"
+		if !first {
+			prevAuth = prev.AuthorityString()
+		}
+		p.emitAuthority(pd, prevAuth)
+	}
+}
+
+func (p *programWatch) matchesExpected(pd ProgramData) bool {
+	if p.expected == nil {
+		return pd.Authority == nil
+	}
+	return pd.Authority != nil && *pd.Authority == *p.expected
+}
+
+func (p *programWatch) base(alertname string, now time.Time) signal.Signal {
+	return signal.Signal{
+		GroupKey: "solana/program/" + p.cfg.Name,
+		Status:   signal.Firing,
+		Labels: map[string]string{
+			"alertname": alertname, "severity": "critical",
+			"program": p.cfg.Name, "program_id": p.cfg.ID,
+		},
+		StartsAt:     now.UTC(),
+		GeneratorURL: explorerURL(p.cfg.ID),
+	}
+}
+
+func (p *programWatch) emitUpgraded(pd, prev ProgramData) {
+	const typ = "solana.program.upgraded"
+	sig := p.base("SolanaProgramUpgraded", p.w.now())
+	sig.Fingerprint = fingerprint("program", p.cfg.ID, "upgraded")
+	sig.Annotations = map[string]string{
+		"summary": fmt.Sprintf("Program %s was upgraded at slot %d", p.cfg.Name, pd.Slot),
+	}
+	sig.Fields = map[string]any{
+		"slot": pd.Slot, "previous_slot": prev.Slot, "authority": pd.AuthorityString(),
+		"programdata": p.pda.String(),
+	}
+	p.w.emit(typ, stableID(typ, p.cfg.ID, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig)
+}
+
+func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) {
+	const typ = "solana.program.authority_changed"
+	sig := p.base("SolanaProgramAuthorityChanged", p.w.now())
+	sig.Fingerprint = fingerprint("program", p.cfg.ID, "authority")
+	auth := pd.AuthorityString()
+	summary := fmt.Sprintf("Program %s upgrade authority is %s, expected %s", p.cfg.Name, auth, p.cfg.ExpectedAuthority)
+	if pd.Authority == nil {
+		summary = fmt.Sprintf("Program %s upgrade authority was revoked (program is immutable), expected %s", p.cfg.Name, p.cfg.ExpectedAuthority)
+	}
+	sig.Annotations = map[string]string{"summary": summary}
+	sig.Fields = map[string]any{
+		"authority": auth, "expected_authority": p.cfg.ExpectedAuthority,
+		"previous_authority": prevAuth, "slot": pd.Slot, "programdata": p.pda.String(),
+	}
+	p.w.emit(typ, stableID(typ, p.cfg.ID, auth, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig)
+}

@@ -1,0 +1,145 @@
+package solana
+
+import (
+	"testing"
+	"time"
+
+	solanago "github.com/gagliardetto/solana-go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/incidentbot/incidentbot/watchers/solana/solanatest"
+)
+
+func key(s string) []byte { return solanago.MustPublicKeyFromBase58(s).Bytes() }
+
+func TestProgramUpgradeAndAuthority(t *testing.T) {
+	tests := []struct {
+		name          string
+		expected      string
+		initial, next []byte
+		viaPoll       bool // the notification is lost; the poll must catch it
+		wantUpgraded  map[string]any
+		wantAuthority map[string]any
+	}{
+		{
+			name: "upgrade with authority change", expected: multisig,
+			initial:       programDataBytes(100, key(multisig)),
+			next:          programDataBytes(200, key(rogue)),
+			wantUpgraded:  map[string]any{"slot": float64(200), "previous_slot": float64(100), "authority": rogue},
+			wantAuthority: map[string]any{"authority": rogue, "expected_authority": multisig, "previous_authority": multisig},
+		},
+		{
+			name: "authority revoked (stale key bytes left)", expected: multisig,
+			initial:       programDataBytes(100, key(multisig)),
+			next:          programDataBytes(100, nil),
+			wantAuthority: map[string]any{"authority": "none", "expected_authority": multisig, "previous_authority": multisig},
+		},
+		{
+			name: "immutable program stays immutable across an upgrade", expected: Immutable,
+			initial:      programDataBytes(100, nil),
+			next:         programDataBytes(300, nil),
+			wantUpgraded: map[string]any{"slot": float64(300), "previous_slot": float64(100), "authority": "none"},
+		},
+		{
+			name: "upgrade seen by the poll only", expected: multisig, viaPoll: true,
+			initial:      programDataBytes(100, key(multisig)),
+			next:         programDataBytes(150, key(multisig)),
+			wantUpgraded: map[string]any{"slot": float64(150), "previous_slot": float64(100), "authority": multisig},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := solanatest.NewServer()
+			defer srv.Close()
+			srv.StoreAccount(programData, solanatest.Account{Data: tt.initial, Lamports: 2871118320})
+			cfg := txConfig(srv)
+			cfg.Programs[0].ExpectedAuthority = tt.expected
+			if tt.viaPoll {
+				cfg.ProgramPollInterval = 30 * time.Millisecond
+			}
+			// Two replicas watching the same program publish the same
+			// ids: the bus stores each event once.
+			pub := newRecorder()
+			h1 := start(t, cfg, pub)
+			h2 := start(t, cfg, pub)
+			for _, h := range []*harness{h1, h2} {
+				eventually(t, "baseline read", func() bool {
+					return testutil.ToFloat64(h.w.m.deploySlot.WithLabelValues("payments")) == 100
+				})
+			}
+			eventually(t, "both account subscriptions", func() bool { return srv.Subscriptions("accountSubscribe") == 2 })
+			pub.mu.Lock()
+			n := len(pub.events)
+			pub.mu.Unlock()
+			if n != 0 {
+				t.Fatalf("%d events for the expected baseline", n)
+			}
+
+			if tt.viaPoll {
+				srv.StoreAccount(programData, solanatest.Account{Data: tt.next})
+			} else {
+				srv.SetAccount(programData, solanatest.Account{Data: tt.next})
+			}
+			check := func(typ string, want map[string]any, alertname string) {
+				t.Helper()
+				if want == nil {
+					return
+				}
+				evs, sigs := pub.ofType(typ)
+				if len(evs) != 1 {
+					t.Fatalf("%d %s events stored, want 1", len(evs), typ)
+				}
+				s := sigs[0]
+				if evs[0].Subject != programID || s.Labels["alertname"] != alertname || s.Labels["program"] != "payments" || s.Labels["program_id"] != programID || s.Status != "firing" {
+					t.Errorf("%s: subject %q signal %+v", typ, evs[0].Subject, s)
+				}
+				for k, v := range want {
+					if s.Fields[k] != v {
+						t.Errorf("%s field %s = %v, want %v", typ, k, s.Fields[k], v)
+					}
+				}
+			}
+			eventually(t, "events", func() bool {
+				return (tt.wantUpgraded == nil || pub.count("solana.program.upgraded") == 1) &&
+					(tt.wantAuthority == nil || pub.count("solana.program.authority_changed") == 1)
+			})
+			wantDupes := 0
+			for _, m := range []map[string]any{tt.wantUpgraded, tt.wantAuthority} {
+				if m != nil {
+					wantDupes++
+				}
+			}
+			eventually(t, "the second replica's publishes deduplicated", func() bool {
+				pub.mu.Lock()
+				defer pub.mu.Unlock()
+				return pub.dupes == wantDupes
+			})
+			check("solana.program.upgraded", tt.wantUpgraded, "SolanaProgramUpgraded")
+			check("solana.program.authority_changed", tt.wantAuthority, "SolanaProgramAuthorityChanged")
+			if tt.wantUpgraded == nil && pub.count("solana.program.upgraded") != 0 {
+				t.Errorf("unexpected upgrade event")
+			}
+			if tt.wantAuthority == nil && pub.count("solana.program.authority_changed") != 0 {
+				t.Errorf("unexpected authority event")
+			}
+		})
+	}
+}
+
+func TestProgramUnexpectedAuthorityAtStart(t *testing.T) {
+	srv := solanatest.NewServer()
+	defer srv.Close()
+	srv.StoreAccount(programData, solanatest.Account{Data: programDataBytes(100, key(rogue))})
+	h := start(t, txConfig(srv), nil)
+	eventually(t, "authority event", func() bool { return h.pub.count("solana.program.authority_changed") == 1 })
+	_, s := h.pub.ofType("solana.program.authority_changed")
+	if s[0].Fields["authority"] != rogue || s[0].Fields["previous_authority"] != "unknown" {
+		t.Errorf("fields = %v", s[0].Fields)
+	}
+	// Seeing the same state again (poll + notification) does not re-alert.
+	srv.SetAccount(programData, solanatest.Account{Data: programDataBytes(100, key(rogue))})
+	eventually(t, "notification handled", func() bool { return srv.Subscriptions("accountSubscribe") == 1 })
+	if n := h.pub.count("solana.program.authority_changed"); n != 1 {
+		t.Errorf("%d authority events, want 1", n)
+	}
+}

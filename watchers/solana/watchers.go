@@ -1,0 +1,158 @@
+package solana
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	solanago "github.com/gagliardetto/solana-go"
+	"github.com/gagliardetto/solana-go/rpc"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/rpcview"
+)
+
+// ViewWriter stores the ranked RPC view; rpcview.Store is one.
+type ViewWriter interface {
+	Put(ctx context.Context, v rpcview.View) error
+}
+
+// Watchers runs every configured Solana watcher.
+type Watchers struct {
+	cfg  Config
+	log  *slog.Logger
+	out  *outbox
+	view ViewWriter
+	m    *metrics
+	now  func() time.Time
+
+	endpoints []*endpoint
+	programs  []*programWatch
+	txs       []*txWatch
+	wallets   []*walletWatch
+
+	mu     sync.Mutex
+	ranked []rpcview.Endpoint // last ranked view, best first
+}
+
+// endpoint is one RPC endpoint and its debounced health state, which only
+// the health loop touches.
+type endpoint struct {
+	cfg      EndpointConfig
+	client   *rpc.Client
+	redacted string
+
+	healthy      bool
+	fails, oks   int
+	firstFailAt  time.Time
+	episodeStart time.Time
+}
+
+// New checks cfg and builds the watchers; Run starts them. pub receives
+// the events, view the ranked RPC view, reg the metrics.
+func New(cfg Config, pub bus.Publisher, view ViewWriter, reg prometheus.Registerer, logger *slog.Logger) (*Watchers, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("solana watchers config: %w", err)
+	}
+	if pub == nil || view == nil || reg == nil || logger == nil {
+		return nil, errors.New("solana watchers: publisher, view writer, registerer and logger are required")
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("register solana metrics: %w", err)
+	}
+	log := logger.With("source", source)
+	w := &Watchers{cfg: cfg, log: log, view: view, m: m, now: time.Now}
+	w.out = newOutbox(pub, log, cfg.PublishRetry)
+	for _, e := range cfg.Endpoints {
+		w.endpoints = append(w.endpoints, &endpoint{cfg: e, client: rpc.New(e.URL), redacted: RedactURL(e.URL), healthy: true})
+	}
+	for _, p := range cfg.Programs {
+		id := solanago.MustPublicKeyFromBase58(p.ID) // validated above
+		pw, err := newProgramWatch(w, p, id)
+		if err != nil {
+			return nil, err
+		}
+		w.programs = append(w.programs, pw)
+		w.txs = append(w.txs, newTxWatch(w, p, id))
+	}
+	for _, c := range cfg.Wallets {
+		w.wallets = append(w.wallets, &walletWatch{cfg: c, addr: solanago.MustPublicKeyFromBase58(c.Address)})
+	}
+	return w, nil
+}
+
+// Run starts all watchers and returns nil when ctx is done.
+func (w *Watchers) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	start := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	start(w.out.run)
+	start(w.runHealth)
+	if len(w.wallets) > 0 {
+		start(w.runBalances)
+	}
+	for _, t := range w.txs {
+		start(t.run)
+	}
+	for _, p := range w.programs {
+		start(p.runSubscription)
+		start(p.runPoll)
+	}
+	wg.Wait()
+	return nil
+}
+
+// pick returns the endpoint to read from: the best healthy one of the last
+// ranked view (with a WebSocket URL if ws), else the configured order,
+// primary first.
+func (w *Watchers) pick(ws bool) *endpoint {
+	byName := map[string]*endpoint{}
+	for _, e := range w.endpoints {
+		byName[e.cfg.Name] = e
+	}
+	usable := func(e *endpoint) bool { return e != nil && (!ws || e.cfg.WSURL != "") }
+	w.mu.Lock()
+	ranked := w.ranked
+	w.mu.Unlock()
+	for _, r := range ranked {
+		if e := byName[r.Name]; r.Healthy && usable(e) {
+			return e
+		}
+	}
+	for _, role := range []string{"primary", "backup"} {
+		for _, e := range w.endpoints {
+			if e.cfg.Role == role && usable(e) {
+				return e
+			}
+		}
+	}
+	return w.endpoints[0]
+}
+
+// timed runs one RPC call and records its duration.
+func (w *Watchers) timed(ep *endpoint, method string, f func() error) (time.Duration, error) {
+	start := time.Now()
+	err := f()
+	d := time.Since(start)
+	w.m.reqDuration.WithLabelValues(ep.cfg.Name, method).Observe(d.Seconds())
+	return d, err
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
