@@ -48,9 +48,9 @@ type webhook struct {
 // handler tests. A missing fixture fails the test.
 func fixtureAlerts(t *testing.T) []map[string]string {
 	t.Helper()
-	files, err := filepath.Glob("../../shared/fixtures/alertmanager/*.json")
+	files, err := filepath.Glob("../handlers/alertmanager/testdata/*.json")
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no Alertmanager fixtures found under ../../shared/fixtures/alertmanager (err %v)", err)
+		t.Fatalf("no Alertmanager fixtures found under ../handlers/alertmanager/testdata (err %v)", err)
 	}
 	var out []map[string]string
 	for _, f := range files {

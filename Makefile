@@ -1,0 +1,43 @@
+# incidentbot — the front door. `make help` lists the targets.
+GO        ?= go
+BIN       ?= bin/incidentbot
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+DATA_DIR  ?= data
+BENCHTIME ?= 2s
+
+.PHONY: help run build test test-short lint bench fuzz check-runbooks clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+run: ## run the bot on its embedded default (in-process NATS under ./data, shipped runbooks, console sinks)
+	$(GO) run ./cmd/incidentbot serve --data-dir $(DATA_DIR)
+
+build: ## build bin/incidentbot
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/incidentbot
+
+test: ## run every test (needs prometheus-alertmanager; .ci/run installs it)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short: ## fast unit tests only
+	$(GO) test -short -count=1 ./...
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/1000
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./handlers/alertmanager/ ./rules/
+
+fuzz: ## run each fuzz target for 30s
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/alertmanager/
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./runbooks/
+	$(GO) test -run '^$$' -fuzz FuzzParseMatchers -fuzztime 30s ./rules/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeProgramData -fuzztime 30s ./watchers/solana/
+
+check-runbooks: ## validate the shipped runbooks (and RUNBOOKS=dir if given)
+	$(GO) run ./cmd/incidentbot check $(RUNBOOKS)
+
+clean: ## remove build output and the local data dir
+	rm -rf bin $(DATA_DIR)
