@@ -4,15 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/incidentbot/incidentbot/app"
-	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/config"
-	"github.com/incidentbot/incidentbot/rpcview"
-	"github.com/incidentbot/incidentbot/watchers/solana"
 )
 
 func loadConfig(path string, environ []string) (config.Config, error) {
@@ -48,7 +42,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 	}
 	var extra []func(context.Context) error
 	if cfg.Solana.Enabled() {
-		w, err := newWatchers(ctx, cfg, srv.Bus, srv.Registry, log)
+		w, err := app.Watchers(ctx, cfg, srv.Bus, srv.Registry, log)
 		if err != nil {
 			srv.Bus.Close()
 			return err
@@ -56,16 +50,4 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 		extra = append(extra, w.Run)
 	}
 	return srv.Run(ctx, extra...)
-}
-
-func newWatchers(ctx context.Context, cfg config.Config, b *bus.Bus, reg prometheus.Registerer, log *slog.Logger) (*solana.Watchers, error) {
-	kv, err := b.KV(ctx, bus.BucketRPCView)
-	if err != nil {
-		return nil, err
-	}
-	w, err := solana.New(cfg.Solana, b, rpcview.Store{KV: kv}, reg, log.With("component", "solana"))
-	if err != nil {
-		return nil, fmt.Errorf("solana watchers: %w", err)
-	}
-	return w, nil
 }

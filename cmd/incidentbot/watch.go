@@ -47,7 +47,7 @@ func watch(ctx context.Context, args []string, _, stderr io.Writer, environ []st
 	defer b.Drain(5 * time.Second)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w, err := newWatchers(ctx, cfg, b, reg, log)
+	w, err := app.Watchers(ctx, cfg, b, reg, log)
 	if err != nil {
 		return err
 	}
