@@ -14,7 +14,7 @@ import (
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func openBus(t *testing.T, dir string) *bus.Bus {
+func openBus(t testing.TB, dir string) *bus.Bus {
 	t.Helper()
 	cfg := bus.DefaultConfig()
 	cfg.DataDir = dir

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,11 +34,39 @@ func (b *Bus) Publish(ctx context.Context, ev Event) (PublishResult, error) {
 		defer cancel()
 	}
 	msg := encode(ev, b.names.prefix)
-	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.names.eventsStream()))
+	// Asynchronous publish with the acknowledgement awaited here: callers
+	// still get "stored or error", while concurrent publishes pipeline on
+	// the one connection instead of each paying a request round trip.
+	f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.names.eventsStream()))
 	if err != nil {
-		return PublishResult{}, fmt.Errorf("publish %s %s: %w", ev.Type, ev.ID, mapErr(err))
+		return PublishResult{}, fmt.Errorf("publish %s %s: %w", ev.Type, ev.ID, publishErr(err))
 	}
-	return PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	select {
+	case ack := <-f.Ok():
+		return PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	case err := <-f.Err():
+		return PublishResult{}, fmt.Errorf("publish %s %s: %w", ev.Type, ev.ID, publishErr(err))
+	case <-ctx.Done():
+		return PublishResult{}, fmt.Errorf("publish %s %s: no acknowledgement: %w", ev.Type, ev.ID, mapErr(ctx.Err()))
+	}
+}
+
+// ErrTooLarge is returned (wrapped) when an event exceeds the server's
+// maximum payload; retrying cannot help.
+var ErrTooLarge = errors.New("event larger than the bus accepts")
+
+// publishErr classifies a failed publish. Only an oversized message is
+// permanent; anything else (disconnected, closed, no responders, timeout,
+// stream unavailable) means the event was not stored and the sender should
+// try again.
+func publishErr(err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 func encode(ev Event, prefix string) *nats.Msg {

@@ -148,6 +148,11 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
 		Data:    body,
 	}
 	res, err := rc.pub.Publish(r.Context(), ev)
+	if errors.Is(err, bus.ErrTooLarge) {
+		reply(w, http.StatusRequestEntityTooLarge, response{Status: "error", Error: "payload exceeds the bus's maximum message size; lower max_alerts"})
+		rc.log.Error("alertmanager webhook: too large for the bus", "group", msg.GroupKey, "bytes", len(body), "err", err)
+		return "too_large"
+	}
 	if err != nil {
 		// The bus did not acknowledge: nothing is lost as long as
 		// Alertmanager retries, which it does on 5xx only.
