@@ -266,6 +266,12 @@ func (e *Engine) record(ctx context.Context, b *batch, eventID string) (*Record,
 			return nil, err
 		}
 		e.m.transitions.WithLabelValues(ch.String()).Inc()
+		switch {
+		case ch == opened || ch == reopened:
+			e.m.open.WithLabelValues(string(next.Severity)).Inc()
+		case ch == resolved:
+			e.m.open.WithLabelValues(string(next.Severity)).Dec()
+		}
 		e.log.Info("incident "+ch.String(), "incident", next.ID, "runbook", next.Runbook, "severity", next.Severity, "status", next.Status, "group", next.GroupKey)
 		e.auditf(ctx, bus.AuditRecord{Kind: "incident." + ch.String(), Incident: next.ID, EventID: eventID,
 			Detail: lastText(next), Attrs: map[string]string{"runbook": next.Runbook, "severity": string(next.Severity), "status": string(next.Status)}})
