@@ -22,7 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/incidentbot/incidentbot/actions/strictyaml"
+	"github.com/incidentbot/incidentbot/strictyaml"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/signal"
 )

@@ -9,7 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/incidentbot/incidentbot/actions/strictyaml"
+	"github.com/incidentbot/incidentbot/strictyaml"
 	"github.com/incidentbot/incidentbot/rpcview"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/incidentbot/incidentbot/actions/strictyaml"
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 // validator collects load-time problems for one params node.

@@ -11,9 +11,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/incidentbot/incidentbot/actions"
-	"github.com/incidentbot/incidentbot/actions/strictyaml"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/rules"
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 var (
@@ -255,7 +255,7 @@ func buildStep(c *collector, reg *actions.Registry, p string, rs remediationSpec
 func closest(s string, names []string) string {
 	best, bestD := "", 4
 	for _, n := range names {
-		if d := levenshtein(s, n); d < bestD {
+		if d := strictyaml.Distance(s, n); d < bestD {
 			best, bestD = n, d
 		}
 	}
@@ -263,27 +263,4 @@ func closest(s string, names []string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func levenshtein(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -4,8 +4,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/incidentbot/incidentbot/actions"
-	"github.com/incidentbot/incidentbot/actions/strictyaml"
 	"github.com/incidentbot/incidentbot/rules"
+	"github.com/incidentbot/incidentbot/strictyaml"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 )

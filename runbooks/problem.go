@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/incidentbot/incidentbot/actions/strictyaml"
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 // Problem is one error or warning about a runbook file, at a position.

@@ -375,7 +375,7 @@ func suggest(key string, fs []field) string {
 	var names []string
 	for _, f := range fs {
 		names = append(names, f.name)
-		if dd := distance(key, f.name); dd < bestD {
+		if dd := Distance(key, f.name); dd < bestD {
 			best, bestD = f.name, dd
 		}
 	}
@@ -388,8 +388,9 @@ func suggest(key string, fs []field) string {
 	return " (known keys: " + strings.Join(names, ", ") + ")"
 }
 
-// distance is the Levenshtein distance, capped for long inputs.
-func distance(a, b string) int {
+// Distance is the Levenshtein distance, capped for long inputs (used for
+// "did you mean" hints).
+func Distance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 99
 	}
