@@ -22,9 +22,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/incidentbot/incidentbot/strictyaml"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/signal"
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 // Action is one kind of remediation, e.g. "kubernetes.scale".

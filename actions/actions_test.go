@@ -9,8 +9,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/incidentbot/incidentbot/strictyaml"
 	"github.com/incidentbot/incidentbot/rpcview"
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 func TestRegistry(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/incidentbot/incidentbot/strictyaml"
 	"github.com/incidentbot/incidentbot/rules"
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 // MaxSilence is the longest silence an action may create.
