@@ -92,24 +92,7 @@ func (p *programWatch) poll(ctx context.Context) error {
 }
 
 func (p *programWatch) runSubscription(ctx context.Context) {
-	delay := p.w.cfg.Reconnect.Min
-	for ctx.Err() == nil {
-		ep := p.w.pick(true)
-		streamed, err := p.session(ctx, ep)
-		if ctx.Err() != nil {
-			return
-		}
-		if streamed {
-			delay = p.w.cfg.Reconnect.Min
-		}
-		p.w.log.Warn("programdata subscription ended, reconnecting", "program", p.cfg.Name, "endpoint", ep.cfg.Name, "err", p.w.sanitize(err.Error()), "retry_in", delay)
-		if !sleep(ctx, delay) {
-			return
-		}
-		if !streamed {
-			delay = min(delay*2, p.w.cfg.Reconnect.Max)
-		}
-	}
+	p.w.resubscribe(ctx, p.w.log.With("program", p.cfg.Name), "programdata", p.session)
 }
 
 func (p *programWatch) session(ctx context.Context, ep *endpoint) (bool, error) {

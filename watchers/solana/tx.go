@@ -60,24 +60,7 @@ func (t *txWatch) run(ctx context.Context) {
 			t.evaluate()
 		}
 	}()
-	delay := t.w.cfg.Reconnect.Min
-	for ctx.Err() == nil {
-		ep := t.w.pick(true)
-		streamed, err := t.session(ctx, ep)
-		if ctx.Err() != nil {
-			return
-		}
-		if streamed {
-			delay = t.w.cfg.Reconnect.Min
-		}
-		log.Warn("logs subscription ended, reconnecting", "endpoint", ep.cfg.Name, "err", t.w.sanitize(err.Error()), "retry_in", delay)
-		if !sleep(ctx, delay) {
-			return
-		}
-		if !streamed {
-			delay = min(delay*2, t.w.cfg.Reconnect.Max)
-		}
-	}
+	t.w.resubscribe(ctx, log, "logs", t.session)
 }
 
 // session connects, subscribes, backfills the gap since the last

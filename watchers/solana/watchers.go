@@ -145,6 +145,35 @@ func (w *Watchers) timed(ep *endpoint, method string, f func() error) (time.Dura
 	return d, err
 }
 
+// resubscribe runs session against the best WebSocket endpoint until ctx
+// ends. After each break it reconnects with exponential backoff between
+// Reconnect.Min and Reconnect.Max, reset once a session got as far as
+// streaming (drops are routine; a node that never subscribes is not).
+func (w *Watchers) resubscribe(ctx context.Context, log *slog.Logger, what string, session func(context.Context, *endpoint) (streamed bool, err error)) {
+	delay := w.cfg.Reconnect.Min
+	for ctx.Err() == nil {
+		ep := w.pick(true)
+		streamed, err := session(ctx, ep)
+		if ctx.Err() != nil {
+			return
+		}
+		if streamed {
+			delay = w.cfg.Reconnect.Min
+		}
+		reason := "stream ended"
+		if err != nil {
+			reason = w.sanitize(err.Error())
+		}
+		log.Warn(what+" subscription ended, reconnecting", "endpoint", ep.cfg.Name, "err", reason, "retry_in", delay)
+		if !sleep(ctx, delay) {
+			return
+		}
+		if !streamed {
+			delay = min(delay*2, w.cfg.Reconnect.Max)
+		}
+	}
+}
+
 // sleep waits d or until ctx ends; it reports whether ctx is still live.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
