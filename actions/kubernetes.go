@@ -79,15 +79,7 @@ params:
 		v.required("value", p.Value)
 	},
 	plan: func(_ context.Context, p *SetEnvParams, data PlanData) (string, error) {
-		ns, d, err := renderDeployment(p.Namespace, p.Deployment, data)
-		if err != nil {
-			return "", err
-		}
-		c, err := render("container", p.Container, data, checkContainer)
-		if err != nil {
-			return "", err
-		}
-		name, err := render("name", p.Name, data, checkEnvName)
+		t, err := renderEnvTarget(p.Namespace, p.Deployment, p.Container, "name", p.Name, data)
 		if err != nil {
 			return "", err
 		}
@@ -95,8 +87,39 @@ params:
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s: set %s → %s%s", target("deployment", ns, d), name, val, inContainer(c)), nil
+		return t.plan(val), nil
 	},
+}
+
+// envTarget is one environment variable of a deployment's container(s),
+// rendered for an incident: what kubernetes.set_env and solana.switch_rpc
+// both change.
+type envTarget struct {
+	namespace, deployment, container, name string
+}
+
+// renderEnvTarget renders and checks the target; nameKey is the YAML key
+// of the variable's name ("name" or "env") for error messages.
+func renderEnvTarget(ns, deployment, container Template, nameKey string, name Template, data PlanData) (envTarget, error) {
+	n, d, err := renderDeployment(ns, deployment, data)
+	if err != nil {
+		return envTarget{}, err
+	}
+	c, err := render("container", container, data, checkContainer)
+	if err != nil {
+		return envTarget{}, err
+	}
+	v, err := render(nameKey, name, data, checkEnvName)
+	if err != nil {
+		return envTarget{}, err
+	}
+	return envTarget{namespace: n, deployment: d, container: c, name: v}, nil
+}
+
+// plan is the dry-run text for setting the variable to value (already
+// redacted if it may carry a secret).
+func (t envTarget) plan(value string) string {
+	return fmt.Sprintf("%s: set %s → %s%s", target("deployment", t.namespace, t.deployment), t.name, value, inContainer(t.container))
 }
 
 func inContainer(c string) string {

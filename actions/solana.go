@@ -59,15 +59,7 @@ params:
 		}
 	},
 	plan: func(ctx context.Context, p *SwitchRPCParams, data PlanData) (string, error) {
-		ns, d, err := renderDeployment(p.Namespace, p.Deployment, data)
-		if err != nil {
-			return "", err
-		}
-		c, err := render("container", p.Container, data, checkContainer)
-		if err != nil {
-			return "", err
-		}
-		env, err := render("env", p.Env, data, checkEnvName)
+		t, err := renderEnvTarget(p.Namespace, p.Deployment, p.Container, "env", p.Env, data)
 		if err != nil {
 			return "", err
 		}
@@ -75,15 +67,14 @@ params:
 		if err != nil {
 			return "", err
 		}
-		prefix := fmt.Sprintf("%s: set %s → ", target("deployment", ns, d), env)
 		if u != HealthiestBackup {
-			return prefix + RedactURL(u) + inContainer(c), nil
+			return t.plan(RedactURL(u)), nil
 		}
 		b, how, err := healthiestBackup(ctx, data)
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s%s (%s)%s", prefix, RedactURL(b.URL), how, inContainer(c)), nil
+		return t.plan(RedactURL(b.URL) + " (" + how + ")"), nil
 	},
 }
 
