@@ -21,17 +21,37 @@ var errClaimed = errors.New("card is being posted by another worker")
 // is recorded with compare-and-set right after it succeeds, so a redelivered
 // event, a second replica or a restart never sends it twice.
 func (e *Engine) reconcile(ctx context.Context, key string) error {
+	r := &renderer{e: e}
 	var errs []error
-	if err := e.reconcileChat(ctx, key); err != nil {
+	if err := e.reconcileChat(ctx, key, r); err != nil {
 		errs = append(errs, err)
 	}
-	if err := e.reconcilePage(ctx, key); err != nil {
+	if err := e.reconcilePage(ctx, key, r); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-func (e *Engine) reconcileChat(ctx context.Context, key string) error {
+// renderer renders an incident only when something is about to be sent,
+// and once per record version: rendering runs templates and dry-run plans
+// (which may read the RPC view), so a duplicate event that changes nothing
+// renders nothing.
+type renderer struct {
+	e       *Engine
+	id      string
+	version int64
+	view    notify.Incident
+}
+
+func (r *renderer) render(ctx context.Context, rec *Record) notify.Incident {
+	if r.id != rec.ID || r.version != rec.Version || r.view.ID == "" {
+		r.view = r.e.render(ctx, rec, r.e.runbook(rec))
+		r.id, r.version = rec.ID, rec.Version
+	}
+	return r.view
+}
+
+func (e *Engine) reconcileChat(ctx context.Context, key string, r *renderer) error {
 	for range 50 {
 		rec, rev, err := e.load(ctx, key)
 		if err != nil || rec == nil {
@@ -40,21 +60,21 @@ func (e *Engine) reconcileChat(ctx context.Context, key string) error {
 		if rec.Slack.Failed != "" {
 			return nil
 		}
-		rb, view := e.view(ctx, rec)
 		switch {
 		case rec.Slack.TS == "":
-			if err := e.postCard(ctx, key, rec, rev, rb, view); errors.Is(err, bus.ErrRevisionMismatch) {
+			if err := e.postCard(ctx, key, rec, rev, r); errors.Is(err, bus.ErrRevisionMismatch) {
 				continue
 			} else if err != nil {
 				return err
 			}
 		case rec.Slack.CardVersion < rec.Version:
 			ref := notify.CardRef{Channel: rec.Slack.Channel, TS: rec.Slack.TS}
+			view := r.render(ctx, rec)
 			err := e.send(ctx, "chat", "update", rec, func(ctx context.Context) error { return e.chat.UpdateCard(ctx, ref, view) })
 			if err != nil {
 				return e.chatFailed(ctx, key, rec, rev, err)
 			}
-			if err := e.mark(ctx, key, rev, func(r *Record) { r.Slack.CardVersion = max(r.Slack.CardVersion, rec.Version) }); err != nil && !errors.Is(err, bus.ErrRevisionMismatch) {
+			if err := e.mark(ctx, key, rec, rev, func(r *Record) { r.Slack.CardVersion = max(r.Slack.CardVersion, rec.Version) }); err != nil && !errors.Is(err, bus.ErrRevisionMismatch) {
 				return err
 			}
 		default:
@@ -63,12 +83,13 @@ func (e *Engine) reconcileChat(ctx context.Context, key string) error {
 				return nil
 			}
 			ref := notify.CardRef{Channel: rec.Slack.Channel, TS: rec.Slack.TS}
+			view := r.render(ctx, rec)
 			err := e.send(ctx, "chat", "reply", rec, func(ctx context.Context) error { return e.chat.Reply(ctx, ref, view, u) })
 			if err != nil {
 				return e.chatFailed(ctx, key, rec, rev, err)
 			}
 			e.auditf(ctx, bus.AuditRecord{Kind: "notify.chat.replied", Incident: rec.ID, Detail: u.Text})
-			if err := e.mark(ctx, key, rev, func(r *Record) { r.Slack.RepliedSeq = max(r.Slack.RepliedSeq, u.Seq) }); err != nil && !errors.Is(err, bus.ErrRevisionMismatch) {
+			if err := e.mark(ctx, key, rec, rev, func(r *Record) { r.Slack.RepliedSeq = max(r.Slack.RepliedSeq, u.Seq) }); err != nil && !errors.Is(err, bus.ErrRevisionMismatch) {
 				return err
 			}
 		}
@@ -77,18 +98,18 @@ func (e *Engine) reconcileChat(ctx context.Context, key string) error {
 }
 
 // postCard claims the right to post, posts, and records where the card is.
-func (e *Engine) postCard(ctx context.Context, key string, rec *Record, rev uint64, rb Runbook, view notify.Incident) error {
+func (e *Engine) postCard(ctx context.Context, key string, rec *Record, rev uint64, r *renderer) error {
 	if !rec.Slack.PostingSince.IsZero() && e.now().Sub(rec.Slack.PostingSince) < e.cfg.ClaimTimeout {
 		return bus.Retry(errClaimed, min(5*time.Second, e.cfg.ClaimTimeout))
 	}
-	channel := rb.Route(rec.Severity).Channel
+	channel := e.runbook(rec).Route(rec.Severity).Channel
 	claimed := clone(rec)
 	claimed.Slack.PostingSince = e.now()
 	claimed.Slack.Channel = channel
 	if err := e.store(ctx, key, claimed, rev); err != nil {
 		return err
 	}
-	rev++ // our own write; confirmed below by compare-and-set
+	view := r.render(ctx, rec)
 	var ref notify.CardRef
 	err := e.send(ctx, "chat", "post", rec, func(ctx context.Context) error {
 		var err error
@@ -139,7 +160,7 @@ func (e *Engine) chatFailed(ctx context.Context, key string, rec *Record, rev ui
 	}
 	e.log.Error("chat delivery failed permanently", "incident", rec.ID, "err", err)
 	e.auditf(ctx, bus.AuditRecord{Kind: "notify.chat.failed", Incident: rec.ID, Detail: err.Error()})
-	_ = e.mark(ctx, key, rev, func(r *Record) { r.Slack.Failed = err.Error() })
+	_ = e.mark(ctx, key, rec, rev, func(r *Record) { r.Slack.Failed = err.Error() })
 	return nil
 }
 
@@ -151,13 +172,12 @@ func retryAfter(err error) error {
 	return err
 }
 
-func (e *Engine) reconcilePage(ctx context.Context, key string) error {
+func (e *Engine) reconcilePage(ctx context.Context, key string, r *renderer) error {
 	rec, rev, err := e.load(ctx, key)
 	if err != nil || rec == nil || rec.Page.Failed != "" {
 		return err
 	}
-	rb, view := e.view(ctx, rec)
-	route := rb.Route(rec.Severity)
+	route := e.runbook(rec).Route(rec.Severity)
 	var want notify.PageAction
 	switch {
 	case rec.Status == notify.StatusResolved && rec.Page.State == notify.PageTrigger:
@@ -167,14 +187,14 @@ func (e *Engine) reconcilePage(ctx context.Context, key string) error {
 	default:
 		return nil // warnings stay in chat; nothing to change
 	}
-	p := notify.Page{Action: want, DedupKey: rec.ID, RoutingKey: route.PagerDutyKey, Incident: view}
+	p := notify.Page{Action: want, DedupKey: rec.ID, RoutingKey: route.PagerDutyKey, Incident: r.render(ctx, rec)}
 	if err := e.send(ctx, "pager", string(want), rec, func(ctx context.Context) error { return e.pager.Page(ctx, p) }); err != nil {
 		if notify.IsRetryable(err) {
 			return retryAfter(err)
 		}
 		e.log.Error("page failed permanently", "incident", rec.ID, "action", want, "err", err)
 		e.auditf(ctx, bus.AuditRecord{Kind: "notify.pager.failed", Incident: rec.ID, Detail: err.Error()})
-		return e.mark(ctx, key, rev, func(r *Record) { r.Page.Failed = err.Error() })
+		return e.mark(ctx, key, rec, rev, func(r *Record) { r.Page.Failed = err.Error() })
 	}
 	e.auditf(ctx, bus.AuditRecord{Kind: "notify.pager." + string(want), Incident: rec.ID})
 	return e.markFresh(ctx, key, func(r *Record) { r.Page.State = want })
@@ -196,17 +216,13 @@ func (e *Engine) send(ctx context.Context, sink, op string, rec *Record, f func(
 	return err
 }
 
-// mark applies f to the record at rev (compare-and-set).
-func (e *Engine) mark(ctx context.Context, key string, rev uint64, f func(*Record)) error {
-	rec, cur, err := e.load(ctx, key)
-	if err != nil || rec == nil {
-		return err
-	}
-	if cur != rev {
-		return fmt.Errorf("mark incident %s: %w", rec.ID, bus.ErrRevisionMismatch)
-	}
-	f(rec)
-	return e.store(ctx, key, rec, rev)
+// mark applies f to rec, which was read at rev, and stores it with
+// compare-and-set: it fails with ErrRevisionMismatch if anything changed
+// since.
+func (e *Engine) mark(ctx context.Context, key string, rec *Record, rev uint64, f func(*Record)) error {
+	next := clone(rec)
+	f(next)
+	return e.store(ctx, key, next, rev)
 }
 
 // markFresh applies f to the latest record, retrying on conflicts: the
@@ -227,12 +243,16 @@ func (e *Engine) markFresh(ctx context.Context, key string, f func(*Record)) err
 	return fmt.Errorf("record delivery for %s: too many concurrent changes", key)
 }
 
-// view renders the neutral incident model from the record and its runbook.
-func (e *Engine) view(ctx context.Context, rec *Record) (Runbook, notify.Incident) {
-	rb, ok := e.catalog.Get(rec.Runbook)
-	if !ok {
-		rb = missingRunbook{name: rec.Runbook}
+// runbook is the record's runbook, or a stand-in when it was removed since.
+func (e *Engine) runbook(rec *Record) Runbook {
+	if rb, ok := e.catalog.Get(rec.Runbook); ok {
+		return rb
 	}
+	return missingRunbook{name: rec.Runbook}
+}
+
+// render builds the neutral incident model from the record and its runbook.
+func (e *Engine) render(ctx context.Context, rec *Record, rb Runbook) notify.Incident {
 	alerts := rec.sortedAlerts()
 	rep := representative(rec, alerts)
 	r := rb.Render(ctx, rep)
@@ -255,7 +275,7 @@ func (e *Engine) view(ctx context.Context, rec *Record) (Runbook, notify.Inciden
 		}
 		inc.Alerts = append(inc.Alerts, na)
 	}
-	return rb, inc
+	return inc
 }
 
 // representative is the signal the runbook is rendered for: the earliest

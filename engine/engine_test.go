@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -386,5 +387,74 @@ func TestPoisonEvent(t *testing.T) {
 	err = e.handle(t, e.eng, bus.Event{ID: "y", Source: "solana", Type: "solana.rpc.unhealthy", Data: []byte(`{"status":"maybe"}`)})
 	if !bus.IsPoison(err) {
 		t.Fatalf("invalid signal: %v, want poison", err)
+	}
+}
+
+// countingRunbook counts renders.
+type countingRunbook struct {
+	testRunbook
+	renders *atomic.Int32
+}
+
+func (r countingRunbook) Render(ctx context.Context, s signal.Signal) engine.Rendered {
+	r.renders.Add(1)
+	return r.testRunbook.Render(ctx, s)
+}
+
+type countingCatalog struct{ renders *atomic.Int32 }
+
+func (c countingCatalog) Match(s signal.Signal) (engine.Runbook, bool) {
+	return countingRunbook{testRunbook{s.Name()}, c.renders}, true
+}
+func (c countingCatalog) Get(n string) (engine.Runbook, bool) {
+	return countingRunbook{testRunbook{n}, c.renders}, true
+}
+
+func TestDuplicateEventRendersNothing(t *testing.T) {
+	e := newEnv(t)
+	var renders atomic.Int32
+	eng, err := engine.New(engine.DefaultConfig(), engine.Deps{Catalog: countingCatalog{&renders}, KV: e.kv, Chat: e.rec, Pager: e.rec, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := fixtureEvent(t, "webhook.firing.single.json")
+	if err := e.handle(t, eng, ev); err != nil {
+		t.Fatal(err)
+	}
+	// One render serves the card post and the page.
+	if n := renders.Load(); n != 1 {
+		t.Fatalf("first delivery rendered %d times, want 1", n)
+	}
+	for range 3 {
+		if err := e.handle(t, eng, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := renders.Load(); n != 1 {
+		t.Fatalf("duplicates rendered %d more times, want none", n-1)
+	}
+}
+
+func TestSweepRepairsDeliveriesAfterTheEventWasGivenUp(t *testing.T) {
+	e := newEnv(t)
+	e.rec.failN = 100
+	e.rec.failErr = &notify.Error{Op: "slack chat.postMessage", Retryable: true, Err: errors.New("503")}
+	ev := fixtureEvent(t, "webhook.firing.single.json")
+	// The last attempt fails too: the bus terminates the event.
+	if err := e.eng.Handle(context.Background(), &bus.Delivery{Event: ev, Attempt: 10, Last: true}); err == nil {
+		t.Fatal("want the last attempt to fail")
+	}
+	e.rec.mu.Lock()
+	e.rec.failN = 0
+	e.rec.mu.Unlock()
+	e.eng.SweepOnce(context.Background())
+	if n := e.rec.count("post"); n != 0 {
+		t.Fatalf("sweep acted on a fresh change (%d posts); it must leave it to its event", n)
+	}
+	e.clock.Add(engine.DefaultConfig().ClaimTimeout + time.Second)
+	e.eng.SweepOnce(context.Background())
+	e.eng.SweepOnce(context.Background())
+	if n := e.rec.count("post"); n != 1 {
+		t.Fatalf("after the claim timeout the sweep posted %d cards, want 1", n)
 	}
 }

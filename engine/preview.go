@@ -32,7 +32,7 @@ func PreviewSignals(ctx context.Context, cat Catalog, sigs []signal.Signal, trun
 			continue
 		}
 		rec.ID = "INC-PREVIEW"
-		_, view := e.view(ctx, rec)
+		view := e.render(ctx, rec, b.runbook)
 		route := b.runbook.Route(rec.Severity)
 		out = append(out, Preview{Incident: view, Route: route, Pages: route.Page && rec.Status != notify.StatusResolved})
 	}
