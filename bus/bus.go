@@ -301,19 +301,6 @@ func (b *Bus) shutdownServer() {
 	}
 }
 
-// Conn returns the underlying connection, for tests and for components
-// (like the watcher process) that publish through it.
-func (b *Bus) Conn() *nats.Conn { return b.nc }
-
-// ClientURL returns the URL other processes can use to reach the embedded
-// server when it listens, or the configured external URL.
-func (b *Bus) ClientURL() string {
-	if b.srv != nil && b.cfg.Listen != "" {
-		return b.srv.ClientURL()
-	}
-	return b.cfg.URL
-}
-
 // mapErr turns nats connectivity failures into ErrUnavailable.
 func mapErr(err error) error {
 	switch {

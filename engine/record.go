@@ -178,7 +178,7 @@ func apply(rec *Record, in applyInput) (*Record, change) {
 		rec.addUpdate(in.Now, "opened", fmt.Sprintf("Incident opened: %s", strings.Join(added, ", ")))
 	case result == reopened:
 		rec.addUpdate(in.Now, "reopened", fmt.Sprintf("Fired again %s after resolving (reopened %d×): %s",
-			roundDur(in.Now.Sub(lastResolved(rec, in.Now))), rec.Reopened, strings.Join(added, ", ")))
+			notify.HumanDuration(in.Now.Sub(lastResolved(rec, in.Now))), rec.Reopened, strings.Join(added, ", ")))
 	default:
 		result = updated
 		if len(added) > 0 {
@@ -191,7 +191,7 @@ func apply(rec *Record, in applyInput) (*Record, change) {
 	if firing == 0 && rec.Status != notify.StatusResolved {
 		rec.Status = notify.StatusResolved
 		rec.ResolvedAt = rec.latestEnd(in.Now)
-		rec.addUpdate(in.Now, "resolved", fmt.Sprintf("Resolved after %s.", roundDur(rec.ResolvedAt.Sub(rec.StartedAt))))
+		rec.addUpdate(in.Now, "resolved", fmt.Sprintf("Resolved after %s.", notify.HumanDuration(rec.ResolvedAt.Sub(rec.StartedAt))))
 		result = resolved
 	} else if firing > 0 && rec.Status == notify.StatusResolved {
 		rec.Status = notify.StatusFiring
@@ -369,14 +369,4 @@ func worstSeverity(r *Record, sev func(map[string]string) notify.Severity) notif
 		best = notify.SeverityWarning
 	}
 	return best
-}
-
-func roundDur(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return d.Round(time.Minute).String()
-	}
-	return d.Round(time.Minute).String()
 }

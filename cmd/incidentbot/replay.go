@@ -11,11 +11,10 @@ import (
 
 	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/app"
+	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/engine"
-	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 	"github.com/incidentbot/incidentbot/notify/console"
 	"github.com/incidentbot/incidentbot/runbooks"
-	"github.com/incidentbot/incidentbot/signal"
 )
 
 // replay shows which runbook a payload selects and what would be posted,
@@ -39,22 +38,16 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, enviro
 	if err != nil {
 		return fmt.Errorf("read payload: %w", err)
 	}
-	var sigs []signal.Signal
-	truncated := 0
-	if *typ == "" {
-		m, err := alertmanager.Decode(data)
-		if err != nil {
-			return err
-		}
-		sigs, truncated = m.Signals(), int(m.TruncatedAlerts)
-	} else {
-		s, err := signal.Decode(data)
-		if err != nil {
-			return err
-		}
-		s.Type = *typ
-		s.Source, _, _ = strings.Cut(*typ, ".")
-		sigs = []signal.Signal{s}
+	// Decode exactly as the engine does, from the envelope a source would
+	// have published.
+	ev := bus.Event{Source: "alertmanager", Type: "alertmanager.notification", Data: data}
+	if *typ != "" {
+		ev.Type = *typ
+		ev.Source, _, _ = strings.Cut(*typ, ".")
+	}
+	sigs, truncated, err := engine.Signals(ev)
+	if err != nil {
+		return fmt.Errorf("decode %s: %w", fs.Arg(0), err)
 	}
 	set, _, err := runbooks.LoadDefault(cfg.Runbooks.Dir, actions.Default())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,8 +165,14 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
 		}
 		return "unavailable"
 	}
-	rc.m.alerts.WithLabelValues("firing").Add(float64(len(msg.Alerts.Firing())))
-	rc.m.alerts.WithLabelValues("resolved").Add(float64(len(msg.Alerts.Resolved())))
+	firing := 0
+	for _, a := range msg.Alerts {
+		if a.Status == "firing" {
+			firing++
+		}
+	}
+	rc.m.firing.Add(float64(firing))
+	rc.m.resolved.Add(float64(len(msg.Alerts) - firing))
 	if msg.TruncatedAlerts > 0 {
 		rc.log.Warn("alertmanager truncated the notification (max_alerts)", "group", msg.GroupKey, "truncated", msg.TruncatedAlerts)
 	}
@@ -185,22 +192,19 @@ func reply(w http.ResponseWriter, code int, body response) {
 func formatBytes(n int64) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
-		return itoa(n>>20) + " MiB"
+		return strconv.FormatInt(n>>20, 10) + " MiB"
 	case n >= 1<<10 && n%(1<<10) == 0:
-		return itoa(n>>10) + " KiB"
+		return strconv.FormatInt(n>>10, 10) + " KiB"
 	}
-	return itoa(n) + " bytes"
-}
-
-func itoa(n int64) string {
-	b, _ := json.Marshal(n)
-	return string(b)
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	alerts   *prometheus.CounterVec
+	// firing and resolved are alerts' children, resolved once.
+	firing, resolved prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -221,6 +225,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Alerts received from Alertmanager, by status.",
 		}, []string{"status"}),
 	}
+	m.firing, m.resolved = m.alerts.WithLabelValues("firing"), m.alerts.WithLabelValues("resolved")
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.duration, m.alerts} {
 			if err := reg.Register(c); err != nil {
