@@ -2,19 +2,13 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/incidentbot/incidentbot/app"
-	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 	"github.com/incidentbot/incidentbot/internal/testenv"
-	"github.com/incidentbot/incidentbot/notify/slack/slacktestutil"
-	"github.com/incidentbot/incidentbot/secret"
 )
 
 // TestRealAlertmanagerToSlackAndPagerDuty: a real Alertmanager delivers a
@@ -22,39 +16,9 @@ import (
 // gets one card per incident, edited in place on resolve; PagerDuty gets
 // trigger then resolve for the critical one and nothing for the warning.
 func TestRealAlertmanagerToSlackAndPagerDuty(t *testing.T) {
-	slackSrv := slacktestutil.Start(t)
-	slackSrv.RequireToken("xoxb-e2e")
-	pd := testenv.StartPagerDuty(t)
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.Listen = ln.Addr().String()
-	cfg.Bus.DataDir = t.TempDir()
-	cfg.Alertmanager.BearerToken = secret.Secret(token)
-	cfg.Slack.Token = "xoxb-e2e"
-	cfg.Slack.APIURL = slackSrv.URL()
-	cfg.PagerDuty.RoutingKey = "R0UT1NGKEY0000000000000000000000"
-	cfg.PagerDuty.EventsURL = pd.URL
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	srv, err := app.NewServer(ctx, cfg, log, app.Options{Listener: ln, Stdout: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server run: %v", err)
-		}
-	})
+	bot := serveInProcess(t, slog.LevelInfo, nil)
+	srv, slackSrv, pd := bot.srv, bot.slack, bot.pd
+	ctx := context.Background()
 
 	am := testenv.StartAlertmanager(t, "http://"+srv.Addr()+alertmanager.Path, token)
 	start := time.Now().Add(-time.Minute).UTC()
@@ -109,11 +73,4 @@ func TestRealAlertmanagerToSlackAndPagerDuty(t *testing.T) {
 	if n, p := len(cards(slackSrv)), len(pd.Events()); n != 2 || p != 2 {
 		t.Fatalf("after settling: %d cards, %d pages; want 2 and 2", n, p)
 	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -4,11 +4,19 @@
 package e2e
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/incidentbot/incidentbot/app"
+	"github.com/incidentbot/incidentbot/config"
+	"github.com/incidentbot/incidentbot/internal/testenv"
 	"github.com/incidentbot/incidentbot/notify/slack/slacktestutil"
+	"github.com/incidentbot/incidentbot/secret"
 )
 
 const token = "e2e-bearer-token-0123456789abcdef"
@@ -43,4 +51,71 @@ func cardWith(s *slacktestutil.Server, substr string) (slacktestutil.Message, bo
 		}
 	}
 	return slacktestutil.Message{}, false
+}
+
+// inProcess is the bot running inside the test process against
+// slacktest and the PagerDuty test server.
+type inProcess struct {
+	srv   *app.Server
+	slack *slacktestutil.Server
+	pd    *testenv.PagerDuty
+}
+
+// serveInProcess configures the bot for the fakes (bearer token, Slack,
+// PagerDuty, a temp data dir, a loopback port), lets edit adjust the
+// configuration, and runs it — with the Solana watchers when configured —
+// until the test ends, when it must drain without error.
+func serveInProcess(t *testing.T, level slog.Level, edit func(*config.Config)) *inProcess {
+	t.Helper()
+	p := &inProcess{slack: slacktestutil.Start(t), pd: testenv.StartPagerDuty(t)}
+	p.slack.RequireToken("xoxb-e2e")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Listen = ln.Addr().String()
+	cfg.Bus.DataDir = t.TempDir()
+	cfg.Alertmanager.BearerToken = secret.Secret(token)
+	cfg.Slack.Token, cfg.Slack.APIURL = "xoxb-e2e", p.slack.URL()
+	cfg.PagerDuty.RoutingKey, cfg.PagerDuty.EventsURL = "R0UT1NGKEY0000000000000000000000", p.pd.URL
+	if edit != nil {
+		edit(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	srv, err := app.NewServer(ctx, cfg, log, app.Options{Listener: ln, Stdout: io.Discard})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var extra []func(context.Context) error
+	if cfg.Solana.Enabled() {
+		w, err := app.Watchers(ctx, cfg, srv.Bus, srv.Registry, log)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		extra = append(extra, w.Run)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, extra...) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server run: %v", err)
+		}
+	})
+	p.srv = srv
+	return p
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

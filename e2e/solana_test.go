@@ -1,19 +1,14 @@
 package e2e
 
 import (
-	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/config"
-	"github.com/incidentbot/incidentbot/internal/testenv"
-	"github.com/incidentbot/incidentbot/notify/slack/slacktestutil"
 	"github.com/incidentbot/incidentbot/watchers/solana"
 	"github.com/incidentbot/incidentbot/watchers/solana/solanatest"
 )
@@ -29,48 +24,17 @@ func TestSolanaWatchersThroughServe(t *testing.T) {
 	t.Cleanup(backup.Close)
 	primary.SetSlot(1000)
 	backup.SetSlot(1000)
-	slackSrv := slacktestutil.Start(t)
-	pd := testenv.StartPagerDuty(t)
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.Listen = ln.Addr().String()
-	cfg.Bus.DataDir = t.TempDir()
-	cfg.Alertmanager.BearerToken = token
-	cfg.Slack.Token, cfg.Slack.APIURL = "xoxb-e2e", slackSrv.URL()
-	cfg.PagerDuty.RoutingKey, cfg.PagerDuty.EventsURL = "R0UT1NGKEY0000000000000000000000", pd.URL
-	cfg.Solana.Endpoints = []solana.EndpointConfig{
-		{Name: "primary", URL: primary.URL(), WSURL: primary.WSURL(), Role: "primary"},
-		{Name: "backup-1", URL: backup.URL(), WSURL: backup.WSURL(), Role: "backup"},
-	}
-	cfg.Solana.Health.Interval = 100 * time.Millisecond
-	cfg.Solana.Health.Timeout = time.Second
-	cfg.Solana.Health.UnhealthyAfter = 2
-	cfg.Solana.Health.HealthyAfter = 2
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := app.NewServer(ctx, cfg, log, app.Options{Listener: ln, Stdout: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := app.Watchers(ctx, cfg, srv.Bus, srv.Registry, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, w.Run) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
+	bot := serveInProcess(t, slog.LevelWarn, func(cfg *config.Config) {
+		cfg.Solana.Endpoints = []solana.EndpointConfig{
+			{Name: "primary", URL: primary.URL(), WSURL: primary.WSURL(), Role: "primary"},
+			{Name: "backup-1", URL: backup.URL(), WSURL: backup.WSURL(), Role: "backup"},
 		}
+		cfg.Solana.Health.Interval = 100 * time.Millisecond
+		cfg.Solana.Health.Timeout = time.Second
+		cfg.Solana.Health.UnhealthyAfter = 2
+		cfg.Solana.Health.HealthyAfter = 2
 	})
+	srv, slackSrv, pd := bot.srv, bot.slack, bot.pd
 
 	primary.SetHealth(solanatest.HealthBehind, 187)
 	eventually(t, 30*time.Second, "RPC card", func() bool { return len(cards(slackSrv)) == 1 })
