@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"time"
 
 	"github.com/incidentbot/incidentbot/bus"
@@ -74,6 +75,8 @@ func (e *Engine) reconcileChat(ctx context.Context, key string, r *renderer) err
 			if err != nil {
 				return e.chatFailed(ctx, key, rec, rev, err)
 			}
+			e.auditf(ctx, bus.AuditRecord{Kind: "notify.chat.updated", Incident: rec.ID,
+				Attrs: map[string]string{"status": string(rec.Status), "version": strconv.FormatInt(rec.Version, 10)}})
 			if err := e.mark(ctx, key, rec, rev, func(r *Record) { r.Slack.CardVersion = max(r.Slack.CardVersion, rec.Version) }); err != nil && !errors.Is(err, bus.ErrRevisionMismatch) {
 				return err
 			}

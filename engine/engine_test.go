@@ -458,3 +458,26 @@ func TestSweepRepairsDeliveriesAfterTheEventWasGivenUp(t *testing.T) {
 		t.Fatalf("after the claim timeout the sweep posted %d cards, want 1", n)
 	}
 }
+
+func TestEveryDecisionAndEffectIsAudited(t *testing.T) {
+	e := newEnv(t)
+	_ = e.handle(t, e.eng, fixtureEvent(t, "webhook.firing.single.json"))
+	e.clock.Add(time.Minute)
+	_ = e.handle(t, e.eng, fixtureEvent(t, "webhook.resolved.single.json"))
+	recs, err := e.bus.AuditTrail(context.Background(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, r := range recs {
+		if r.Incident == "" || r.Actor == "" {
+			t.Errorf("audit record without incident or actor: %+v", r)
+		}
+		kinds = append(kinds, r.Kind)
+	}
+	want := []string{"incident.opened", "notify.chat.posted", "notify.pager.trigger",
+		"incident.resolved", "notify.chat.updated", "notify.chat.replied", "notify.pager.resolve"}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Fatalf("audit trail %v, want %v", kinds, want)
+	}
+}
