@@ -3,9 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"os"
-	"log/slog"
 	"testing"
 	"time"
 
