@@ -152,10 +152,6 @@ func apply(rec *Record, in applyInput) (*Record, change) {
 			continue
 		}
 		rec.Alerts[s.Fingerprint] = stateOf(s)
-		name := s.Name()
-		if name == "" {
-			name = s.Type
-		}
 		switch {
 		case s.Status == signal.Firing && (!ok || cur.Status == signal.Resolved || !cur.StartsAt.Equal(s.StartsAt)):
 			added = append(added, describe(s))
