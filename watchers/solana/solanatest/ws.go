@@ -127,12 +127,16 @@ func (s *Server) handleWS(c *wsConn, req request) {
 	id := s.nextSub
 	s.nextSub++
 	s.mu.Unlock()
-	// Confirm first, then register: no notification can precede the
-	// confirmation the client needs to route it.
-	reply(id, nil)
+	// Register and confirm under the write lock: a notification for the new
+	// subscription waits for that lock, so it cannot precede the confirmation
+	// the client needs to route it, and the subscription is live (counted by
+	// Subscriptions) before the client can read its id.
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	c.subs[id] = sub
 	c.mu.Unlock()
+	_ = c.conn.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": id})
 }
 
 func rawArray(params []json.RawMessage) json.RawMessage {
