@@ -17,6 +17,9 @@ func TestBalanceLowWithHysteresis(t *testing.T) {
 	cfg.BalanceHysteresis = 0.1
 	pub := newRecorder()
 	pub.failNext = 3 // the bus is down for the first publishes
+	// The first read must see the first step's balance, not an unset (0,
+	// hence low) one.
+	srv.SetBalance(hotWallet, 2000)
 	h := start(t, cfg, pub)
 
 	steps := []struct {

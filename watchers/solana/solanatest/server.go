@@ -126,22 +126,27 @@ func (s *Server) SetBalance(address string, lamports uint64) {
 	s.balances[address] = lamports
 }
 
-// SetAccount stores an account and notifies its account subscribers at
-// the current slot.
+// SetAccount stores an account and notifies its account subscribers. As
+// on a real chain the write lands in a new slot: the slot advances by one,
+// so a read answered before the write carries an older context slot than
+// the notification (clients order views by it).
 func (s *Server) SetAccount(address string, a Account) {
 	s.mu.Lock()
 	s.accounts[address] = a
+	s.slot++
 	slot := s.slot
 	s.mu.Unlock()
 	s.notify("accountSubscribe", address, "accountNotification", contextValue(slot, accountJSON(a, nil)))
 }
 
 // StoreAccount stores an account without notifying subscribers, as if
-// the notification was lost; only getAccountInfo sees the change.
+// the notification was lost; only getAccountInfo sees the change. The
+// slot advances by one, as for SetAccount.
 func (s *Server) StoreAccount(address string, a Account) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.accounts[address] = a
+	s.slot++
 }
 
 // AddTx records a transaction mentioning address (seen by
