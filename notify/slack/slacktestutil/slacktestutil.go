@@ -75,6 +75,7 @@ type Server struct {
 	calls    []Message
 	attempts map[string]int
 	failures map[string][]Failure
+	holds    map[string][]*Hold
 	cards    map[string]*Message // channel + "/" + ts
 	threads  map[string][]Message
 }
@@ -86,6 +87,7 @@ func New(binders ...slacktest.Binder) *Server {
 	s := &Server{
 		attempts: map[string]int{},
 		failures: map[string][]Failure{},
+		holds:    map[string][]*Hold{},
 		cards:    map[string]*Message{},
 		threads:  map[string][]Message{},
 	}
@@ -112,8 +114,17 @@ func (s *Server) URL() string { return s.srv.GetAPIURL() }
 // Slack returns the underlying slacktest server.
 func (s *Server) Slack() *slacktest.Server { return s.srv }
 
-// Close stops the server.
-func (s *Server) Close() { s.srv.Stop() }
+// Close releases held calls and stops the server.
+func (s *Server) Close() {
+	s.mu.Lock()
+	for _, hs := range s.holds {
+		for _, h := range hs {
+			h.Release()
+		}
+	}
+	s.mu.Unlock()
+	s.srv.Stop()
+}
 
 // RequireToken makes every recorded method answer invalid_auth unless the
 // request carries token (form field or bearer header).
@@ -131,6 +142,31 @@ func (s *Server) FailNext(method string, n int, f Failure) {
 	for range n {
 		s.failures[method] = append(s.failures[method], f)
 	}
+}
+
+// Hold is a call of a method kept waiting: the server has read the
+// request and answers only once Release is called (or the client gives up).
+type Hold struct {
+	arrived  chan struct{}
+	released chan struct{}
+	once     sync.Once
+}
+
+// Arrived is closed when the held call has reached the server.
+func (h *Hold) Arrived() <-chan struct{} { return h.arrived }
+
+// Release lets the held call be answered. It is safe to call more than once.
+func (h *Hold) Release() { h.once.Do(func() { close(h.released) }) }
+
+// HoldNext keeps the next call of method waiting until the returned Hold is
+// released; the call is then handled as usual (failures queued by FailNext
+// included). Holds are released at Close.
+func (s *Server) HoldNext(method string) *Hold {
+	h := &Hold{arrived: make(chan struct{}), released: make(chan struct{})}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holds[method] = append(s.holds[method], h)
+	return h
 }
 
 // Attempts counts the calls of method received, failed ones included.
@@ -193,6 +229,21 @@ func (s *Server) handle(method string) http.HandlerFunc {
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
+		}
+
+		s.mu.Lock()
+		var hold *Hold
+		if q := s.holds[method]; len(q) > 0 {
+			hold, s.holds[method] = q[0], q[1:]
+		}
+		s.mu.Unlock()
+		if hold != nil {
+			close(hold.arrived)
+			select {
+			case <-hold.released:
+			case <-r.Context().Done():
+				return
+			}
 		}
 
 		s.mu.Lock()

@@ -55,3 +55,38 @@ func TestServer(t *testing.T) {
 		t.Errorf("attempts %d posts %d updates %d", srv.Attempts(slacktestutil.PostMessage), len(srv.Posts()), len(srv.Updates()))
 	}
 }
+
+func TestHoldNext(t *testing.T) {
+	srv := slacktestutil.Start(t)
+	api := slack.New("xoxb-t", slack.OptionAPIURL(srv.URL()))
+	hold := srv.HoldNext(slacktestutil.PostMessage)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := api.PostMessageContext(t.Context(), "C1", slack.MsgOptionText("held", false))
+		done <- err
+	}()
+	select {
+	case <-hold.Arrived():
+	case <-time.After(10 * time.Second):
+		t.Fatal("held call never arrived")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("held call answered before release: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if n := len(srv.Posts()); n != 0 {
+		t.Fatalf("%d posts recorded while held", n)
+	}
+	hold.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p := srv.Posts(); len(p) != 1 || p[0].Text != "held" {
+		t.Errorf("posts = %+v", p)
+	}
+	// Only the next call was held.
+	if _, _, err := api.PostMessageContext(t.Context(), "C1", slack.MsgOptionText("free", false)); err != nil {
+		t.Fatal(err)
+	}
+}
