@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -105,6 +106,7 @@ type Bus struct {
 	names  names
 	log    *slog.Logger
 	srv    *server.Server // nil when external
+	stop   sync.Once      // shuts srv down once, whoever asks first
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
@@ -298,12 +300,17 @@ func (b *Bus) Close() {
 	b.shutdownServer()
 }
 
+// shutdownServer stops the embedded server; Close and Drain may race (a
+// failing Run drains while its owner closes), so it runs once and every
+// caller returns only after the server is down.
 func (b *Bus) shutdownServer() {
-	if b.srv != nil {
+	if b.srv == nil {
+		return
+	}
+	b.stop.Do(func() {
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
-		b.srv = nil
-	}
+	})
 }
 
 // mapErr turns nats connectivity failures into ErrUnavailable.
