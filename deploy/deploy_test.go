@@ -274,10 +274,11 @@ func TestPrometheusRules(t *testing.T) {
 	}
 
 	own := map[string]string{
-		"IncidentbotWebhookFailures":      `incidentbot_webhooks_total{result=~"unavailable|unauthorized|malformed`,
-		"IncidentbotEventsPoisoned":       `incidentbot_events_processed_total{result="poison"}`,
-		"IncidentbotNotificationsFailing": `incidentbot_notifications_total{result="error"}`,
-		"IncidentbotDown":                 `up{job="incidentbot"} == 0`,
+		"IncidentbotWebhookFailures":                 `incidentbot_webhooks_total{result=~"unavailable|unauthorized|malformed`,
+		"IncidentbotEventsPoisoned":                  `incidentbot_events_processed_total{result="poison"}`,
+		"IncidentbotNotificationsFailing":            `incidentbot_notifications_total{result="error"}`,
+		"IncidentbotDown":                            `up{job="incidentbot"} == 0`,
+		"IncidentbotSolanaStreamMissingTransactions": `incidentbot_solana_tx_recovered_total{via="poll"}`,
 	}
 	got := map[string]string{}
 	for _, r := range groups["incidentbot.rules"].Rules {

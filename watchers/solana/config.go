@@ -97,6 +97,10 @@ type TxConfig struct {
 	// MinSamples is the least number of transactions in the window for
 	// the rate to be judged at all.
 	MinSamples int `yaml:"min_samples"`
+	// PollInterval is how often getSignaturesForAddress is polled as a
+	// safety net next to logsSubscribe, so that a subscription the node
+	// rejected or a stream that stalled does not silently stop the counts.
+	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 // BackoffConfig is an exponential back-off between Min and Max.
@@ -122,9 +126,10 @@ func DefaultConfig() Config {
 			MaxSlotLag:     50,
 		},
 		Tx: TxConfig{
-			Window:     5 * time.Minute,
-			Threshold:  0.2,
-			MinSamples: 20,
+			Window:       5 * time.Minute,
+			Threshold:    0.2,
+			MinSamples:   20,
+			PollInterval: 30 * time.Second,
 		},
 		ProgramPollInterval: time.Minute,
 		BalanceInterval:     time.Minute,
@@ -215,6 +220,7 @@ func (c Config) Validate() error {
 	positive("solana.health.interval", c.Health.Interval)
 	positive("solana.health.timeout", c.Health.Timeout)
 	positive("solana.tx.window", c.Tx.Window)
+	positive("solana.tx.poll_interval", c.Tx.PollInterval)
 	positive("solana.program_poll_interval", c.ProgramPollInterval)
 	positive("solana.balance_interval", c.BalanceInterval)
 	positive("solana.reconnect.min", c.Reconnect.Min)

@@ -144,8 +144,8 @@ func (m *memKV) Keys(context.Context) ([]string, error) {
 func testConfig() Config {
 	c := DefaultConfig()
 	c.Health = HealthConfig{Interval: 20 * time.Millisecond, Timeout: 300 * time.Millisecond, UnhealthyAfter: 2, HealthyAfter: 2, MaxSlotLag: 50}
-	c.Tx = TxConfig{Window: time.Minute, Threshold: 0.5, MinSamples: 4}
-	c.ProgramPollInterval = time.Hour // tests drive the subscription unless they shorten it
+	c.Tx = TxConfig{Window: time.Minute, Threshold: 0.5, MinSamples: 4, PollInterval: time.Hour} // the poll only where a test shortens it
+	c.ProgramPollInterval = time.Hour                                                            // tests drive the subscription unless they shorten it
 	c.BalanceInterval = 20 * time.Millisecond
 	c.Reconnect = BackoffConfig{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
 	c.PublishRetry = BackoffConfig{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}

@@ -14,6 +14,7 @@ type metrics struct {
 	reqDuration *prometheus.HistogramVec
 	txTotal     *prometheus.CounterVec
 	txFailed    *prometheus.CounterVec
+	txRecovered *prometheus.CounterVec
 	deploySlot  *prometheus.GaugeVec
 	balance     *prometheus.GaugeVec
 }
@@ -41,6 +42,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "solana_tx_failed_total",
 			Help: "Failed transactions mentioning the program.",
 		}, []string{"program"}),
+		txRecovered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "incidentbot_solana_tx_recovered_total",
+			Help: "Transactions counted from getSignaturesForAddress because the logs subscription did not deliver them: via=\"reconnect\" fills a reconnect gap, via=\"poll\" is the periodic safety net (a steady rate means the subscription is rejected or stalled).",
+		}, []string{"program", "via"}),
 		deploySlot: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "solana_program_deploy_slot",
 			Help: "Slot the program was last deployed or upgraded at (ProgramData).",
@@ -51,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"wallet"}),
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.rpcUp, m.slotLag, m.reqDuration, m.txTotal, m.txFailed, m.deploySlot, m.balance} {
+	for _, c := range []prometheus.Collector{m.rpcUp, m.slotLag, m.reqDuration, m.txTotal, m.txFailed, m.txRecovered, m.deploySlot, m.balance} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -20,11 +20,18 @@ const (
 	// backfillPageLimit and backfillMaxPages bound one gap backfill.
 	backfillPageLimit = 1000
 	backfillMaxPages  = 10
+	// pollSettle is how old a transaction must be before the poll counts
+	// it rather than waiting for the subscription to deliver it.
+	pollSettle = 15 * time.Second
 )
 
 // txWatch counts a program's transactions from logsSubscribe (one
 // mentions address per subscription) and backfills reconnect gaps with
-// getSignaturesForAddress.
+// getSignaturesForAddress. A periodic getSignaturesForAddress poll is the
+// safety net for a subscription that never delivers: solana-go drops a
+// subscription the node rejects without a word, and a stream can stall
+// with its connection still open. Every path records through record, which
+// counts a signature once.
 type txWatch struct {
 	w   *Watchers
 	cfg ProgramConfig
@@ -34,7 +41,9 @@ type txWatch struct {
 	samples      []txSample
 	seen         map[solanago.Signature]struct{}
 	seenOrder    []solanago.Signature
-	lastSig      solanago.Signature
+	lastSig      solanago.Signature // newest recorded, from any path
+	pollMark     solanago.Signature // newest the poll has accounted for
+	polled       bool               // the poll has taken its baseline
 	firing       bool
 	episodeStart time.Time
 }
@@ -52,7 +61,7 @@ func (t *txWatch) run(ctx context.Context) {
 	log := t.w.log.With("program", t.cfg.Name)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		every := max(t.w.cfg.Tx.Window/10, 10*time.Millisecond)
@@ -60,7 +69,62 @@ func (t *txWatch) run(ctx context.Context) {
 			t.evaluate()
 		}
 	}()
+	go func() {
+		defer wg.Done()
+		for {
+			if err := t.poll(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("poll transactions", "err", t.w.sanitize(err.Error()))
+			}
+			if !sleep(ctx, t.w.cfg.Tx.PollInterval) {
+				return
+			}
+		}
+	}()
 	t.w.resubscribe(ctx, log, "logs", t.session)
+}
+
+// poll counts the transactions since the previous poll that no other path
+// has counted. The first poll only takes a baseline: history from before
+// the watcher started is not counted.
+func (t *txWatch) poll(ctx context.Context) error {
+	ep := t.w.pick(false)
+	t.mu.Lock()
+	mark, polled := t.pollMark, t.polled
+	t.mu.Unlock()
+	var sigs []*rpc.TransactionSignature
+	var err error
+	if polled {
+		sigs, err = t.since(ctx, ep, mark, backfillMaxPages)
+	} else {
+		sigs, err = t.since(ctx, ep, solanago.Signature{}, 1)
+	}
+	if err != nil {
+		return err
+	}
+	if !polled {
+		t.mu.Lock()
+		t.polled = true
+		if len(sigs) > 0 {
+			t.pollMark = sigs[0].Signature
+		}
+		t.mu.Unlock()
+		return nil
+	}
+	// Leave the newest transactions to the stream for a moment: a poll
+	// that beats a healthy subscription to them is not a miss.
+	now := t.w.now()
+	for len(sigs) > 0 && sigs[0].BlockTime != nil && now.Sub(sigs[0].BlockTime.Time()) < pollSettle {
+		sigs = sigs[1:]
+	}
+	if n := t.recordAll(sigs, "poll"); n > 0 {
+		t.w.log.Warn("poll counted transactions the logs subscription did not deliver", "program", t.cfg.Name, "count", n, "endpoint", ep.cfg.Name)
+	}
+	if len(sigs) > 0 {
+		t.mu.Lock()
+		t.pollMark = sigs[0].Signature
+		t.mu.Unlock()
+	}
+	return nil
 }
 
 // session connects, subscribes, backfills the gap since the last
@@ -101,10 +165,26 @@ func (t *txWatch) backfill(ctx context.Context, ep *endpoint) error {
 	if until.IsZero() {
 		return nil
 	}
+	sigs, err := t.since(ctx, ep, until, backfillMaxPages)
+	if err != nil {
+		return err
+	}
+	if n := t.recordAll(sigs, "reconnect"); n > 0 {
+		t.w.log.Info("backfilled transactions after reconnect", "program", t.cfg.Name, "count", n)
+	}
+	return nil
+}
+
+// since lists the program's signatures newer than until (all of them when
+// until is zero), newest first, in at most maxPages pages.
+func (t *txWatch) since(ctx context.Context, ep *endpoint, until solanago.Signature, maxPages int) ([]*rpc.TransactionSignature, error) {
 	var all []*rpc.TransactionSignature
 	var before solanago.Signature
-	for page := 0; page < backfillMaxPages; page++ {
-		limit := backfillPageLimit
+	limit := backfillPageLimit
+	if maxPages == 1 {
+		limit = 1
+	}
+	for page := 0; page < maxPages; page++ {
 		var out []*rpc.TransactionSignature
 		_, err := t.w.timed(ep, "getSignaturesForAddress", func() (err error) {
 			cctx, cancel := context.WithTimeout(ctx, t.w.cfg.Health.Timeout)
@@ -115,32 +195,41 @@ func (t *txWatch) backfill(ctx context.Context, ep *endpoint) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("backfill getSignaturesForAddress: %w", err)
+			return nil, fmt.Errorf("getSignaturesForAddress: %w", err)
 		}
 		all = append(all, out...)
 		if len(out) < limit {
-			break
+			return all, nil
 		}
 		before = out[len(out)-1].Signature
-		if page == backfillMaxPages-1 {
-			t.w.log.Warn("backfill truncated", "program", t.cfg.Name, "signatures", len(all))
-		}
 	}
-	for i := len(all) - 1; i >= 0; i-- {
-		t.record(all[i].Signature, all[i].Err != nil)
+	if maxPages > 1 {
+		t.w.log.Warn("signature listing truncated; older transactions in the gap are not counted", "program", t.cfg.Name, "signatures", len(all))
 	}
-	if len(all) > 0 {
-		t.w.log.Info("backfilled transactions after reconnect", "program", t.cfg.Name, "count", len(all))
-	}
-	return nil
+	return all, nil
 }
 
-// record counts one transaction once.
-func (t *txWatch) record(sig solanago.Signature, failed bool) {
+// recordAll records signatures listed newest first, oldest first, and
+// reports how many were new.
+func (t *txWatch) recordAll(sigs []*rpc.TransactionSignature, via string) int {
+	n := 0
+	for i := len(sigs) - 1; i >= 0; i-- {
+		if t.record(sigs[i].Signature, sigs[i].Err != nil) {
+			n++
+		}
+	}
+	if n > 0 {
+		t.w.m.txRecovered.WithLabelValues(t.cfg.Name, via).Add(float64(n))
+	}
+	return n
+}
+
+// record counts one transaction once and reports whether it was new.
+func (t *txWatch) record(sig solanago.Signature, failed bool) bool {
 	t.mu.Lock()
 	if _, dup := t.seen[sig]; dup {
 		t.mu.Unlock()
-		return
+		return false
 	}
 	t.seen[sig] = struct{}{}
 	t.seenOrder = append(t.seenOrder, sig)
@@ -157,6 +246,7 @@ func (t *txWatch) record(sig solanago.Signature, failed bool) {
 		t.w.m.txFailed.WithLabelValues(t.cfg.Name).Inc()
 	}
 	t.evaluate()
+	return true
 }
 
 // evaluate fires when the failure rate over the window exceeds the

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"testing"
+	"time"
 
 	solanago "github.com/gagliardetto/solana-go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -109,19 +110,101 @@ func TestTxBackfillAfterDrop(t *testing.T) {
 	for i := 3; i < 8; i++ {
 		srv.AddTx(programID, tx(i, i%2 == 0), false)
 	}
+	listed := srv.Calls("getSignaturesForAddress") // the poll's baseline so far
 	srv.DropConnections()
 	eventually(t, "resubscribed", func() bool { return srv.Subscriptions("logsSubscribe") == 1 })
 	eventually(t, "gap backfilled", func() bool { total, failed := counts(h); return total == 8 && failed == 3 })
-	if srv.Calls("getSignaturesForAddress") < 1 {
+	if srv.Calls("getSignaturesForAddress") <= listed {
 		t.Errorf("no getSignaturesForAddress backfill")
+	}
+	if n := recovered(h, "reconnect"); n != 5 {
+		t.Errorf("recovered via reconnect = %v, want 5", n)
 	}
 	srv.AddTx(programID, tx(8, true), true)
 	eventually(t, "stream resumed", func() bool { total, failed := counts(h); return total == 9 && failed == 4 })
 	// A second drop with no gap must not count anything twice.
+	listed = srv.Calls("getSignaturesForAddress")
 	srv.DropConnections()
 	eventually(t, "resubscribed again", func() bool { return srv.Subscriptions("logsSubscribe") == 1 })
-	eventually(t, "second backfill ran", func() bool { return srv.Calls("getSignaturesForAddress") >= 2 })
+	eventually(t, "second backfill ran", func() bool { return srv.Calls("getSignaturesForAddress") > listed })
 	if total, failed := counts(h); total != 9 || failed != 4 {
 		t.Errorf("after a gap-free reconnect: total %v failed %v, want 9 and 4", total, failed)
+	}
+}
+
+func recovered(h *harness, via string) float64 {
+	return testutil.ToFloat64(h.w.m.txRecovered.WithLabelValues("payments", via))
+}
+
+// TestTxPollCountsWhatARejectedSubscriptionMisses: the provider rejects
+// logsSubscribe (solana-go drops the error and the stream stays silent);
+// the getSignaturesForAddress poll counts the transactions anyway, and not
+// the history from before the watcher started.
+func TestTxPollCountsWhatARejectedSubscriptionMisses(t *testing.T) {
+	srv := solanatest.NewServer()
+	defer srv.Close()
+	srv.RejectSubscriptions("logsSubscribe")
+	srv.AddTx(programID, tx(100, true), false) // history
+	cfg := txConfig(srv)
+	cfg.Tx.PollInterval = 20 * time.Millisecond
+	h := start(t, cfg, nil)
+	eventually(t, "baseline poll", func() bool { return srv.Calls("getSignaturesForAddress") >= 1 })
+	eventually(t, "subscription attempted", func() bool { return srv.Calls("logsSubscribe") >= 1 })
+
+	for i := range 5 {
+		srv.AddTx(programID, tx(i, i < 3), true) // notify: nobody is subscribed
+	}
+	eventually(t, "polled txs counted", func() bool { total, failed := counts(h); return total == 5 && failed == 3 })
+	if n := recovered(h, "poll"); n != 5 {
+		t.Errorf("recovered via poll = %v, want 5", n)
+	}
+	// Later polls neither recount nor reach back into history.
+	calls := srv.Calls("getSignaturesForAddress")
+	eventually(t, "more polls", func() bool { return srv.Calls("getSignaturesForAddress") >= calls+3 })
+	if total, failed := counts(h); total != 5 || failed != 3 {
+		t.Errorf("after more polls: total %v failed %v, want 5 and 3", total, failed)
+	}
+	// The failure rate is judged on polled transactions too (3/5 > 0.5).
+	eventually(t, "failure rate fired", func() bool { return h.pub.count("solana.tx.failure_rate") == 1 })
+}
+
+// TestTxPollLeavesFreshTransactionsToTheStream: a transaction younger than
+// the settle time is not counted by the poll (the subscription is about to
+// deliver it); the stream counts it, and the poll does not count it again
+// once it has settled.
+func TestTxPollLeavesFreshTransactionsToTheStream(t *testing.T) {
+	srv := solanatest.NewServer()
+	defer srv.Close()
+	cfg := txConfig(srv)
+	cfg.Tx.PollInterval = 20 * time.Millisecond
+	cfg.Tx.MinSamples = 1000 // counts only
+	h := start(t, cfg, nil)
+	eventually(t, "logs subscription", func() bool { return srv.Subscriptions("logsSubscribe") == 1 })
+	eventually(t, "baseline poll", func() bool { return srv.Calls("getSignaturesForAddress") >= 1 })
+
+	fresh := tx(1, false)
+	fresh.BlockTime = time.Now().Unix()
+	srv.AddTx(programID, fresh, false) // listed, notification still on its way
+	calls := srv.Calls("getSignaturesForAddress")
+	eventually(t, "polls", func() bool { return srv.Calls("getSignaturesForAddress") >= calls+3 })
+	if total, _ := counts(h); total != 0 {
+		t.Fatalf("the poll counted a transaction younger than %v; total %v, want 0", pollSettle, total)
+	}
+	srv.NotifyTx(programID, fresh)
+	eventually(t, "streamed", func() bool { total, _ := counts(h); return total == 1 })
+
+	// A later, settled transaction the stream never delivered is the
+	// poll's; the listing now reaches back over the streamed one too.
+	settled := tx(2, true)
+	settled.BlockTime = time.Now().Unix() - 60
+	srv.AddTx(programID, settled, false)
+	eventually(t, "polled", func() bool { total, failed := counts(h); return total == 2 && failed == 1 })
+	calls = srv.Calls("getSignaturesForAddress")
+	eventually(t, "more polls", func() bool { return srv.Calls("getSignaturesForAddress") >= calls+3 })
+	if total, failed := counts(h); total != 2 || failed != 1 {
+		t.Errorf("total %v failed %v, want 2 and 1", total, failed)
+	}
+	if n := recovered(h, "poll"); n != 1 {
+		t.Errorf("recovered via poll = %v, want 1", n)
 	}
 }

@@ -46,6 +46,9 @@ type Tx struct {
 	// map[string]any{"InstructionError": []any{1, map[string]any{"Custom": 6001}}}.
 	Err  any
 	Logs []string
+	// BlockTime is the Unix time getSignaturesForAddress reports; zero
+	// means a fixed time long past.
+	BlockTime int64
 }
 
 // Account is one stored account.
@@ -71,6 +74,7 @@ type Server struct {
 	calls        map[string]int
 	conns        map[*wsConn]struct{}
 	nextSub      uint64
+	rejected     map[string]bool // subscription methods answered with an error
 }
 
 // NewServer starts a server. HTTP JSON-RPC and WebSocket PubSub share one
@@ -83,6 +87,7 @@ func NewServer() *Server {
 		txs:      map[string][]Tx{},
 		calls:    map[string]int{},
 		conns:    map[*wsConn]struct{}{},
+		rejected: map[string]bool{},
 		nextSub:  4110,
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -156,16 +161,32 @@ func (s *Server) StoreAccount(address string, a Account) {
 func (s *Server) AddTx(address string, tx Tx, notify bool) {
 	s.mu.Lock()
 	s.txs[address] = append(s.txs[address], tx)
-	slot := tx.Slot
-	if slot == 0 {
-		slot = s.slot
-	}
 	s.mu.Unlock()
 	if notify {
-		s.notify("logsSubscribe", address, "logsNotification", contextValue(slot, map[string]any{
-			"signature": tx.Signature, "err": tx.Err, "logs": tx.Logs,
-		}))
+		s.NotifyTx(address, tx)
 	}
+}
+
+// NotifyTx sends the logsNotification of tx to the logs subscribers of
+// address, late: tx was added with notify=false.
+func (s *Server) NotifyTx(address string, tx Tx) {
+	slot := tx.Slot
+	if slot == 0 {
+		s.mu.Lock()
+		slot = s.slot
+		s.mu.Unlock()
+	}
+	s.notify("logsSubscribe", address, "logsNotification", contextValue(slot, map[string]any{
+		"signature": tx.Signature, "err": tx.Err, "logs": tx.Logs,
+	}))
+}
+
+// RejectSubscriptions makes subscribe requests of method ("logsSubscribe",
+// ...) answer a JSON-RPC error, as a provider that disables the method does.
+func (s *Server) RejectSubscriptions(method string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rejected[method] = true
 }
 
 // SetUnresponsive makes every HTTP request hang (until the client gives
@@ -341,9 +362,13 @@ func (s *Server) signatures(addr string, o options) []map[string]any {
 		if slot == 0 {
 			slot = s.slot
 		}
+		blockTime := tx.BlockTime
+		if blockTime == 0 {
+			blockTime = 1755093012
+		}
 		out = append(out, map[string]any{
 			"signature": tx.Signature, "slot": slot, "err": tx.Err, "memo": nil,
-			"blockTime": 1755093012, "confirmationStatus": "confirmed",
+			"blockTime": blockTime, "confirmationStatus": "confirmed",
 		})
 	}
 	return out

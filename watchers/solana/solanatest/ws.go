@@ -74,6 +74,13 @@ func (s *Server) handleWS(c *wsConn, req request) {
 		}
 		_ = c.write(resp)
 	}
+	s.mu.Lock()
+	rejected := s.rejected[req.Method]
+	s.mu.Unlock()
+	if rejected {
+		reply(nil, &rpcError{Code: -32601, Message: "Method not found"})
+		return
+	}
 	sub := subscription{method: req.Method}
 	switch req.Method {
 	case "slotSubscribe":
