@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 DATA_DIR  ?= data
 BENCHTIME ?= 2s
 
-.PHONY: help run build test test-short lint bench fuzz check-runbooks clean
+.PHONY: help run build image test test-short lint bench fuzz check-runbooks clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ run: ## run the bot on its embedded default (in-process NATS under ./data, shipp
 
 build: ## build bin/incidentbot
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/incidentbot
+
+image: ## build the container image incidentbot:$(VERSION) (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) -t incidentbot:$(VERSION) .
 
 test: ## run every test (needs prometheus-alertmanager; .ci/run installs it)
 	$(GO) vet ./...

@@ -936,3 +936,43 @@ func decodeFile(t *testing.T, path string, v any) {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
+
+// TestDockerfileMatchesChart: the image runs as the user the chart's
+// securityContext names, listens on the chart's containerPort, keeps its
+// data where the chart mounts it, and builds a static binary (distroless
+// static has no libc).
+func TestDockerfileMatchesChart(t *testing.T) {
+	b, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	var values struct {
+		ContainerPort      int `yaml:"containerPort"`
+		PodSecurityContext struct {
+			RunAsUser  int `yaml:"runAsUser"`
+			RunAsGroup int `yaml:"runAsGroup"`
+		} `yaml:"podSecurityContext"`
+	}
+	decodeFile(t, chartDir+"/values.yaml", &values)
+	deployment, err := os.ReadFile(chartDir + "/templates/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("USER %d:%d", values.PodSecurityContext.RunAsUser, values.PodSecurityContext.RunAsGroup),
+		fmt.Sprintf("EXPOSE %d", values.ContainerPort),
+		fmt.Sprintf("--listen=0.0.0.0:%d", values.ContainerPort),
+		"CGO_ENABLED=0 go build",
+		"./cmd/incidentbot",
+		"-X main.version=${VERSION}",
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile does not contain %q", want)
+		}
+	}
+	const dataDir = "/var/lib/incidentbot"
+	if !strings.Contains(df, "--data-dir="+dataDir) || !strings.Contains(string(deployment), "--data-dir="+dataDir) {
+		t.Errorf("the image and the chart disagree on the data dir (want %s in both)", dataDir)
+	}
+}
