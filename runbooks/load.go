@@ -149,7 +149,16 @@ func dirSources(dir string) ([]source, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || (path.Ext(p) != ".yaml" && path.Ext(p) != ".yml") {
+		if d.IsDir() {
+			// Skip hidden directories: a Kubernetes ConfigMap volume keeps
+			// each key both as a top-level symlink and in ..<timestamp>/,
+			// which would load every runbook twice.
+			if p != dir && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if path.Ext(p) != ".yaml" && path.Ext(p) != ".yml" {
 			return nil
 		}
 		s, err := readSource(p)

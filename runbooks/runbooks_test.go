@@ -320,6 +320,39 @@ escalation: [{name: L1, after: 0s, notify: "@bob"}]
 	}
 }
 
+// TestOverrideDirFromConfigMapVolume: a Kubernetes ConfigMap volume keeps
+// each key in a hidden timestamped directory, reached through the ..data
+// symlink, with a top-level symlink per key. Each runbook loads once, from
+// its top-level name (the Helm chart's runbooks.configMap).
+func TestOverrideDirFromConfigMapVolume(t *testing.T) {
+	dir := t.TempDir()
+	ts := filepath.Join(dir, "..2026_11_24_10_00_00.123456789")
+	if err := os.Mkdir(ts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, ts, "custom.yaml", `
+name: custom
+title: Custom
+match:
+  types: [custom.event]
+assessment: [{text: Look}]
+escalation: [{name: L1, after: 0s, notify: "@bob"}]
+`)
+	for old, new := range map[string]string{filepath.Base(ts): "..data", "..data/custom.yaml": "custom.yaml"} {
+		if err := os.Symlink(old, filepath.Join(dir, new)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _, err := LoadDefault(dir, actions.Default())
+	if err != nil {
+		t.Fatalf("ConfigMap layout: %v", err)
+	}
+	r := s.Match(rules.Input{Type: "custom.event"})
+	if r.Name != "custom" || r.File != filepath.Join(dir, "custom.yaml") {
+		t.Errorf("matched %q from %s, want custom from %s", r.Name, r.File, filepath.Join(dir, "custom.yaml"))
+	}
+}
+
 func write(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)

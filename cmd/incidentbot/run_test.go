@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCheckShippedRunbooks(t *testing.T) {
@@ -52,5 +53,19 @@ func TestUsageErrors(t *testing.T) {
 		if err := run(context.Background(), args, &out, &errb, nil); exitCode(err) != 2 {
 			t.Errorf("run %v: err=%v, want usage error", args, err)
 		}
+	}
+}
+
+// TestServeListenFlagIsValidated: --listen is applied before validation, so
+// allow_unauthenticated cannot be smuggled onto a public address by a flag
+// (the Helm chart passes --listen=0.0.0.0:8080).
+func TestServeListenFlagIsValidated(t *testing.T) {
+	env := []string{"INCIDENTBOT_ALERTMANAGER_ALLOW_UNAUTHENTICATED=true", "INCIDENTBOT_BUS_DATA_DIR=" + t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // if it did start, stop it
+	defer cancel()
+	var out, errb bytes.Buffer
+	err := run(ctx, []string{"serve", "--listen=0.0.0.0:0"}, &out, &errb, env)
+	if err == nil || !strings.Contains(err.Error(), "allow_unauthenticated is only allowed when listen (0.0.0.0:0) is a loopback address") {
+		t.Fatalf("serve --listen=0.0.0.0:0 with allow_unauthenticated: err=%v, want the loopback rule", err)
 	}
 }

@@ -35,6 +35,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
+	// Validate again with the flags applied: allow_unauthenticated, for
+	// one, is only allowed on a loopback address.
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	log := app.Logger(cfg, stderr)
 	srv, err := app.NewServer(ctx, cfg, log, app.Options{Stdout: stdout})
 	if err != nil {
