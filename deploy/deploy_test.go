@@ -434,6 +434,44 @@ func TestHelmChart(t *testing.T) {
 			values:  map[string]any{"secrets": map[string]any{"alertmanagerBearerTokenKey": ""}},
 			wantErr: "unauthenticated",
 		},
+		{
+			name:    "basic auth needs a username",
+			values:  map[string]any{"secrets": map[string]any{"alertmanagerBearerTokenKey": "", "alertmanagerPasswordKey": "am-password"}},
+			wantErr: "config.alertmanager.username",
+		},
+		{
+			name:    "unauthenticated webhooks cannot be allowed on the pod's address",
+			values:  map[string]any{"config": map[string]any{"alertmanager": map[string]any{"allow_unauthenticated": true}}},
+			wantErr: "allow_unauthenticated",
+		},
+		{
+			name:    "remediation rights are never bound to the default ServiceAccount",
+			values:  map[string]any{"serviceAccount": map[string]any{"create": false}},
+			wantErr: "default ServiceAccount",
+		},
+		{
+			name: "basic auth and secret keys that read as numbers",
+			values: map[string]any{
+				"config":  map[string]any{"alertmanager": map[string]any{"username": "alertmanager"}},
+				"secrets": map[string]any{"alertmanagerBearerTokenKey": "", "alertmanagerPasswordKey": "true", "slackTokenKey": "2024"},
+			},
+			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			check: func(t *testing.T, m manifests, _ map[string]any) {
+				var keys []any
+				for _, v := range get(m.one(t, "Deployment"), "spec", "template", "spec", "volumes").([]any) {
+					if get(v, "name") == "secrets" {
+						for _, it := range get(v, "secret", "items").([]any) {
+							keys = append(keys, get(it, "key"), get(it, "path"))
+						}
+					}
+				}
+				for _, want := range []string{"true", "2024"} {
+					if !slices.Contains(keys, any(want)) {
+						t.Errorf("secret items %#v: want the key %q as a string", keys, want)
+					}
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -509,13 +547,20 @@ func checkCommon(t *testing.T, m manifests, values map[string]any) {
 	if p := str(c, "livenessProbe", "httpGet", "path"); p != "/healthz" {
 		t.Errorf("livenessProbe path %q, want /healthz", p)
 	}
+	if p := str(c, "startupProbe", "httpGet", "path"); p != "/healthz" {
+		t.Errorf("startupProbe path %q, want /healthz (liveness must wait for the bus to recover)", p)
+	}
 	if p := str(c, "readinessProbe", "httpGet", "path"); p != "/readyz" {
 		t.Errorf("readinessProbe path %q, want /readyz", p)
 	}
 	if !slices.Contains(strs(c, "args"), "--listen=0.0.0.0:8080") {
 		t.Errorf("args %v: want --listen=0.0.0.0:8080", strs(c, "args"))
 	}
-	for _, name := range []string{"INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN_FILE", "INCIDENTBOT_SLACK_TOKEN_FILE", "INCIDENTBOT_PAGERDUTY_ROUTING_KEY_FILE"} {
+	webhookAuth := "INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN_FILE"
+	if get(values, "secrets", "alertmanagerBearerTokenKey") == "" {
+		webhookAuth = "INCIDENTBOT_ALERTMANAGER_PASSWORD_FILE"
+	}
+	for _, name := range []string{webhookAuth, "INCIDENTBOT_SLACK_TOKEN_FILE", "INCIDENTBOT_PAGERDUTY_ROUTING_KEY_FILE"} {
 		if !slices.Contains(envNames(c), name) {
 			t.Errorf("env %v: want %s", envNames(c), name)
 		}
