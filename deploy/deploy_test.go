@@ -435,6 +435,16 @@ func TestHelmChart(t *testing.T) {
 			wantErr: "unauthenticated",
 		},
 		{
+			name: "configuration in a Secret (RPC URLs with API keys)",
+			values: map[string]any{
+				"configAsSecret": true,
+				"config": map[string]any{"solana": map[string]any{
+					"endpoints": []any{map[string]any{"name": "helius", "url": "https://mainnet.helius-rpc.com/?api-key=k", "ws_url": "wss://mainnet.helius-rpc.com/?api-key=k", "role": "primary"}},
+				}},
+			},
+			wantKinds: []string{"Deployment", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"},
+		},
+		{
 			name:    "basic auth needs a username",
 			values:  map[string]any{"secrets": map[string]any{"alertmanagerBearerTokenKey": "", "alertmanagerPasswordKey": "am-password"}},
 			wantErr: "config.alertmanager.username",
@@ -571,8 +581,19 @@ func checkCommon(t *testing.T, m manifests, values map[string]any) {
 		}
 	}
 
-	cm := m.one(t, "ConfigMap")
-	data := str(cm, "data", "config.yaml")
+	// The configuration file, from the ConfigMap or (configAsSecret) the
+	// Secret the config volume mounts.
+	kind, field, ref := "ConfigMap", "data", []string{"configMap", "name"}
+	if get(values, "configAsSecret") == true {
+		kind, field, ref = "Secret", "stringData", []string{"secret", "secretName"}
+	}
+	cm := m.one(t, kind)
+	for _, v := range get(pod, "volumes").([]any) {
+		if get(v, "name") == "config" && str(v, ref...) != str(cm, "metadata", "name") {
+			t.Errorf("config volume %v does not mount the %s %s", v, kind, str(cm, "metadata", "name"))
+		}
+	}
+	data := str(cm, field, "config.yaml")
 	cfg, err := config.Parse("configmap config.yaml", []byte(data))
 	if err != nil {
 		t.Fatalf("config.yaml from the ConfigMap: %v", err)
