@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 	"github.com/incidentbot/incidentbot/internal/testenv"
 	"github.com/incidentbot/incidentbot/notify/slack/slacktestutil"
 )
@@ -116,20 +115,7 @@ func TestCrashAfterAckBeforeSlackPostsOnceOnRestart(t *testing.T) {
 	first := startBot(t, append(common, "INCIDENTBOT_SLACK_API_URL="+hang.URL+"/")...)
 	waitReady(t, addr)
 
-	body, err := os.ReadFile("../handlers/alertmanager/testdata/webhook.firing.single.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+alertmanager.Path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("webhook: %d, want 200", resp.StatusCode)
-	}
+	mustDeliver(t, addr, fixture(t, "webhook.firing.single.json"))
 	select {
 	case <-arrived:
 	case <-time.After(30 * time.Second):
@@ -164,22 +150,14 @@ func TestDuplicateDeliveriesMakeOneCard(t *testing.T) {
 		"INCIDENTBOT_SLACK_API_URL="+slackSrv.URL(),
 	)
 	waitReady(t, addr)
-	body, _ := os.ReadFile("../handlers/alertmanager/testdata/webhook.firing.grouped.json")
+	body := fixture(t, "webhook.firing.grouped.json")
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodPost, "http://"+addr+alertmanager.Path, bytes.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("delivery: %d", resp.StatusCode)
+			if code, err := deliver(addr, body); err != nil || code != http.StatusOK {
+				t.Errorf("delivery: %d %v, want 200", code, err)
 			}
 		}()
 	}

@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bytes"
-	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 	"github.com/incidentbot/incidentbot/internal/testenv"
 	"github.com/incidentbot/incidentbot/notify/slack/slacktestutil"
 )
@@ -44,23 +40,8 @@ func TestSIGTERMDrainsInFlightWork(t *testing.T) {
 	})
 	waitReady(t, addr)
 
-	body, err := os.ReadFile("../handlers/alertmanager/testdata/webhook.firing.single.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	post := func() (*http.Response, error) {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+alertmanager.Path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		return http.DefaultClient.Do(req)
-	}
-	resp, err := post()
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("webhook: %d, want 200", resp.StatusCode)
-	}
+	body := fixture(t, "webhook.firing.single.json")
+	mustDeliver(t, addr, body)
 	select {
 	case <-hold.Arrived():
 	case <-time.After(30 * time.Second):
@@ -73,12 +54,8 @@ func TestSIGTERMDrainsInFlightWork(t *testing.T) {
 	// New webhooks are refused while the in-flight one drains, so that
 	// Alertmanager sends them to another replica or retries.
 	eventually(t, 30*time.Second, "webhooks refused after SIGTERM", func() bool {
-		resp, err := post()
-		if err != nil {
-			return true
-		}
-		resp.Body.Close()
-		return false
+		_, err := deliver(addr, body)
+		return err != nil
 	})
 	// Slack stays slow for a while longer; the bot must keep waiting for it.
 	select {

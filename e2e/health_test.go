@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
-	"os"
 	"testing"
 	"time"
-
-	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 )
 
 // TestHealthAndReadiness: /healthz answers while the process lives;
@@ -33,17 +29,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	// Let the pipeline come all the way up (the engine's consumer exists
 	// once a card is posted) so that losing the bus below is a loss at
 	// run time, not a failure to start.
-	body, err := os.ReadFile("../handlers/alertmanager/testdata/webhook.firing.single.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+bot.srv.Addr()+alertmanager.Path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	mustDeliver(t, bot.srv.Addr(), fixture(t, "webhook.firing.single.json"))
 	eventually(t, 20*time.Second, "the card", func() bool { return len(cards(bot.slack)) == 1 })
 
 	bot.srv.Bus.Close()

@@ -4,16 +4,20 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/config"
+	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 	"github.com/incidentbot/incidentbot/internal/testenv"
 	"github.com/incidentbot/incidentbot/notify/slack/slacktestutil"
 	"github.com/incidentbot/incidentbot/secret"
@@ -118,4 +122,42 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// fixture reads an Alertmanager payload from the receiver's testdata.
+func fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../handlers/alertmanager/testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// deliver posts body to the bot's webhook with the test token, as
+// Alertmanager does, and returns the status code.
+func deliver(addr string, body []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+alertmanager.Path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// mustDeliver delivers body and fails the test unless the bot answers 200.
+func mustDeliver(t testing.TB, addr string, body []byte) {
+	t.Helper()
+	code, err := deliver(addr, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusOK {
+		t.Fatalf("webhook: %d, want 200", code)
+	}
 }

@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"net/http"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/incidentbot/incidentbot/bus"
-	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 )
 
 // TestPoisonEventIsTerminatedAndAudited: an event no engine can decode is
@@ -38,16 +34,6 @@ func TestPoisonEventIsTerminatedAndAudited(t *testing.T) {
 	if n := len(cards(bot.slack)); n != 0 {
 		t.Fatalf("poison event posted %d cards", n)
 	}
-	body, err := os.ReadFile("../handlers/alertmanager/testdata/webhook.firing.single.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+bot.srv.Addr()+alertmanager.Path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	mustDeliver(t, bot.srv.Addr(), fixture(t, "webhook.firing.single.json"))
 	eventually(t, 20*time.Second, "the next event's card", func() bool { return len(cards(bot.slack)) == 1 })
 }
