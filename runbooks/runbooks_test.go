@@ -273,6 +273,16 @@ func TestRenderWatcherEvents(t *testing.T) {
 	}
 }
 
+// customRunbook matches the custom.event type and has no remediation.
+const customRunbook = `
+name: custom
+title: Custom
+match:
+  types: [custom.event]
+assessment: [{text: Look}]
+escalation: [{name: L1, after: 0s, notify: "@bob"}]
+`
+
 func TestOverrideDir(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "rpc.yaml", `
@@ -288,13 +298,7 @@ remediation:
     params: {text: Call Bob}
 escalation: [{name: L1, after: 0s, notify: "@bob"}]
 ---
-name: custom
-title: Custom
-match:
-  types: [custom.event]
-assessment: [{text: Look}]
-escalation: [{name: L1, after: 0s, notify: "@bob"}]
-`)
+`+customRunbook)
 	s, w, err := LoadDefault(dir, actions.Default())
 	if err != nil {
 		t.Fatal(err)
@@ -330,14 +334,7 @@ func TestOverrideDirFromConfigMapVolume(t *testing.T) {
 	if err := os.Mkdir(ts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	write(t, ts, "custom.yaml", `
-name: custom
-title: Custom
-match:
-  types: [custom.event]
-assessment: [{text: Look}]
-escalation: [{name: L1, after: 0s, notify: "@bob"}]
-`)
+	write(t, ts, "custom.yaml", customRunbook)
 	for old, new := range map[string]string{filepath.Base(ts): "..data", "..data/custom.yaml": "custom.yaml"} {
 		if err := os.Symlink(old, filepath.Join(dir, new)); err != nil {
 			t.Fatal(err)
