@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"bytes"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,6 +65,17 @@ func startBot(t *testing.T, env ...string) *bot {
 	return b
 }
 
+// botEnv is the environment of a built bot listening on addr with its bus
+// under dataDir, the test's webhook token and a Slack token, plus extra.
+func botEnv(addr, dataDir string, extra ...string) []string {
+	return append([]string{
+		"INCIDENTBOT_LISTEN=" + addr,
+		"INCIDENTBOT_BUS_DATA_DIR=" + dataDir,
+		"INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN=" + token,
+		"INCIDENTBOT_SLACK_TOKEN=xoxb-e2e",
+	}, extra...)
+}
+
 func waitReady(t *testing.T, addr string) {
 	t.Helper()
 	eventually(t, 30*time.Second, "bot ready", func() bool {
@@ -84,40 +93,21 @@ func waitReady(t *testing.T, addr string) {
 // and the process is SIGKILLed while Slack has not answered. On restart the
 // event is redelivered and the card is posted — once.
 func TestCrashAfterAckBeforeSlackPostsOnceOnRestart(t *testing.T) {
-	dataDir := t.TempDir()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	common := []string{
-		"INCIDENTBOT_LISTEN=" + addr,
-		"INCIDENTBOT_BUS_DATA_DIR=" + dataDir,
-		"INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN=" + token,
-		"INCIDENTBOT_SLACK_TOKEN=xoxb-e2e",
+	slackSrv := slacktestutil.Start(t)
+	env := botEnv(addr, t.TempDir(),
+		"INCIDENTBOT_SLACK_API_URL="+slackSrv.URL(),
 		"INCIDENTBOT_ENGINE_CLAIM_TIMEOUT=2s",
 		"INCIDENTBOT_LOG_LEVEL=debug",
-	}
+	)
 
-	// First life: Slack accepts the connection and never answers.
-	arrived := make(chan struct{}, 64)
-	released := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Read the body so the server notices when the client dies.
-		_, _ = io.Copy(io.Discard, r.Body)
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done():
-		case <-released:
-		}
-	}))
-	defer hang.Close()
-	defer close(released)
-	first := startBot(t, append(common, "INCIDENTBOT_SLACK_API_URL="+hang.URL+"/")...)
+	// First life: Slack receives the card and never answers.
+	hold := slackSrv.HoldNext(slacktestutil.PostMessage)
+	first := startBot(t, env...)
 	waitReady(t, addr)
-
 	mustDeliver(t, addr, fixture(t, "webhook.firing.single.json"))
 	select {
-	case <-arrived:
+	case <-hold.Arrived():
 	case <-time.After(30 * time.Second):
 		t.Fatal("engine never called Slack")
 	}
@@ -126,9 +116,8 @@ func TestCrashAfterAckBeforeSlackPostsOnceOnRestart(t *testing.T) {
 	}
 	_ = first.cmd.Wait()
 
-	// Second life: Slack works.
-	slackSrv := slacktestutil.Start(t)
-	startBot(t, append(common, "INCIDENTBOT_SLACK_API_URL="+slackSrv.URL())...)
+	// Second life: Slack answers (the held call died with its client).
+	startBot(t, env...)
 	waitReady(t, addr)
 	eventually(t, 60*time.Second, "card posted after restart", func() bool { return len(cards(slackSrv)) >= 1 })
 	time.Sleep(3 * time.Second) // any duplicate would show by now (claim timeout 2s)
@@ -142,13 +131,7 @@ func TestCrashAfterAckBeforeSlackPostsOnceOnRestart(t *testing.T) {
 func TestDuplicateDeliveriesMakeOneCard(t *testing.T) {
 	slackSrv := slacktestutil.Start(t)
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	startBot(t,
-		"INCIDENTBOT_LISTEN="+addr,
-		"INCIDENTBOT_BUS_DATA_DIR="+t.TempDir(),
-		"INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN="+token,
-		"INCIDENTBOT_SLACK_TOKEN=xoxb-e2e",
-		"INCIDENTBOT_SLACK_API_URL="+slackSrv.URL(),
-	)
+	startBot(t, botEnv(addr, t.TempDir(), "INCIDENTBOT_SLACK_API_URL="+slackSrv.URL())...)
 	waitReady(t, addr)
 	body := fixture(t, "webhook.firing.grouped.json")
 	var wg sync.WaitGroup

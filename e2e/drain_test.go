@@ -19,17 +19,12 @@ import (
 func TestSIGTERMDrainsInFlightWork(t *testing.T) {
 	slackSrv := slacktestutil.Start(t)
 	hold := slackSrv.HoldNext(slacktestutil.PostMessage)
-	dataDir := t.TempDir()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	env := []string{
-		"INCIDENTBOT_LISTEN=" + addr,
-		"INCIDENTBOT_BUS_DATA_DIR=" + dataDir,
-		"INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN=" + token,
-		"INCIDENTBOT_SLACK_TOKEN=xoxb-e2e",
-		"INCIDENTBOT_SLACK_API_URL=" + slackSrv.URL(),
+	env := botEnv(addr, t.TempDir(),
+		"INCIDENTBOT_SLACK_API_URL="+slackSrv.URL(),
 		"INCIDENTBOT_SHUTDOWN_TIMEOUT=60s",
 		"INCIDENTBOT_ENGINE_CLAIM_TIMEOUT=2s",
-	}
+	)
 	b := startBot(t, env...)
 	exited := make(chan struct{}) // closed once the process has exited; then waitErr is set
 	var waitErr error
