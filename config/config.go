@@ -130,9 +130,10 @@ func Parse(name string, data []byte) (Config, error) {
 	return c, nil
 }
 
-// Load reads path (empty: defaults only), applies environment overrides
-// and secret files, and validates.
-func Load(path string, environ []string) (Config, error) {
+// Load reads path (empty: defaults only), applies environment overrides,
+// then overrides (command-line flags, which win over the environment), then
+// secret files, and validates the result.
+func Load(path string, environ []string, overrides ...func(*Config)) (Config, error) {
 	var c Config
 	if path == "" {
 		c = Default()
@@ -147,6 +148,9 @@ func Load(path string, environ []string) (Config, error) {
 	}
 	if err := applyEnv(&c, environ); err != nil {
 		return c, err
+	}
+	for _, o := range overrides {
+		o(&c)
 	}
 	if err := c.readSecretFiles(); err != nil {
 		return c, err

@@ -51,6 +51,20 @@ func TestEnvironmentOverridesFile(t *testing.T) {
 	}
 }
 
+// TestOverridesWinAndAreValidated: flags (overrides) beat the environment
+// and are validated like everything else.
+func TestOverridesWinAndAreValidated(t *testing.T) {
+	env := []string{"INCIDENTBOT_LISTEN=127.0.0.1:9000", "INCIDENTBOT_ALERTMANAGER_ALLOW_UNAUTHENTICATED=true"}
+	c, err := config.Load("", env, func(c *config.Config) { c.Listen = "127.0.0.1:9100" })
+	if err != nil || c.Listen != "127.0.0.1:9100" {
+		t.Fatalf("listen %q, err %v; want the override 127.0.0.1:9100", c.Listen, err)
+	}
+	_, err = config.Load("", env, func(c *config.Config) { c.Listen = "0.0.0.0:9100" })
+	if err == nil || !strings.Contains(err.Error(), "allow_unauthenticated is only allowed") {
+		t.Fatalf("err = %v, want the loopback rule to see the override", err)
+	}
+}
+
 func TestEnvironmentErrors(t *testing.T) {
 	_, err := config.Load("", []string{"INCIDENTBOT_ENGINE_REOPEN_WINDOW=soon", "INCIDENTBOT_NOPE=1"})
 	if err == nil || !strings.Contains(err.Error(), "INCIDENTBOT_ENGINE_REOPEN_WINDOW") || !strings.Contains(err.Error(), "INCIDENTBOT_NOPE: unknown setting") {

@@ -9,8 +9,8 @@ import (
 	"github.com/incidentbot/incidentbot/config"
 )
 
-func loadConfig(path string, environ []string) (config.Config, error) {
-	cfg, err := config.Load(path, environ)
+func loadConfig(path string, environ []string, overrides ...func(*config.Config)) (config.Config, error) {
+	cfg, err := config.Load(path, environ, overrides...)
 	if err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
@@ -25,20 +25,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
-	cfg, err := loadConfig(*cfgPath, environ)
+	// Flags are applied before validation: allow_unauthenticated, for one,
+	// is only allowed on a loopback address.
+	cfg, err := loadConfig(*cfgPath, environ, func(c *config.Config) {
+		if *dataDir != "" {
+			c.Bus.DataDir = *dataDir
+		}
+		if *listen != "" {
+			c.Listen = *listen
+		}
+	})
 	if err != nil {
 		return err
-	}
-	if *dataDir != "" {
-		cfg.Bus.DataDir = *dataDir
-	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	// Validate again with the flags applied: allow_unauthenticated, for
-	// one, is only allowed on a loopback address.
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
 	}
 	log := app.Logger(cfg, stderr)
 	srv, err := app.NewServer(ctx, cfg, log, app.Options{Stdout: stdout})

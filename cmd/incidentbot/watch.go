@@ -14,6 +14,7 @@ import (
 
 	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/config"
 )
 
 // watch runs only the Solana watchers, publishing to a shared NATS, so
@@ -26,12 +27,13 @@ func watch(ctx context.Context, args []string, _, stderr io.Writer, environ []st
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
-	cfg, err := loadConfig(*cfgPath, environ)
+	cfg, err := loadConfig(*cfgPath, environ, func(c *config.Config) {
+		if *listen != "" {
+			c.Listen = *listen
+		}
+	})
 	if err != nil {
 		return err
-	}
-	if *listen != "" {
-		cfg.Listen = *listen
 	}
 	if cfg.Bus.URL == "" {
 		return errors.New("watch publishes to a shared NATS: set bus.url (INCIDENTBOT_BUS_URL); serve runs the watchers itself")
