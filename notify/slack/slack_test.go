@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 const token = "xoxb-123456789-SECRET-token-do-not-leak"
 
 var t0 = time.Date(2025, 8, 13, 14, 2, 11, 0, time.UTC)
+
+// tag is the tag of the cards the tests post.
+var tag = notify.CardTag{IncidentID: "INC-1", Nonce: "0123abcd"}
 
 func incident() notify.Incident {
 	return notify.Incident{
@@ -57,6 +61,9 @@ func (o *observed) observe(sink, op, result string, _ time.Duration) {
 	o.results = append(o.results, sink+"/"+op+"/"+result)
 }
 
+// slogTo logs to w.
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
 func newChat(t *testing.T, srv *slacktestutil.Server, log *bytes.Buffer) (*nslack.Chat, *sleeps, *observed) {
 	t.Helper()
 	s, o := &sleeps{}, &observed{}
@@ -84,11 +91,11 @@ func TestCardLifecycle(t *testing.T) {
 	ctx := t.Context()
 
 	inc := incident()
-	ref, err := chat.PostCard(ctx, "C0INCIDENTS", inc)
+	ref, err := chat.PostCard(ctx, "C0INCIDENTS", inc, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref2, err := chat.PostCard(ctx, "C0INCIDENTS", inc)
+	ref2, err := chat.PostCard(ctx, "C0INCIDENTS", inc, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +168,7 @@ func TestRetries(t *testing.T) {
 			chat, sl, obs := newChat(t, srv, nil)
 			srv.FailNext(slacktestutil.PostMessage, tt.failures, tt.failure)
 
-			_, err := chat.PostCard(t.Context(), "C1", incident())
+			_, err := chat.PostCard(t.Context(), "C1", incident(), tag)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
 			}
@@ -207,7 +214,7 @@ func TestRetryAfterBeyondDeadlineIsHandedBack(t *testing.T) {
 	srv := slacktestutil.Start(t)
 	chat, sl, _ := newChat(t, srv, nil)
 	srv.FailNext(slacktestutil.Update, 1, slacktestutil.Failure{Status: 429, RetryAfter: time.Minute})
-	ref, err := chat.PostCard(t.Context(), "C1", incident())
+	ref, err := chat.PostCard(t.Context(), "C1", incident(), tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,19 +246,19 @@ func TestTokenNeverLeaks(t *testing.T) {
 	srv := slacktestutil.Start(t)
 	srv.RequireToken("xoxb-some-other-token")
 	chat, _, _ := newChat(t, srv, &logs)
-	_, err := chat.PostCard(t.Context(), "C1", incident()) // invalid_auth
+	_, err := chat.PostCard(t.Context(), "C1", incident(), tag) // invalid_auth
 	errs = append(errs, err)
 
 	srv2 := slacktestutil.Start(t)
 	chat2, _, _ := newChat(t, srv2, &logs)
 	srv2.FailNext(slacktestutil.PostMessage, 10, slacktestutil.Failure{Status: 500})
-	_, err = chat2.PostCard(t.Context(), "C1", incident()) // retries logged, exhausted
+	_, err = chat2.PostCard(t.Context(), "C1", incident(), tag) // retries logged, exhausted
 	errs = append(errs, err)
 
 	srv3 := slacktestutil.New()
 	chat3, _, _ := newChat(t, srv3, &logs)
 	srv3.Close()
-	_, err = chat3.PostCard(t.Context(), "C1", incident()) // network error
+	_, err = chat3.PostCard(t.Context(), "C1", incident(), tag) // network error
 	errs = append(errs, err)
 
 	for _, err := range errs {
