@@ -155,9 +155,11 @@ type CardTag struct {
 // Chat keeps one living card per incident and a thread of updates under it.
 type Chat interface {
 	// PostCard posts the incident's card to channel, tagged with tag, and
-	// returns where it is. An error does not prove that nothing was
-	// posted (a post may land after its client gave up): look with
-	// FindCard before posting again.
+	// returns where it is. It never posts twice on its own retries: after
+	// an attempt whose outcome is unknown it looks for the card before
+	// trying again. An error still does not prove that nothing was posted
+	// (a post may land after its client gave up): look with FindCard
+	// before posting again.
 	PostCard(ctx context.Context, channel string, inc Incident, tag CardTag) (CardRef, error)
 	// FindCard looks in channel for a card posted by PostCard for
 	// tag.IncidentID at or after since (with a small allowance for clock

@@ -2,6 +2,7 @@ package slack_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -207,5 +208,102 @@ func TestFindCardRetriesTransientErrors(t *testing.T) {
 	}
 	if s := sl.all(); len(s) != 1 || s[0] != 3*time.Second {
 		t.Errorf("slept %v, want the server's Retry-After", s)
+	}
+}
+
+// TestPostCardUnknownOutcome: when Slack posted but the client could not
+// tell, the sink's own retry finds the card instead of posting again.
+func TestPostCardUnknownOutcome(t *testing.T) {
+	tests := []struct {
+		name    string
+		channel string
+		setup   func(srv *slacktestutil.Server)
+		policy  func(p *notify.RetryPolicy)
+		// cards is how many cards the server holds afterwards.
+		cards   int
+		lookups int
+	}{
+		{"500 after posting", "C1", func(s *slacktestutil.Server) {
+			s.FailAfterPost(1, slacktestutil.Failure{Status: 500})
+		}, nil, 1, 1},
+		{"answer lost: client timeout", "C1", func(s *slacktestutil.Server) {
+			s.FailAfterPost(1, slacktestutil.Failure{Hang: true})
+		}, nil, 1, 1},
+		{"internal_error after posting", "C1", func(s *slacktestutil.Server) {
+			s.FailAfterPost(1, slacktestutil.Failure{Error: "internal_error"})
+		}, nil, 1, 1},
+		{"channel by name: resolved to look", "#alerts", func(s *slacktestutil.Server) {
+			s.FailAfterPost(1, slacktestutil.Failure{Status: 502})
+		}, nil, 1, 1},
+		{"lookup fails, retried", "C1", func(s *slacktestutil.Server) {
+			s.FailAfterPost(1, slacktestutil.Failure{Status: 500})
+			s.FailNext(slacktestutil.History, 1, slacktestutil.Failure{Status: 503})
+		}, nil, 1, 2},
+		{"500 before posting: looks, then posts", "C1", func(s *slacktestutil.Server) {
+			s.FailNext(slacktestutil.PostMessage, 1, slacktestutil.Failure{Status: 500})
+		}, nil, 1, 1},
+		{"last attempt unknown: looks once more", "C1", func(s *slacktestutil.Server) {
+			s.FailAfterPost(1, slacktestutil.Failure{Status: 500})
+		}, func(p *notify.RetryPolicy) { p.MaxAttempts = 1 }, 1, 1},
+		{"several unknown attempts", "C1", func(s *slacktestutil.Server) {
+			s.FailNext(slacktestutil.PostMessage, 2, slacktestutil.Failure{Status: 500})
+			s.FailAfterPost(1, slacktestutil.Failure{Hang: true})
+		}, nil, 1, 3},
+		{"rate limited: nothing posted, no lookup", "C1", func(s *slacktestutil.Server) {
+			s.FailNext(slacktestutil.PostMessage, 1, slacktestutil.Failure{Status: 429})
+		}, nil, 1, 0},
+		{"lookup impossible (scope): posts again", "C1", func(s *slacktestutil.Server) {
+			s.SetScopes("chat:write")
+			s.FailAfterPost(1, slacktestutil.Failure{Status: 500})
+		}, nil, 2, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := slacktestutil.Start(t)
+			var logs bytes.Buffer
+			cfg := nslack.DefaultConfig()
+			cfg.Token, cfg.APIURL = token, srv.URL()
+			cfg.Timeout = 300 * time.Millisecond
+			cfg.Retry.Sleep = (&sleeps{}).sleep
+			cfg.Logger = slogTo(&logs)
+			if tt.policy != nil {
+				tt.policy(&cfg.Retry)
+			}
+			chat, err := nslack.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.setup(srv)
+
+			ref, err := chat.PostCard(t.Context(), tt.channel, incident(), tag)
+			if err != nil {
+				t.Fatalf("PostCard: %v", err)
+			}
+			cards := 0
+			for _, p := range srv.Posts() {
+				if p.ThreadTS == "" {
+					cards++
+				}
+			}
+			if cards != tt.cards {
+				t.Errorf("server holds %d cards, want %d", cards, tt.cards)
+			}
+			if got := srv.Attempts(slacktestutil.History); got != tt.lookups {
+				t.Errorf("%d conversations.history calls, want %d", got, tt.lookups)
+			}
+			card, ok := srv.Card(ref.Channel, ref.TS)
+			if !ok || ref.Channel != srv.ChannelID(tt.channel) {
+				t.Fatalf("ref %+v is not a card in %s", ref, srv.ChannelID(tt.channel))
+			}
+			var md struct {
+				Payload map[string]string `json:"event_payload"`
+			}
+			if err := json.Unmarshal(card.Metadata, &md); err != nil || md.Payload["nonce"] != tag.Nonce {
+				t.Errorf("card metadata %s, want nonce %s", card.Metadata, tag.Nonce)
+			}
+			if tt.cards > 1 && !strings.Contains(logs.String(), "posting again") {
+				t.Errorf("no warning before posting again: %s", logs.String())
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -60,7 +61,8 @@ func DefaultConfig() Config {
 
 // Chat is a notify.Chat on Slack. It is safe for concurrent use.
 //
-// The bot token needs chat:write to post; FindCard needs channels:history and
+// The bot token needs chat:write to post; FindCard (and PostCard's own
+// retries after an unknown outcome) need channels:history and
 // groups:history to read the channel, and, for a channel given by name,
 // channels:read and groups:read to find its id. The bot must be a member
 // of the channel to read it.
@@ -112,21 +114,45 @@ func New(cfg Config) (*Chat, error) {
 // a name) with tag as message metadata (see CardMetadata), and returns the
 // channel id and ts Slack assigned.
 //
-// A retry after a timeout may post the card twice: chat.postMessage has no
-// idempotency key. FindCard finds the card by its tag.
+// chat.postMessage has no idempotency key, so after an attempt whose
+// outcome is unknown (a timeout, a connection lost after the request was
+// sent, a 5xx, Slack's internal_error) PostCard looks for the card with
+// FindCard before posting again, and once more after a last such attempt.
+// A rate limit or a clear ok=false answer means nothing was posted. If the
+// lookup itself fails for good (a missing scope, the bot not in the
+// channel), PostCard logs it and posts again: a duplicate card is better
+// than none.
 func (c *Chat) PostCard(ctx context.Context, channel string, inc notify.Incident, tag notify.CardTag) (ref notify.CardRef, err error) {
 	start := time.Now()
 	defer func() { c.cfg.Observer.Observe("slack", "post_card", start, err) }()
 
+	const op = "slack chat.postMessage"
+	log := c.log.With("op", op, "incident", inc.ID, "nonce", tag.Nonce)
 	opts := append(c.cardOptions(inc), slack.MsgOptionMetadata(CardMetadata(tag)))
-	err = c.retry(ctx, "slack chat.postMessage", inc.ID, func(ctx context.Context) error {
-		ch, ts, err := c.api.PostMessageContext(ctx, channel, opts...)
-		if err != nil {
-			return err
+	maybePosted := false // a failed attempt may have posted the card
+	err = c.policy(op, inc.ID).Do(ctx, op, func(ctx context.Context) error {
+		if maybePosted {
+			found, ok, err := c.lookBeforeRetry(ctx, channel, tag, start, log)
+			if err != nil || ok {
+				ref = found
+				return err
+			}
 		}
-		ref = notify.CardRef{Channel: ch, TS: ts}
-		return nil
+		return c.attempt(ctx, op, func(ctx context.Context) error {
+			ch, ts, err := c.api.PostMessageContext(ctx, channel, opts...)
+			if err != nil {
+				maybePosted = maybePosted || outcomeUnknown(err)
+				return err
+			}
+			ref = notify.CardRef{Channel: ch, TS: ts}
+			return nil
+		})
 	})
+	if err != nil && maybePosted && ctx.Err() == nil {
+		if found, ok, lerr := c.lookBeforeRetry(ctx, channel, tag, start, log); lerr == nil && ok {
+			ref, err = found, nil
+		}
+	}
 	if err != nil {
 		return notify.CardRef{}, err
 	}
@@ -135,6 +161,26 @@ func (c *Chat) PostCard(ctx context.Context, channel string, inc notify.Incident
 	}
 	c.rememberChannel(channel, ref.Channel)
 	return ref, nil
+}
+
+// lookBeforeRetry looks for the card that a failed attempt may have
+// posted, one call per request (the caller's retry loop does the
+// retrying). It returns an error only when looking failed in a way worth
+// retrying; when it failed for good it logs and reports no card.
+func (c *Chat) lookBeforeRetry(ctx context.Context, channel string, tag notify.CardTag, since time.Time, log *slog.Logger) (notify.CardRef, bool, error) {
+	ref, found, err := c.find(ctx, channel, tag, since, c.attempt)
+	switch {
+	case err == nil && found:
+		log.Info("a failed attempt had posted the card; not posting again", "channel", ref.Channel, "ts", ref.TS)
+		return ref, true, nil
+	case err == nil:
+		return notify.CardRef{}, false, nil
+	case notify.IsRetryable(err):
+		return notify.CardRef{}, false, err
+	default:
+		log.Warn("cannot tell whether a failed attempt posted the card; posting again", "err", err)
+		return notify.CardRef{}, false, nil
+	}
 }
 
 // UpdateCard edits the card at ref in place.
@@ -223,6 +269,29 @@ func (c *Chat) attempt(ctx context.Context, op string, call func(ctx context.Con
 		return classify(op, err, c.cfg.Token)
 	}
 	return nil
+}
+
+// outcomeUnknown reports whether a failed chat.postMessage may have posted
+// all the same: anything but a rate limit, a clear ok=false answer, a 4xx
+// or a request that never left (dial and DNS errors).
+func outcomeUnknown(err error) bool {
+	var rl *slack.RateLimitedError
+	var sc slack.StatusCodeError
+	var se slack.SlackErrorResponse
+	var op *net.OpError
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &rl):
+		return false
+	case errors.As(err, &sc):
+		return sc.Code >= 500 || sc.Code == http.StatusRequestTimeout
+	case errors.As(err, &se):
+		// Slack: "it's possible some aspect of the operation succeeded".
+		return se.Err == "internal_error" || se.Err == "fatal_error"
+	case errors.As(err, &op) && op.Op == "dial", errors.As(err, &dns):
+		return false
+	}
+	return true // timeouts, resets, EOF after the request was written
 }
 
 // transientErrors are the Slack error codes (ok=false) worth another try;

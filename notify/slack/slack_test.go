@@ -150,17 +150,21 @@ func TestRetries(t *testing.T) {
 		wantRetry    bool
 		wantAttempts int
 		wantSleeps   []time.Duration
+		// wantLookups counts conversations.history calls: a 5xx may have
+		// posted, so each retry after one looks first (and once more after
+		// the last); a rate limit or an ok=false answer posted nothing.
+		wantLookups int
 	}{
 		{"500 then success", 2, slacktestutil.Failure{Status: 500}, false, false, 3,
-			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond}},
+			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond}, 2},
 		{"429 honours Retry-After", 1, slacktestutil.Failure{Status: 429, RetryAfter: 7 * time.Second}, false, false, 2,
-			[]time.Duration{7 * time.Second}},
+			[]time.Duration{7 * time.Second}, 0},
 		{"ratelimited in body", 1, slacktestutil.Failure{Error: "ratelimited"}, false, false, 2,
-			[]time.Duration{250 * time.Millisecond}},
+			[]time.Duration{250 * time.Millisecond}, 0},
 		{"exhausted", 10, slacktestutil.Failure{Status: 503}, true, true, 4,
-			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}},
-		{"permanent", 1, slacktestutil.Failure{Error: "channel_not_found"}, true, false, 1, nil},
-		{"400 permanent", 1, slacktestutil.Failure{Status: 400}, true, false, 1, nil},
+			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}, 4},
+		{"permanent", 1, slacktestutil.Failure{Error: "channel_not_found"}, true, false, 1, nil, 0},
+		{"400 permanent", 1, slacktestutil.Failure{Status: 400}, true, false, 1, nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,6 +197,9 @@ func TestRetries(t *testing.T) {
 			}
 			if got := sl.all(); !equalDurations(got, tt.wantSleeps) {
 				t.Errorf("slept %v, want %v", got, tt.wantSleeps)
+			}
+			if got := srv.Attempts(slacktestutil.History); got != tt.wantLookups {
+				t.Errorf("%d conversations.history calls, want %d", got, tt.wantLookups)
 			}
 		})
 	}
