@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -116,7 +118,7 @@ func (e *Engine) postCard(ctx context.Context, key string, rec *Record, rev uint
 	var ref notify.CardRef
 	err := e.send(ctx, "chat", "post", rec, func(ctx context.Context) error {
 		var err error
-		ref, err = e.chat.PostCard(ctx, channel, view)
+		ref, err = e.chat.PostCard(ctx, channel, view, notify.CardTag{IncidentID: rec.ID, Nonce: cardNonce()})
 		return err
 	})
 	if err != nil {
@@ -137,6 +139,13 @@ func (e *Engine) postCard(ctx context.Context, key string, rec *Record, rev uint
 		r.Slack.CardVersion = rec.Version
 		r.Slack.RepliedSeq = lastSeq(rec)
 	})
+}
+
+// cardNonce is a random hex nonce for one card post attempt.
+func cardNonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func lastSeq(r *Record) int64 {

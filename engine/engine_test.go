@@ -65,7 +65,7 @@ func (r *recorder) fail() error {
 	return nil
 }
 
-func (r *recorder) PostCard(_ context.Context, ch string, inc notify.Incident) (notify.CardRef, error) {
+func (r *recorder) PostCard(_ context.Context, ch string, inc notify.Incident, _ notify.CardTag) (notify.CardRef, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.fail(); err != nil {
@@ -75,6 +75,10 @@ func (r *recorder) PostCard(_ context.Context, ch string, inc notify.Incident) (
 	ts := fmt.Sprintf("1700000000.%06d", r.seq)
 	r.calls = append(r.calls, chatCall{op: "post", channel: ch, ts: ts, inc: inc})
 	return notify.CardRef{Channel: ch, TS: ts}, nil
+}
+
+func (r *recorder) FindCard(context.Context, string, notify.CardTag, time.Time) (notify.CardRef, bool, error) {
+	return notify.CardRef{}, false, nil
 }
 
 func (r *recorder) UpdateCard(_ context.Context, ref notify.CardRef, inc notify.Incident) error {

@@ -140,10 +140,35 @@ type CardRef struct {
 	TS      string `json:"ts"`
 }
 
+// CardTag identifies one post attempt of one incident's card. A Chat posts
+// it with the card (on Slack as message metadata), so that FindCard can
+// tell whether a post whose outcome is unknown — the process died, or the
+// answer was lost — went through.
+type CardTag struct {
+	// IncidentID is the incident's ID (Incident.ID).
+	IncidentID string
+	// Nonce is random for each post attempt, e.g. the nonce of the lease
+	// the engine held while posting.
+	Nonce string
+}
+
 // Chat keeps one living card per incident and a thread of updates under it.
 type Chat interface {
-	// PostCard posts the incident's card to channel and returns where it is.
-	PostCard(ctx context.Context, channel string, inc Incident) (CardRef, error)
+	// PostCard posts the incident's card to channel, tagged with tag, and
+	// returns where it is. It never posts twice on its own retries: after
+	// an attempt whose outcome is unknown it looks for the card before
+	// trying again. An error still does not prove that nothing was posted
+	// (a post may land after its client gave up): look with FindCard
+	// before posting again.
+	PostCard(ctx context.Context, channel string, inc Incident, tag CardTag) (CardRef, error)
+	// FindCard looks in channel for a card posted by PostCard for
+	// tag.IncidentID at or after since (with a small allowance for clock
+	// skew). Any nonce matches the incident: it returns the card carrying
+	// tag.Nonce when there is one, else the oldest card of the incident.
+	// found is false when no such card is visible now; the lookback is
+	// bounded, and a post still in flight may appear later. Failures are
+	// *Error, saying whether a retry may help.
+	FindCard(ctx context.Context, channel string, tag CardTag, since time.Time) (ref CardRef, found bool, err error)
 	// UpdateCard edits the card in place.
 	UpdateCard(ctx context.Context, ref CardRef, inc Incident) error
 	// Reply posts an update in the card's thread.

@@ -6,7 +6,8 @@ import "time"
 // its retries), so the caller can count notifications and time them, e.g.
 // incidentbot_notifications_total{sink,op,result} and a latency histogram.
 // sink is "slack", "pagerduty" or "console"; op is "post_card",
-// "update_card", "reply" or "page_trigger"/"page_acknowledge"/"page_resolve";
+// "update_card", "reply", "find_card" or
+// "page_trigger"/"page_acknowledge"/"page_resolve";
 // result is one of the Result constants. It must be safe for concurrent use.
 type Observer func(sink, op, result string, d time.Duration)
 

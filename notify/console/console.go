@@ -34,8 +34,8 @@ var (
 func New(w io.Writer) *Console { return &Console{w: w} }
 
 // PostCard prints the card and returns a ref such as
-// {Channel: "#incidents", TS: "console-1"}.
-func (c *Console) PostCard(ctx context.Context, channel string, inc notify.Incident) (notify.CardRef, error) {
+// {Channel: "#incidents", TS: "console-1"}. The tag is not printed.
+func (c *Console) PostCard(ctx context.Context, channel string, inc notify.Incident, tag notify.CardTag) (notify.CardRef, error) {
 	start := time.Now()
 	c.mu.Lock()
 	c.seq++
@@ -47,6 +47,13 @@ func (c *Console) PostCard(ctx context.Context, channel string, inc notify.Incid
 		return notify.CardRef{}, err
 	}
 	return ref, nil
+}
+
+// FindCard always reports that no card was found: the console keeps no
+// record of what it printed, and printing a card again after a crash is
+// harmless.
+func (c *Console) FindCard(ctx context.Context, channel string, tag notify.CardTag, since time.Time) (notify.CardRef, bool, error) {
+	return notify.CardRef{}, false, nil
 }
 
 // UpdateCard prints the card again, marked as an edit of ref.

@@ -48,9 +48,13 @@ func TestConsoleFlow(t *testing.T) {
 	var out syncBuffer
 	c := console.New(&out)
 	ctx := t.Context()
-	ref, err := c.PostCard(ctx, "#incidents", incident())
+	tag := notify.CardTag{IncidentID: "INC-1", Nonce: "n1"}
+	ref, err := c.PostCard(ctx, "#incidents", incident(), tag)
 	if err != nil || ref != (notify.CardRef{Channel: "#incidents", TS: "console-1"}) {
 		t.Fatalf("ref %+v err %v", ref, err)
+	}
+	if got, found, err := c.FindCard(ctx, "#incidents", tag, time.Time{}); found || err != nil {
+		t.Fatalf("FindCard = %+v, %v, %v; the console finds nothing", got, found, err)
 	}
 	inc := incident()
 	inc.Status = notify.StatusResolved
@@ -87,7 +91,7 @@ func TestConsoleConcurrent(t *testing.T) {
 	refs := make(chan notify.CardRef, 50)
 	for range 50 {
 		wg.Go(func() {
-			ref, err := c.PostCard(t.Context(), "#c", incident())
+			ref, err := c.PostCard(t.Context(), "#c", incident(), notify.CardTag{IncidentID: "INC-1"})
 			if err != nil {
 				t.Error(err)
 			}

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -30,6 +32,13 @@ type Config struct {
 	APIURL string
 	// Timeout bounds each HTTP attempt. Zero means 10 s.
 	Timeout time.Duration
+	// HistoryPageSize is the limit of each conversations.history page that
+	// FindCard reads. Zero means 200. Slack allows at most 999, and 15 for
+	// commercially distributed apps outside the Marketplace.
+	HistoryPageSize int
+	// HistoryMaxPages bounds the conversations.history pages FindCard reads
+	// for one lookup. Zero means 10.
+	HistoryMaxPages int
 	// Retry is the retry policy of every call.
 	Retry notify.RetryPolicy
 	// Render tunes the card.
@@ -43,16 +52,29 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: Slack's public API, 10 s per attempt,
-// notify.DefaultRetryPolicy. Token still has to be set.
+// notify.DefaultRetryPolicy, card lookups of up to 10 pages of 200
+// messages. Token still has to be set.
 func DefaultConfig() Config {
-	return Config{APIURL: DefaultAPIURL, Timeout: 10 * time.Second, Retry: notify.DefaultRetryPolicy()}
+	return Config{APIURL: DefaultAPIURL, Timeout: 10 * time.Second, Retry: notify.DefaultRetryPolicy(),
+		HistoryPageSize: 200, HistoryMaxPages: 10}
 }
 
 // Chat is a notify.Chat on Slack. It is safe for concurrent use.
+//
+// The bot token needs chat:write to post; FindCard (and PostCard's own
+// retries after an unknown outcome) need channels:history and
+// groups:history to read the channel, and, for a channel given by name,
+// channels:read and groups:read to find its id. The bot must be a member
+// of the channel to read it.
 type Chat struct {
 	api *slack.Client
 	cfg Config
 	log *slog.Logger
+
+	mu sync.Mutex
+	// channelIDs maps channel names (lower case, no "#") to ids, learned
+	// from posts and users.conversations.
+	channelIDs map[string]string
 }
 
 var _ notify.Chat = (*Chat)(nil)
@@ -71,6 +93,12 @@ func New(cfg Config) (*Chat, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.HistoryPageSize <= 0 {
+		cfg.HistoryPageSize = 200
+	}
+	if cfg.HistoryMaxPages <= 0 {
+		cfg.HistoryMaxPages = 10
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
@@ -79,34 +107,80 @@ func New(cfg Config) (*Chat, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	api := slack.New(cfg.Token, slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(cfg.HTTPClient))
-	return &Chat{api: api, cfg: cfg, log: log.With("sink", "slack")}, nil
+	return &Chat{api: api, cfg: cfg, log: log.With("sink", "slack"), channelIDs: map[string]string{}}, nil
 }
 
 // PostCard posts the incident's card to channel (an id such as C0123, or
-// a name) and returns the channel id and ts Slack assigned.
+// a name) with tag as message metadata (see CardMetadata), and returns the
+// channel id and ts Slack assigned.
 //
-// A retry after a timeout may post the card twice: chat.postMessage has no
-// idempotency key.
-func (c *Chat) PostCard(ctx context.Context, channel string, inc notify.Incident) (ref notify.CardRef, err error) {
+// chat.postMessage has no idempotency key, so after an attempt whose
+// outcome is unknown (a timeout, a connection lost after the request was
+// sent, a 5xx, Slack's internal_error) PostCard looks for the card with
+// FindCard before posting again, and once more after a last such attempt.
+// A rate limit or a clear ok=false answer means nothing was posted. If the
+// lookup itself fails for good (a missing scope, the bot not in the
+// channel), PostCard logs it and posts again: a duplicate card is better
+// than none.
+func (c *Chat) PostCard(ctx context.Context, channel string, inc notify.Incident, tag notify.CardTag) (ref notify.CardRef, err error) {
 	start := time.Now()
 	defer func() { c.cfg.Observer.Observe("slack", "post_card", start, err) }()
 
-	opts := c.cardOptions(inc)
-	err = c.retry(ctx, "slack chat.postMessage", inc.ID, func(ctx context.Context) error {
-		ch, ts, err := c.api.PostMessageContext(ctx, channel, opts...)
-		if err != nil {
-			return err
+	const op = "slack chat.postMessage"
+	log := c.log.With("op", op, "incident", inc.ID, "nonce", tag.Nonce)
+	opts := append(c.cardOptions(inc), slack.MsgOptionMetadata(CardMetadata(tag)))
+	maybePosted := false // a failed attempt may have posted the card
+	err = c.policy(op, inc.ID).Do(ctx, op, func(ctx context.Context) error {
+		if maybePosted {
+			found, ok, err := c.lookBeforeRetry(ctx, channel, tag, start, log)
+			if err != nil || ok {
+				ref = found
+				return err
+			}
 		}
-		ref = notify.CardRef{Channel: ch, TS: ts}
-		return nil
+		return c.attempt(ctx, op, func(ctx context.Context) error {
+			ch, ts, err := c.api.PostMessageContext(ctx, channel, opts...)
+			if err != nil {
+				maybePosted = maybePosted || outcomeUnknown(err)
+				return err
+			}
+			ref = notify.CardRef{Channel: ch, TS: ts}
+			return nil
+		})
 	})
+	if err != nil && maybePosted && ctx.Err() == nil {
+		if found, ok, lerr := c.lookBeforeRetry(ctx, channel, tag, start, log); lerr == nil && ok {
+			ref, err = found, nil
+		}
+	}
 	if err != nil {
 		return notify.CardRef{}, err
 	}
 	if ref.Channel == "" {
 		ref.Channel = channel
 	}
+	c.rememberChannel(channel, ref.Channel)
 	return ref, nil
+}
+
+// lookBeforeRetry looks for the card that a failed attempt may have
+// posted, one call per request (the caller's retry loop does the
+// retrying). It returns an error only when looking failed in a way worth
+// retrying; when it failed for good it logs and reports no card.
+func (c *Chat) lookBeforeRetry(ctx context.Context, channel string, tag notify.CardTag, since time.Time, log *slog.Logger) (notify.CardRef, bool, error) {
+	ref, found, err := c.find(ctx, channel, tag, since, c.attempt)
+	switch {
+	case err == nil && found:
+		log.Info("a failed attempt had posted the card; not posting again", "channel", ref.Channel, "ts", ref.TS)
+		return ref, true, nil
+	case err == nil:
+		return notify.CardRef{}, false, nil
+	case notify.IsRetryable(err):
+		return notify.CardRef{}, false, err
+	default:
+		log.Warn("cannot tell whether a failed attempt posted the card; posting again", "err", err)
+		return notify.CardRef{}, false, nil
+	}
 }
 
 // UpdateCard edits the card at ref in place.
@@ -171,6 +245,11 @@ func (c *Chat) cardOptions(inc notify.Incident) []slack.MsgOption {
 // retry runs call with the sink's retry policy and a per-attempt timeout,
 // classifying slack-go's errors.
 func (c *Chat) retry(ctx context.Context, op, incident string, call func(ctx context.Context) error) error {
+	return c.policy(op, incident).Do(ctx, op, func(ctx context.Context) error { return c.attempt(ctx, op, call) })
+}
+
+// policy is the sink's retry policy, logging each retry of op.
+func (c *Chat) policy(op, incident string) notify.RetryPolicy {
 	p := c.cfg.Retry
 	if p.OnRetry == nil {
 		log := c.log.With("op", op, "incident", incident)
@@ -178,15 +257,41 @@ func (c *Chat) retry(ctx context.Context, op, incident string, call func(ctx con
 			log.Warn("slack call failed, retrying", "attempt", attempt, "delay", delay, "err", err)
 		}
 	}
-	return p.Do(ctx, op, func(ctx context.Context) error {
-		actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
-		err := call(actx)
-		if err == nil {
-			return nil
-		}
+	return p
+}
+
+// attempt runs call once with the per-attempt timeout and classifies its
+// error.
+func (c *Chat) attempt(ctx context.Context, op string, call func(ctx context.Context) error) error {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	if err := call(actx); err != nil {
 		return classify(op, err, c.cfg.Token)
-	})
+	}
+	return nil
+}
+
+// outcomeUnknown reports whether a failed chat.postMessage may have posted
+// all the same: anything but a rate limit, a clear ok=false answer, a 4xx
+// or a request that never left (dial and DNS errors).
+func outcomeUnknown(err error) bool {
+	var rl *slack.RateLimitedError
+	var sc slack.StatusCodeError
+	var se slack.SlackErrorResponse
+	var op *net.OpError
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &rl):
+		return false
+	case errors.As(err, &sc):
+		return sc.Code >= 500 || sc.Code == http.StatusRequestTimeout
+	case errors.As(err, &se):
+		// Slack: "it's possible some aspect of the operation succeeded".
+		return se.Err == "internal_error" || se.Err == "fatal_error"
+	case errors.As(err, &op) && op.Op == "dial", errors.As(err, &dns):
+		return false
+	}
+	return true // timeouts, resets, EOF after the request was written
 }
 
 // transientErrors are the Slack error codes (ok=false) worth another try;
@@ -216,10 +321,14 @@ func classify(op string, err error, token string) *notify.Error {
 		ne.Retryable = sc.Code >= 500 || sc.Code == http.StatusTooManyRequests || sc.Code == http.StatusRequestTimeout
 	case errors.As(err, &se):
 		ne.Retryable = transientErrors[se.Err]
-		ne.Err = fmt.Errorf("slack api error %q", se.Err)
-		if len(se.ResponseMetadata.Messages) > 0 {
-			ne.Err = fmt.Errorf("slack api error %q: %s", se.Err, strings.Join(se.ResponseMetadata.Messages, "; "))
+		msg := fmt.Sprintf("slack api error %q", se.Err)
+		if h := hint(op, se); h != "" {
+			msg += ": " + h
 		}
+		if len(se.ResponseMetadata.Messages) > 0 {
+			msg += ": " + strings.Join(se.ResponseMetadata.Messages, "; ")
+		}
+		ne.Err = errors.New(msg)
 	case errors.Is(err, context.Canceled):
 		ne.Retryable = false
 	}
@@ -227,4 +336,30 @@ func classify(op string, err error, token string) *notify.Error {
 		ne.Err = errors.New(strings.ReplaceAll(ne.Err.Error(), token, "<secret>"))
 	}
 	return ne
+}
+
+// scopes names the bot token scopes each Web API method needs.
+var scopes = map[string]string{
+	"chat.postMessage":      "chat:write",
+	"chat.update":           "chat:write",
+	"conversations.history": "channels:history (public channels) and groups:history (private channels)",
+	"users.conversations":   "channels:read (public channels) and groups:read (private channels)",
+}
+
+// hint says what to do about a Slack error that needs a person.
+func hint(op string, se slack.SlackErrorResponse) string {
+	switch se.Err {
+	case "missing_scope":
+		h := "the bot token lacks a scope"
+		if f := strings.Fields(op); len(f) > 1 && scopes[f[1]] != "" {
+			h += "; add " + scopes[f[1]] + " to the Slack app's bot token scopes and reinstall the app"
+		}
+		if se.Needed != "" {
+			h += " (Slack says needed: " + se.Needed + "; provided: " + se.Provided + ")"
+		}
+		return h
+	case "not_in_channel":
+		return "the bot is not a member of the channel; invite it (/invite @bot) to let it read the channel"
+	}
+	return ""
 }

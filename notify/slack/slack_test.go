@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 const token = "xoxb-123456789-SECRET-token-do-not-leak"
 
 var t0 = time.Date(2025, 8, 13, 14, 2, 11, 0, time.UTC)
+
+// tag is the tag of the cards the tests post.
+var tag = notify.CardTag{IncidentID: "INC-1", Nonce: "0123abcd"}
 
 func incident() notify.Incident {
 	return notify.Incident{
@@ -57,6 +61,9 @@ func (o *observed) observe(sink, op, result string, _ time.Duration) {
 	o.results = append(o.results, sink+"/"+op+"/"+result)
 }
 
+// slogTo logs to w.
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
 func newChat(t *testing.T, srv *slacktestutil.Server, log *bytes.Buffer) (*nslack.Chat, *sleeps, *observed) {
 	t.Helper()
 	s, o := &sleeps{}, &observed{}
@@ -84,11 +91,11 @@ func TestCardLifecycle(t *testing.T) {
 	ctx := t.Context()
 
 	inc := incident()
-	ref, err := chat.PostCard(ctx, "C0INCIDENTS", inc)
+	ref, err := chat.PostCard(ctx, "C0INCIDENTS", inc, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref2, err := chat.PostCard(ctx, "C0INCIDENTS", inc)
+	ref2, err := chat.PostCard(ctx, "C0INCIDENTS", inc, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,17 +150,21 @@ func TestRetries(t *testing.T) {
 		wantRetry    bool
 		wantAttempts int
 		wantSleeps   []time.Duration
+		// wantLookups counts conversations.history calls: a 5xx may have
+		// posted, so each retry after one looks first (and once more after
+		// the last); a rate limit or an ok=false answer posted nothing.
+		wantLookups int
 	}{
 		{"500 then success", 2, slacktestutil.Failure{Status: 500}, false, false, 3,
-			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond}},
+			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond}, 2},
 		{"429 honours Retry-After", 1, slacktestutil.Failure{Status: 429, RetryAfter: 7 * time.Second}, false, false, 2,
-			[]time.Duration{7 * time.Second}},
+			[]time.Duration{7 * time.Second}, 0},
 		{"ratelimited in body", 1, slacktestutil.Failure{Error: "ratelimited"}, false, false, 2,
-			[]time.Duration{250 * time.Millisecond}},
+			[]time.Duration{250 * time.Millisecond}, 0},
 		{"exhausted", 10, slacktestutil.Failure{Status: 503}, true, true, 4,
-			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}},
-		{"permanent", 1, slacktestutil.Failure{Error: "channel_not_found"}, true, false, 1, nil},
-		{"400 permanent", 1, slacktestutil.Failure{Status: 400}, true, false, 1, nil},
+			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}, 4},
+		{"permanent", 1, slacktestutil.Failure{Error: "channel_not_found"}, true, false, 1, nil, 0},
+		{"400 permanent", 1, slacktestutil.Failure{Status: 400}, true, false, 1, nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,7 +172,7 @@ func TestRetries(t *testing.T) {
 			chat, sl, obs := newChat(t, srv, nil)
 			srv.FailNext(slacktestutil.PostMessage, tt.failures, tt.failure)
 
-			_, err := chat.PostCard(t.Context(), "C1", incident())
+			_, err := chat.PostCard(t.Context(), "C1", incident(), tag)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
 			}
@@ -187,6 +198,9 @@ func TestRetries(t *testing.T) {
 			if got := sl.all(); !equalDurations(got, tt.wantSleeps) {
 				t.Errorf("slept %v, want %v", got, tt.wantSleeps)
 			}
+			if got := srv.Attempts(slacktestutil.History); got != tt.wantLookups {
+				t.Errorf("%d conversations.history calls, want %d", got, tt.wantLookups)
+			}
 		})
 	}
 }
@@ -207,7 +221,7 @@ func TestRetryAfterBeyondDeadlineIsHandedBack(t *testing.T) {
 	srv := slacktestutil.Start(t)
 	chat, sl, _ := newChat(t, srv, nil)
 	srv.FailNext(slacktestutil.Update, 1, slacktestutil.Failure{Status: 429, RetryAfter: time.Minute})
-	ref, err := chat.PostCard(t.Context(), "C1", incident())
+	ref, err := chat.PostCard(t.Context(), "C1", incident(), tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,19 +253,19 @@ func TestTokenNeverLeaks(t *testing.T) {
 	srv := slacktestutil.Start(t)
 	srv.RequireToken("xoxb-some-other-token")
 	chat, _, _ := newChat(t, srv, &logs)
-	_, err := chat.PostCard(t.Context(), "C1", incident()) // invalid_auth
+	_, err := chat.PostCard(t.Context(), "C1", incident(), tag) // invalid_auth
 	errs = append(errs, err)
 
 	srv2 := slacktestutil.Start(t)
 	chat2, _, _ := newChat(t, srv2, &logs)
 	srv2.FailNext(slacktestutil.PostMessage, 10, slacktestutil.Failure{Status: 500})
-	_, err = chat2.PostCard(t.Context(), "C1", incident()) // retries logged, exhausted
+	_, err = chat2.PostCard(t.Context(), "C1", incident(), tag) // retries logged, exhausted
 	errs = append(errs, err)
 
 	srv3 := slacktestutil.New()
 	chat3, _, _ := newChat(t, srv3, &logs)
 	srv3.Close()
-	_, err = chat3.PostCard(t.Context(), "C1", incident()) // network error
+	_, err = chat3.PostCard(t.Context(), "C1", incident(), tag) // network error
 	errs = append(errs, err)
 
 	for _, err := range errs {

@@ -1,24 +1,28 @@
 // Package slacktestutil runs a fake Slack Web API for tests of anything
 // that posts incident cards: slack-go's slacktest server, plus handlers
-// that record chat.postMessage and chat.update, hand out a unique ts per
-// message, keep each card's current state and thread, and fail on demand
-// (HTTP 500, 429 with Retry-After, or an ok=false Slack error).
+// that speak Slack's wire format for chat.postMessage, chat.update,
+// conversations.history and users.conversations. It hands out a unique,
+// increasing ts per message (microseconds, like Slack), keeps each card's
+// current state, metadata and thread, maps channel names to ids as Slack
+// does, and fails on demand: before a call takes effect (HTTP 500, 429
+// with Retry-After, an ok=false Slack error, a missing scope) or after it
+// did (the message is posted but the client hears an error or nothing).
 //
 // Usage from any package's test:
 //
 //	srv := slacktestutil.Start(t)
 //	chat, _ := slack.New(slack.Config{Token: "xoxb-test", APIURL: srv.URL()})
-//	srv.FailNext("chat.postMessage", 2, slacktestutil.Failure{Status: 500})
-//	ref, err := chat.PostCard(ctx, "C0INCIDENTS", inc)
+//	srv.FailNext(slacktestutil.PostMessage, 2, slacktestutil.Failure{Status: 500})
+//	ref, err := chat.PostCard(ctx, "#incidents", inc, tag)
 //	card, _ := srv.Card(ref.Channel, ref.TS)
 package slacktestutil
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,18 +31,22 @@ import (
 	"github.com/slack-go/slack/slacktest"
 )
 
-// Methods the server records.
+// Methods the server answers itself.
 const (
-	PostMessage = "chat.postMessage"
-	Update      = "chat.update"
+	PostMessage       = "chat.postMessage"
+	Update            = "chat.update"
+	History           = "conversations.history"
+	UserConversations = "users.conversations"
 )
 
 // Message is one recorded, accepted call, or the current state of a card.
 type Message struct {
 	// Method is PostMessage or Update.
 	Method string
-	// Channel is the channel as sent.
+	// Channel is the channel as sent: an id, or a name such as "#alerts".
 	Channel string
+	// ChannelID is the id the channel resolved to (Slack answers with it).
+	ChannelID string
 	// TS is the ts the server assigned (post) or the one edited (update).
 	TS string
 	// ThreadTS is the parent's ts for thread replies, else empty.
@@ -47,53 +55,58 @@ type Message struct {
 	Text string
 	// Blocks is the blocks JSON as sent; nil when there were none.
 	Blocks json.RawMessage
+	// Metadata is the message metadata JSON as sent ({"event_type":…,
+	// "event_payload":{…}}); nil when there was none. An update without
+	// metadata keeps the card's, as on Slack.
+	Metadata json.RawMessage
 	// Form is the whole request form (it holds the token).
 	Form url.Values
-}
-
-// Failure is an injected failure for one call.
-type Failure struct {
-	// Status is the HTTP status to answer, e.g. 500 or 429. Zero means
-	// 200 with {"ok":false,"error":Error}.
-	Status int
-	// RetryAfter, when positive, is sent as Retry-After in whole seconds
-	// (rounded up).
-	RetryAfter time.Duration
-	// Error is the Slack error code of an ok=false answer; default
-	// "internal_error".
-	Error string
 }
 
 // Server is a running fake Slack Web API. Its methods are safe for
 // concurrent use.
 type Server struct {
-	srv *slacktest.Server
+	srv    *slacktest.Server
+	closed chan struct{}
+	close  sync.Once
 
 	mu       sync.Mutex
 	token    string
-	seq      int
+	scopes   map[string]bool // nil grants every scope
+	now      func() time.Time
+	lastTS   int64 // microseconds of the last ts handed out
 	calls    []Message
+	forms    map[string][]url.Values
 	attempts map[string]int
 	failures map[string][]Failure
+	after    map[string][]Failure
 	holds    map[string][]*Hold
-	cards    map[string]*Message // channel + "/" + ts
+	cards    map[string]*Message // channel id + "/" + ts
 	threads  map[string][]Message
+	chans    directory
 }
 
 // New starts a server; call Close when done. Extra binders run after this
-// package's own handlers, so they can add routes but not replace
-// chat.postMessage or chat.update.
+// package's own handlers, so they can add routes but not replace the
+// methods this package answers.
 func New(binders ...slacktest.Binder) *Server {
 	s := &Server{
+		closed:   make(chan struct{}),
+		now:      time.Now,
+		forms:    map[string][]url.Values{},
 		attempts: map[string]int{},
 		failures: map[string][]Failure{},
+		after:    map[string][]Failure{},
 		holds:    map[string][]*Hold{},
 		cards:    map[string]*Message{},
 		threads:  map[string][]Message{},
+		chans:    newDirectory(),
 	}
 	bind := func(c slacktest.Customize) {
-		c.Handle("/"+PostMessage, s.handle(PostMessage))
-		c.Handle("/"+Update, s.handle(Update))
+		c.Handle("/"+PostMessage, s.route(PostMessage, s.post))
+		c.Handle("/"+Update, s.route(Update, s.update))
+		c.Handle("/"+History, s.route(History, s.history))
+		c.Handle("/"+UserConversations, s.route(UserConversations, s.userConversations))
 	}
 	s.srv = slacktest.NewTestServer(append([]slacktest.Binder{bind}, binders...)...)
 	s.srv.Start()
@@ -114,8 +127,9 @@ func (s *Server) URL() string { return s.srv.GetAPIURL() }
 // Slack returns the underlying slacktest server.
 func (s *Server) Slack() *slacktest.Server { return s.srv }
 
-// Close releases held calls and stops the server.
+// Close releases held and hanging calls and stops the server.
 func (s *Server) Close() {
+	s.close.Do(func() { close(s.closed) })
 	s.mu.Lock()
 	for _, hs := range s.holds {
 		for _, h := range hs {
@@ -126,47 +140,36 @@ func (s *Server) Close() {
 	s.srv.Stop()
 }
 
-// RequireToken makes every recorded method answer invalid_auth unless the
-// request carries token (form field or bearer header).
+// RequireToken makes every method this package answers reply invalid_auth
+// unless the request carries token (form field or bearer header).
 func (s *Server) RequireToken(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.token = token
 }
 
-// FailNext makes the next n calls of method (PostMessage or Update) fail
-// with f, after any failures already queued.
-func (s *Server) FailNext(method string, n int, f Failure) {
+// SetScopes grants the token only these scopes (by default it has every
+// scope). A method that needs another one answers like Slack:
+// {"ok":false,"error":"missing_scope","needed":…,"provided":…}.
+// chat.postMessage and chat.update need chat:write, conversations.history
+// channels:history (the fake's channels are public), users.conversations
+// channels:read for public_channel and groups:read for private_channel.
+func (s *Server) SetScopes(scopes ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for range n {
-		s.failures[method] = append(s.failures[method], f)
+	s.scopes = map[string]bool{}
+	for _, sc := range scopes {
+		s.scopes[sc] = true
 	}
 }
 
-// Hold is a call of a method kept waiting: the server has read the
-// request and answers only once Release is called (or the client gives up).
-type Hold struct {
-	arrived  chan struct{}
-	released chan struct{}
-	once     sync.Once
-}
-
-// Arrived is closed when the held call has reached the server.
-func (h *Hold) Arrived() <-chan struct{} { return h.arrived }
-
-// Release lets the held call be answered. It is safe to call more than once.
-func (h *Hold) Release() { h.once.Do(func() { close(h.released) }) }
-
-// HoldNext keeps the next call of method waiting until the returned Hold is
-// released; the call is then handled as usual (failures queued by FailNext
-// included). Holds are released at Close.
-func (s *Server) HoldNext(method string) *Hold {
-	h := &Hold{arrived: make(chan struct{}), released: make(chan struct{})}
+// SetClock sets the clock that timestamps new messages (default
+// time.Now). A ts never goes backwards: a clock behind the last message
+// yields that ts plus one microsecond.
+func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.holds[method] = append(s.holds[method], h)
-	return h
+	s.now = now
 }
 
 // Attempts counts the calls of method received, failed ones included.
@@ -176,11 +179,19 @@ func (s *Server) Attempts(method string) int {
 	return s.attempts[method]
 }
 
-// Calls returns every accepted call in order.
+// Forms returns the request form of every call of method received, in
+// order, failed and held ones included.
+func (s *Server) Forms(method string) []url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.forms[method])
+}
+
+// Calls returns every accepted chat.postMessage and chat.update in order.
 func (s *Server) Calls() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Message(nil), s.calls...)
+	return slices.Clone(s.calls)
 }
 
 // Posts returns the accepted chat.postMessage calls (cards and replies).
@@ -199,26 +210,39 @@ func (s *Server) filter(method string) []Message {
 	return out
 }
 
-// Card returns the current state of the top-level message at channel/ts:
-// as posted, with the text and blocks of the last update applied.
+// Card returns the current state of the top-level message at channel (an
+// id or a name)/ts: as posted, with the text, blocks and metadata of the
+// last update applied.
 func (s *Server) Card(channel, ts string) (Message, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.cards[channel+"/"+ts]
+	c := s.chans.lookup(channel)
+	if c == nil {
+		return Message{}, false
+	}
+	m, ok := s.cards[c.id+"/"+ts]
 	if !ok {
 		return Message{}, false
 	}
 	return *m, true
 }
 
-// Thread returns the replies posted under channel/ts, in order.
+// Thread returns the replies posted under channel (an id or a name)/ts,
+// in order.
 func (s *Server) Thread(channel, ts string) []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Message(nil), s.threads[channel+"/"+ts]...)
+	c := s.chans.lookup(channel)
+	if c == nil {
+		return nil
+	}
+	return slices.Clone(s.threads[c.id+"/"+ts])
 }
 
-func (s *Server) handle(method string) http.HandlerFunc {
+// route serves method: it records the form, applies holds, queued
+// failures, scopes and the token, then h (under s.mu), then any failure
+// queued for after the call took effect.
+func (s *Server) route(method string, h func(form url.Values) map[string]any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -232,6 +256,7 @@ func (s *Server) handle(method string) http.HandlerFunc {
 		}
 
 		s.mu.Lock()
+		s.forms[method] = append(s.forms[method], form)
 		var hold *Hold
 		if q := s.holds[method]; len(q) > 0 {
 			hold, s.holds[method] = q[0], q[1:]
@@ -247,64 +272,77 @@ func (s *Server) handle(method string) http.HandlerFunc {
 		}
 
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		s.attempts[method]++
+		var failure *Failure
+		var answer map[string]any
 		if q := s.failures[method]; len(q) > 0 {
-			s.failures[method] = q[1:]
-			fail(w, q[0])
-			return
-		}
-		if s.token != "" && form.Get("token") != s.token && r.Header.Get("Authorization") != "Bearer "+s.token {
-			okFalse(w, "invalid_auth")
-			return
-		}
-
-		m := Message{
-			Method:   method,
-			Channel:  form.Get("channel"),
-			ThreadTS: form.Get("thread_ts"),
-			Text:     form.Get("text"),
-			Form:     form,
-		}
-		if b := form.Get("blocks"); b != "" {
-			m.Blocks = json.RawMessage(b)
-		}
-		if m.Channel == "" {
-			okFalse(w, "channel_not_found")
-			return
-		}
-
-		switch method {
-		case PostMessage:
-			s.seq++
-			m.TS = fmt.Sprintf("1700000000.%06d", s.seq)
-			if m.ThreadTS != "" {
-				if _, ok := s.cards[m.Channel+"/"+m.ThreadTS]; !ok {
-					okFalse(w, "thread_not_found")
-					return
-				}
-				s.threads[m.Channel+"/"+m.ThreadTS] = append(s.threads[m.Channel+"/"+m.ThreadTS], m)
-			} else {
-				c := m
-				s.cards[m.Channel+"/"+m.TS] = &c
+			failure, s.failures[method] = &q[0], q[1:]
+		} else if needed := s.missingScope(method, form); needed != "" {
+			answer = map[string]any{"ok": false, "error": "missing_scope", "needed": needed, "provided": s.provided()}
+		} else if s.token != "" && form.Get("token") != s.token && r.Header.Get("Authorization") != "Bearer "+s.token {
+			answer = okFalse("invalid_auth")
+		} else {
+			answer = h(form)
+			if q := s.after[method]; len(q) > 0 && answer["ok"] == true {
+				failure, s.after[method] = &q[0], q[1:]
 			}
-		case Update:
-			m.TS = form.Get("ts")
-			card, ok := s.cards[m.Channel+"/"+m.TS]
-			if !ok {
-				okFalse(w, "message_not_found")
-				return
-			}
-			card.Text, card.Blocks = m.Text, m.Blocks
 		}
-		s.calls = append(s.calls, m)
+		s.mu.Unlock()
 
+		if failure != nil {
+			s.fail(w, r, *failure)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"ok": true, "channel": m.Channel, "ts": m.TS, "text": m.Text,
-			"message": map[string]any{"type": "message", "text": m.Text, "ts": m.TS, "thread_ts": m.ThreadTS},
-		})
+		_ = json.NewEncoder(w).Encode(answer)
 	}
+}
+
+// missingScope returns the scope method lacks, or "" (under s.mu).
+func (s *Server) missingScope(method string, form url.Values) string {
+	if s.scopes == nil {
+		return ""
+	}
+	var need []string
+	switch method {
+	case PostMessage, Update:
+		need = []string{"chat:write"}
+	case History:
+		need = []string{"channels:history"}
+	case UserConversations:
+		types := form.Get("types")
+		if types == "" {
+			types = "public_channel"
+		}
+		for _, t := range strings.Split(types, ",") {
+			switch strings.TrimSpace(t) {
+			case "public_channel":
+				need = append(need, "channels:read")
+			case "private_channel":
+				need = append(need, "groups:read")
+			case "mpim":
+				need = append(need, "mpim:read")
+			case "im":
+				need = append(need, "im:read")
+			}
+		}
+	}
+	for _, sc := range need {
+		if !s.scopes[sc] {
+			return sc
+		}
+	}
+	return ""
+}
+
+// provided lists the granted scopes as Slack does (under s.mu).
+func (s *Server) provided() string {
+	var out []string
+	for sc := range s.scopes {
+		out = append(out, sc)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
 }
 
 func parseForm(r *http.Request, body []byte) (url.Values, error) {
@@ -328,23 +366,4 @@ func parseForm(r *http.Request, body []byte) (url.Values, error) {
 	return url.ParseQuery(string(body))
 }
 
-func fail(w http.ResponseWriter, f Failure) {
-	if f.RetryAfter > 0 {
-		secs := (f.RetryAfter + time.Second - 1) / time.Second
-		w.Header().Set("Retry-After", fmt.Sprint(int64(secs)))
-	}
-	if f.Status != 0 {
-		http.Error(w, http.StatusText(f.Status), f.Status)
-		return
-	}
-	code := f.Error
-	if code == "" {
-		code = "internal_error"
-	}
-	okFalse(w, code)
-}
-
-func okFalse(w http.ResponseWriter, code string) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": code})
-}
+func okFalse(code string) map[string]any { return map[string]any{"ok": false, "error": code} }

@@ -1,0 +1,100 @@
+package slacktestutil
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Failure is an injected failure for one call.
+type Failure struct {
+	// Status is the HTTP status to answer, e.g. 500 or 429. Zero means
+	// 200 with {"ok":false,"error":Error}.
+	Status int
+	// RetryAfter, when positive, is sent as Retry-After in whole seconds
+	// (rounded up).
+	RetryAfter time.Duration
+	// Error is the Slack error code of an ok=false answer; default
+	// "internal_error".
+	Error string
+	// Hang, when true, answers nothing: the call waits until the client
+	// gives up (its timeout or a cancelled context) or the server closes,
+	// as when Slack is slow or its answer is lost on the way.
+	Hang bool
+}
+
+// FailNext makes the next n calls of method fail with f before they take
+// effect, after any failures already queued.
+func (s *Server) FailNext(method string, n int, f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.failures[method] = append(s.failures[method], f)
+	}
+}
+
+// FailAfterPost makes the next n chat.postMessage calls that succeed take
+// effect — the message is recorded, and conversations.history lists it —
+// and then answer with f instead of ok: the outcome is unknown to the
+// client, as when Slack posted but the answer was a 500 or never came
+// (Failure.Hang). Failures queued by FailNext come first.
+func (s *Server) FailAfterPost(n int, f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.after[PostMessage] = append(s.after[PostMessage], f)
+	}
+}
+
+// Hold is a call of a method kept waiting: the server has read the
+// request and answers only once Release is called (or the client gives up).
+type Hold struct {
+	arrived  chan struct{}
+	released chan struct{}
+	once     sync.Once
+}
+
+// Arrived is closed when the held call has reached the server.
+func (h *Hold) Arrived() <-chan struct{} { return h.arrived }
+
+// Release lets the held call be answered. It is safe to call more than once.
+func (h *Hold) Release() { h.once.Do(func() { close(h.released) }) }
+
+// HoldNext keeps the next call of method waiting until the returned Hold is
+// released; the call is then handled as usual (failures queued by FailNext
+// included). A held call whose client gives up takes no effect. Holds are
+// released at Close.
+func (s *Server) HoldNext(method string) *Hold {
+	h := &Hold{arrived: make(chan struct{}), released: make(chan struct{})}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holds[method] = append(s.holds[method], h)
+	return h
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, f Failure) {
+	if f.Hang {
+		select {
+		case <-r.Context().Done():
+		case <-s.closed:
+			panic(http.ErrAbortHandler) // drop the connection unanswered
+		}
+		return
+	}
+	if f.RetryAfter > 0 {
+		secs := (f.RetryAfter + time.Second - 1) / time.Second
+		w.Header().Set("Retry-After", fmt.Sprint(int64(secs)))
+	}
+	if f.Status != 0 {
+		http.Error(w, http.StatusText(f.Status), f.Status)
+		return
+	}
+	code := f.Error
+	if code == "" {
+		code = "internal_error"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(okFalse(code))
+}
