@@ -115,7 +115,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 	if cfg.Durable == "" {
 		return errors.New("consume: durable name is empty")
 	}
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.names.eventsStream(), jetstream.ConsumerConfig{
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.StreamName(streamEvents), jetstream.ConsumerConfig{
 		Durable:        cfg.Durable,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        cfg.AckWait,

@@ -37,7 +37,7 @@ func (b *Bus) Publish(ctx context.Context, ev Event) (PublishResult, error) {
 	// Asynchronous publish with the acknowledgement awaited here: callers
 	// still get "stored or error", while concurrent publishes pipeline on
 	// the one connection instead of each paying a request round trip.
-	f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.names.eventsStream()))
+	f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.StreamName(streamEvents)))
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("publish %s %s: %w", ev.Type, ev.ID, publishErr(err))
 	}
