@@ -195,20 +195,24 @@ func validSubject(rel string, wildcards bool) error {
 	if rel == "" {
 		return errors.New("empty")
 	}
-	tokens := strings.Split(rel, ".")
-	for i, tok := range tokens {
+	for rest := rel; ; {
+		tok, more, found := strings.Cut(rest, ".")
 		switch {
 		case tok == "":
 			return fmt.Errorf("%q has an empty token", rel)
 		case strings.ContainsAny(tok, " \t\r\n"):
 			return fmt.Errorf("%q contains white space", rel)
-		case tok == "*" && wildcards, tok == ">" && wildcards && i == len(tokens)-1:
+		case tok == "*" && wildcards, tok == ">" && wildcards && !found:
 		case strings.ContainsAny(tok, "*>"):
 			if wildcards {
 				return fmt.Errorf("%q: a wildcard must be a whole token, and > the last", rel)
 			}
 			return fmt.Errorf("%q must not contain wildcards", rel)
 		}
+		if !found {
+			break
+		}
+		rest = more
 	}
 	return nil
 }

@@ -78,6 +78,10 @@ func TestOpenUpgradesEventsStream(t *testing.T) {
 	if err != nil || !again.Duplicate {
 		t.Fatalf("republish of a stored id after upgrade = %+v, %v; want duplicate", again, err)
 	}
+	cmd := event("cmd-1")
+	if res, err := b.PublishTo(ctx, "commands.test.ack", cmd); err != nil || res.Stream != "INCIDENTBOT_EVENTS" || res.Duplicate {
+		t.Fatalf("publish a command after upgrade = %+v, %v; want stored on the events stream", res, err)
+	}
 	b.Close()
 
 	js, stop = rawJetStream(t, dir)
