@@ -215,6 +215,10 @@ func (s *Server) Run(ctx context.Context, extra ...func(context.Context) error) 
 		defer close(consumerDone)
 		err := s.Bus.Consume(runCtx, bus.ConsumerConfig{
 			Durable: "engine",
+			// The events stream also carries commands; this engine
+			// handles events only.
+			Stream:         "EVENTS",
+			FilterSubjects: []string{"events.>"},
 			OnTerminate: func(ctx context.Context, ev bus.Event, reason error) {
 				_ = s.Bus.Audit(ctx, bus.AuditRecord{Kind: "event.terminated", EventID: ev.ID, Actor: "incidentbot", Detail: reason.Error()})
 			},

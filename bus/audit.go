@@ -38,7 +38,7 @@ func (b *Bus) Audit(ctx context.Context, r AuditRecord) error {
 		strings.HasPrefix(kind, ".") || strings.HasSuffix(kind, ".") {
 		kind = "other"
 	}
-	if _, err := b.js.Publish(ctx, b.names.auditSubject(kind), data); err != nil {
+	if _, err := b.js.Publish(ctx, b.Subject("audit."+kind), data); err != nil {
 		return fmt.Errorf("append audit %s: %w", r.Kind, mapErr(err))
 	}
 	return nil
@@ -47,7 +47,7 @@ func (b *Bus) Audit(ctx context.Context, r AuditRecord) error {
 // AuditTrail reads back up to limit audit records, oldest first, for
 // tests and the CLI.
 func (b *Bus) AuditTrail(ctx context.Context, limit int) ([]AuditRecord, error) {
-	s, err := b.js.Stream(ctx, b.names.auditStream())
+	s, err := b.js.Stream(ctx, b.StreamName(streamAudit))
 	if err != nil {
 		return nil, fmt.Errorf("open audit stream: %w", mapErr(err))
 	}

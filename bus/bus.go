@@ -78,17 +78,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Names of the streams and buckets, derived from the prefix.
+// Names of the buckets, derived from the prefix.
 type names struct {
 	prefix string
 }
 
-func (n names) eventsStream() string { return strings.ToUpper(n.prefix) + "_EVENTS" }
-func (n names) auditStream() string  { return strings.ToUpper(n.prefix) + "_AUDIT" }
-func (n names) eventsSubjects() string {
-	return n.prefix + ".events.>"
-}
-func (n names) auditSubject(kind string) string { return n.prefix + ".audit." + kind }
 func (n names) bucket(name string) string {
 	return n.prefix + "_" + name
 }
@@ -113,7 +107,10 @@ type Bus struct {
 }
 
 // Open starts the embedded server (when no URL is configured) or connects to
-// the external one, and creates streams and buckets if they do not exist.
+// the external one, and ensures the events and audit streams and the
+// incidents and rpcview buckets (EventsStreamSpec, AuditStreamSpec,
+// IncidentsBucketSpec, RPCViewBucketSpec). Other streams and buckets are
+// ensured by their owners with EnsureStream and EnsureBucket.
 // It is safe to call from several replicas at once.
 func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	cfg = cfg.withDefaults()
@@ -204,49 +201,23 @@ func splitHostPort(addr string) (string, int, error) {
 	return addr[:i], port, nil
 }
 
-// provision creates or updates the streams and buckets. CreateOrUpdate is
-// idempotent, so every replica may run it at start.
+// provision ensures the streams and buckets that exist from the start.
+// Every replica may run it at start: EnsureStream and EnsureBucket are
+// idempotent.
 func (b *Bus) provision(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	ev, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        b.names.eventsStream(),
-		Description: "incidentbot events from every source",
-		Subjects:    []string{b.names.eventsSubjects()},
-		// The default (synchronous) persist mode is deliberate: the
-		// receiver answers 200 only on the publish ack, and with the
-		// embedded server a SIGKILL takes the bus down with the bot, so an
-		// async-persisted ack could vouch for an event that is then lost.
-		// Async persist measured only ~5% more ingest throughput.
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     b.cfg.EventsMaxAge,
-		Duplicates: b.cfg.DuplicateWindow,
-		Replicas:   b.cfg.Replicas,
-	})
+	ev, err := b.ensureStream(ctx, EventsStreamSpec(b.cfg))
 	if err != nil {
-		return fmt.Errorf("create stream %s: %w", b.names.eventsStream(), err)
+		return err
 	}
 	b.events = ev
-	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        b.names.auditStream(),
-		Description: "incidentbot audit trail: every decision and effect",
-		Subjects:    []string{b.names.prefix + ".audit.>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      365 * 24 * time.Hour,
-		Replicas:    b.cfg.Replicas,
-	}); err != nil {
-		return fmt.Errorf("create stream %s: %w", b.names.auditStream(), err)
+	if err := b.EnsureStream(ctx, AuditStreamSpec()); err != nil {
+		return err
 	}
-	for _, name := range []string{BucketIncidents, BucketRPCView} {
-		if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:   b.names.bucket(name),
-			History:  5,
-			Storage:  jetstream.FileStorage,
-			Replicas: b.cfg.Replicas,
-		}); err != nil {
-			return fmt.Errorf("create bucket %s: %w", b.names.bucket(name), err)
+	for _, s := range []BucketSpec{IncidentsBucketSpec(), RPCViewBucketSpec()} {
+		if _, err := b.EnsureBucket(ctx, s); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -72,6 +72,24 @@ func TestPublishRejectsBadEnvelope(t *testing.T) {
 	}
 }
 
+func TestPublishToSubjects(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	ctx := context.Background()
+	res, err := b.PublishTo(ctx, "commands.test.ack", event("c1"))
+	if err != nil || res.Stream != "INCIDENTBOT_EVENTS" {
+		t.Fatalf("publish a command = %+v, %v", res, err)
+	}
+	if again, err := b.PublishTo(ctx, "commands.test.ack", event("c1")); err != nil || !again.Duplicate {
+		t.Fatalf("publish the command again = %+v, %v; want duplicate", again, err)
+	}
+	for _, rel := range []string{"", "commands..x", "commands.>", "commands.*", "commands.a b", ".commands.x", "commands.x."} {
+		if _, err := b.PublishTo(ctx, rel, event("c2")); err == nil || errors.Is(err, bus.ErrUnavailable) {
+			t.Errorf("publish to %q: %v, want a permanent error", rel, err)
+		}
+	}
+}
+
 func TestPublishWhenBusDownIsUnavailable(t *testing.T) {
 	b := openBus(t, t.TempDir())
 	b.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,7 +15,11 @@ import (
 // Delivery is one event handed to a consumer, with the controls a long
 // handler needs.
 type Delivery struct {
+	// Event is the envelope as it was published (or scheduled).
 	Event Event
+	// Subject is the NATS subject the message was stored on, relative to
+	// the prefix: "events.<type>", "commands.…", "timers.due.<key>".
+	Subject string
 	// Attempt counts deliveries of this event, from 1.
 	Attempt uint64
 	// Last is true when this is the final attempt MaxDeliver allows.
@@ -63,84 +68,129 @@ func IsPoison(err error) bool {
 	return errors.As(err, &p)
 }
 
-// ConsumerConfig configures a durable consumer of the events stream.
+// ConsumerConfig configures a durable consumer of one stream.
 type ConsumerConfig struct {
+	// Stream is the suffix of the stream to consume (see StreamName);
+	// empty is "EVENTS".
+	Stream string
 	// Durable is the consumer name shared by every replica.
 	Durable string
-	// FilterSubjects limits the consumer to these event types'
-	// subjects (full subjects); empty means every event.
+	// FilterSubjects limits the consumer to these subjects, relative to
+	// the prefix (for example "events.>" or "timers.due.>"); empty means
+	// the whole stream.
 	FilterSubjects []string
 	// MaxDeliver bounds redeliveries (default 10).
 	MaxDeliver int
 	// AckWait is how long the server waits for an ack before redelivering
 	// (default 30s). Handlers doing longer work call InProgress.
 	AckWait time.Duration
+	// MaxBackoff caps the delay before an event whose handler failed is
+	// redelivered (default 1 minute; see Backoff). A delay asked for with
+	// Retry is not capped.
+	MaxBackoff time.Duration
 	// Shards is how many events are handled at once. Events with the same
-	// Subject always go to the same shard, so they are handled in order
+	// shard key always go to the same shard, so they are handled in order
 	// within this process (default 4).
 	Shards int
+	// ShardKey returns the shard key of an event; nil keys on the event's
+	// Subject.
+	ShardKey func(Event) string
 	// OnTerminate is called when an event is given up on (poison or out of
 	// attempts), so it can be audited.
 	OnTerminate func(ctx context.Context, ev Event, reason error)
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.Stream == "" {
+		c.Stream = streamEvents
+	}
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 10
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
 	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = defaultMaxBackoff
+	}
 	if c.Shards <= 0 {
 		c.Shards = 4
+	}
+	if c.ShardKey == nil {
+		c.ShardKey = func(ev Event) string { return ev.Subject }
 	}
 	return c
 }
 
+const defaultMaxBackoff = time.Minute
+
 // Backoff is the redelivery delay after a failed attempt n (from 1):
-// 1s, 2s, 4s ... capped at 1 minute.
-func Backoff(attempt uint64) time.Duration {
+// 1s, 2s, 4s ... capped at 1 minute, the default MaxBackoff.
+func Backoff(attempt uint64) time.Duration { return backoff(attempt, defaultMaxBackoff) }
+
+// backoff doubles from 1s per attempt up to limit.
+func backoff(attempt uint64, limit time.Duration) time.Duration {
 	d := time.Second
-	for i := uint64(1); i < attempt && d < time.Minute; i++ {
+	for i := uint64(1); i < attempt && d < limit; i++ {
 		d *= 2
 	}
-	return min(d, time.Minute)
+	return min(d, limit)
 }
 
-// Consume runs handler over the events stream until ctx is done, then
-// finishes the deliveries in hand and returns. Several processes may run
-// the same durable consumer; each event goes to one of them.
+// inbound is a message read from the consumer and decoded once, before it
+// is given to its shard.
+type inbound struct {
+	msg jetstream.Msg
+	ev  Event
+	err error // decoding failed: the message is poison
+}
+
+// Consume runs handler over a stream (cfg.Stream, the events stream by
+// default) until ctx is done, then finishes the deliveries in hand and
+// returns. Several processes may run the same durable consumer; each
+// message goes to one of them.
 func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) error {
 	cfg = cfg.withDefaults()
 	if cfg.Durable == "" {
 		return errors.New("consume: durable name is empty")
 	}
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.names.eventsStream(), jetstream.ConsumerConfig{
+	if err := validToken(cfg.Stream); err != nil {
+		return fmt.Errorf("consume %s: stream: %w", cfg.Durable, err)
+	}
+	filters := make([]string, len(cfg.FilterSubjects))
+	for i, rel := range cfg.FilterSubjects {
+		if err := validSubject(rel, true); err != nil {
+			return fmt.Errorf("consume %s: filter subject: %w", cfg.Durable, err)
+		}
+		filters[i] = b.Subject(rel)
+	}
+	stream := b.StreamName(cfg.Stream)
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:        cfg.Durable,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        cfg.AckWait,
 		MaxDeliver:     cfg.MaxDeliver,
 		MaxAckPending:  1024,
-		FilterSubjects: cfg.FilterSubjects,
+		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", cfg.Durable, mapErr(err))
+		return fmt.Errorf("create consumer %s on %s: %w", cfg.Durable, stream, mapErr(err))
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(64))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", cfg.Durable, mapErr(err))
 	}
-	shards := make([]chan jetstream.Msg, cfg.Shards)
+	shards := make([]chan inbound, cfg.Shards)
 	var wg sync.WaitGroup
 	// Handlers get a context that outlives ctx briefly so a SIGTERM lets
 	// in-flight work finish (drain) instead of cutting it mid-effect.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	for i := range shards {
-		shards[i] = make(chan jetstream.Msg, 16)
+		shards[i] = make(chan inbound, 16)
 		wg.Add(1)
-		go func(in <-chan jetstream.Msg) {
+		go func(in <-chan inbound) {
 			defer wg.Done()
 			for m := range in {
 				b.handle(work, cfg, m, handler)
@@ -159,7 +209,13 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 			}
 			break
 		}
-		shards[shardOf(m.Headers().Get(hdrSubject), len(shards))] <- m
+		in := inbound{msg: m}
+		in.ev, in.err = decode(m.Subject(), m.Headers(), m.Data())
+		key := in.ev.Subject
+		if in.err == nil {
+			key = cfg.ShardKey(in.ev)
+		}
+		shards[shardOf(key, len(shards))] <- in
 	}
 	for _, s := range shards {
 		close(s)
@@ -174,18 +230,24 @@ func shardOf(key string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, m jetstream.Msg, handler Handler) {
+func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, in inbound, handler Handler) {
+	m, ev := in.msg, in.ev
 	md, err := m.Metadata()
 	attempt := uint64(1)
 	if err == nil {
 		attempt = md.NumDelivered
 	}
-	ev, derr := decode(m.Subject(), m.Headers(), m.Data())
-	if derr != nil {
-		b.terminate(ctx, cfg, m, ev, Poison(derr))
+	if in.err != nil {
+		b.terminate(ctx, cfg, m, ev, Poison(in.err))
 		return
 	}
-	d := &Delivery{Event: ev, Attempt: attempt, Last: attempt >= uint64(cfg.MaxDeliver), msg: m}
+	d := &Delivery{
+		Event:   ev,
+		Subject: strings.TrimPrefix(m.Subject(), b.names.prefix+"."),
+		Attempt: attempt,
+		Last:    attempt >= uint64(cfg.MaxDeliver),
+		msg:     m,
+	}
 	herr := handler(ctx, d)
 	var re *retryError
 	switch {
@@ -199,7 +261,7 @@ func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, m jetstream.Msg, h
 		b.log.Warn("event will be retried", "event", ev.ID, "type", ev.Type, "attempt", attempt, "delay", re.delay, "err", herr)
 		_ = m.NakWithDelay(re.delay)
 	default:
-		delay := Backoff(attempt)
+		delay := backoff(attempt, cfg.MaxBackoff)
 		b.log.Warn("event failed; will be retried", "event", ev.ID, "type", ev.Type, "attempt", attempt, "delay", delay, "err", herr)
 		_ = m.NakWithDelay(delay)
 	}

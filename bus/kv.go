@@ -3,6 +3,8 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 )
 
 // KV is a key-value bucket with revisions, for state that must survive
@@ -14,9 +16,10 @@ type KV interface {
 	Get(ctx context.Context, key string) (Entry, error)
 	// Put stores value unconditionally and returns the new revision.
 	Put(ctx context.Context, key string, value []byte) (uint64, error)
-	// Create stores value only if key does not exist (or was deleted);
-	// otherwise it returns ErrKeyExists.
-	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	// Create stores value only if key does not exist (or was deleted, or
+	// expired); otherwise it returns ErrKeyExists. Options such as KeyTTL
+	// refine it.
+	Create(ctx context.Context, key string, value []byte, opts ...KVOption) (uint64, error)
 	// Update stores value only if the key's current revision is rev;
 	// otherwise it returns ErrRevisionMismatch.
 	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
@@ -39,3 +42,34 @@ var (
 	ErrKeyExists        = errors.New("key exists")
 	ErrRevisionMismatch = errors.New("revision mismatch")
 )
+
+// KVOption refines a KV write. Options check their arguments: a bad one
+// makes the write fail before anything is sent.
+type KVOption func(*kvOptions) error
+
+type kvOptions struct {
+	ttl time.Duration
+}
+
+// KeyTTL makes the key created expire after d (at least one second): it
+// then reads as not found and Create succeeds on it again. The bucket must
+// have been ensured with BucketSpec.KeyTTL.
+func KeyTTL(d time.Duration) KVOption {
+	return func(o *kvOptions) error {
+		if d < time.Second {
+			return fmt.Errorf("key ttl %v: must be at least 1s", d)
+		}
+		o.ttl = d
+		return nil
+	}
+}
+
+func applyKVOptions(opts []KVOption) (kvOptions, error) {
+	var o kvOptions
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}

@@ -29,8 +29,16 @@ func (k kvBucket) Put(ctx context.Context, key string, value []byte) (uint64, er
 	return rev, nil
 }
 
-func (k kvBucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	rev, err := k.kv.Create(ctx, key, value)
+func (k kvBucket) Create(ctx context.Context, key string, value []byte, opts ...KVOption) (uint64, error) {
+	o, err := applyKVOptions(opts)
+	if err != nil {
+		return 0, fmt.Errorf("kv create %s: %w", key, err)
+	}
+	var copts []jetstream.KVCreateOpt
+	if o.ttl > 0 {
+		copts = append(copts, jetstream.KeyTTL(o.ttl))
+	}
+	rev, err := k.kv.Create(ctx, key, value, copts...)
 	if err != nil {
 		return 0, fmt.Errorf("kv create %s: %w", key, mapKVErr(err))
 	}

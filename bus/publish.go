@@ -21,33 +21,55 @@ const (
 	hdrContentType = "content-type"
 )
 
-// Publish stores ev on the events stream with its ID as the JetStream
-// message id, and returns once the server acknowledged it. A bus that
-// cannot acknowledge yields an error wrapping ErrUnavailable.
+// Publish stores ev on the events stream, on events.<type>, with its ID
+// as the JetStream message id; it is PublishTo(ctx, "events."+ev.Type, ev).
+// A bus that cannot acknowledge yields an error wrapping ErrUnavailable.
 func (b *Bus) Publish(ctx context.Context, ev Event) (PublishResult, error) {
+	return b.PublishTo(ctx, "events."+ev.Type, ev)
+}
+
+// PublishTo stores ev on rel, a subject relative to the prefix (for
+// example "commands.slack.ack"), with ev.ID as the JetStream message id,
+// and returns once the server acknowledged it. The subject must belong to
+// a stream. An error wraps ErrUnavailable when trying again may help and
+// ErrTooLarge when it cannot.
+func (b *Bus) PublishTo(ctx context.Context, rel string, ev Event) (PublishResult, error) {
 	if err := ev.Validate(); err != nil {
-		return PublishResult{}, fmt.Errorf("publish event: %w", err)
+		return PublishResult{}, fmt.Errorf("publish event to %s: %w", rel, err)
 	}
+	if err := validSubject(rel, false); err != nil {
+		return PublishResult{}, fmt.Errorf("publish event %s: subject: %w", ev.ID, err)
+	}
+	ack, err := b.publishMsg(ctx, encode(ev, b.Subject(rel)), jetstream.WithMsgID(ev.ID))
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("publish %s %s to %s: %w", ev.Type, ev.ID, rel, err)
+	}
+	return PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// publishMsg publishes msg and waits for the server's acknowledgement,
+// bounded by ctx or, without a deadline, by the configured PublishTimeout.
+// Its errors are classified by publishErr.
+func (b *Bus) publishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
 		defer cancel()
 	}
-	msg := encode(ev, b.names.prefix)
 	// Asynchronous publish with the acknowledgement awaited here: callers
 	// still get "stored or error", while concurrent publishes pipeline on
 	// the one connection instead of each paying a request round trip.
-	f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.names.eventsStream()))
+	f, err := b.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
-		return PublishResult{}, fmt.Errorf("publish %s %s: %w", ev.Type, ev.ID, publishErr(err))
+		return nil, publishErr(err)
 	}
 	select {
 	case ack := <-f.Ok():
-		return PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+		return ack, nil
 	case err := <-f.Err():
-		return PublishResult{}, fmt.Errorf("publish %s %s: %w", ev.Type, ev.ID, publishErr(err))
+		return nil, publishErr(err)
 	case <-ctx.Done():
-		return PublishResult{}, fmt.Errorf("publish %s %s: no acknowledgement: %w", ev.Type, ev.ID, mapErr(ctx.Err()))
+		return nil, fmt.Errorf("no acknowledgement: %w", mapErr(ctx.Err()))
 	}
 }
 
@@ -69,7 +91,9 @@ func publishErr(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-func encode(ev Event, prefix string) *nats.Msg {
+// encode puts ev in a message to subject: the envelope in CloudEvents
+// headers, the data as the body.
+func encode(ev Event, subject string) *nats.Msg {
 	t := ev.Time
 	if t.IsZero() {
 		t = time.Now()
@@ -88,7 +112,7 @@ func encode(ev Event, prefix string) *nats.Msg {
 		h.Set(hdrSubject, ev.Subject)
 	}
 	h.Set(hdrContentType, ct)
-	return &nats.Msg{Subject: ev.SubjectName(prefix), Header: h, Data: ev.Data}
+	return &nats.Msg{Subject: subject, Header: h, Data: ev.Data}
 }
 
 // decode reads an envelope back from a stored message.

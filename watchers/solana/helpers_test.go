@@ -108,7 +108,7 @@ func (m *memKV) Put(_ context.Context, k string, v []byte) (uint64, error) {
 	return m.rev, nil
 }
 
-func (m *memKV) Create(ctx context.Context, k string, v []byte) (uint64, error) {
+func (m *memKV) Create(ctx context.Context, k string, v []byte, _ ...bus.KVOption) (uint64, error) {
 	if _, err := m.Get(ctx, k); err == nil {
 		return 0, bus.ErrKeyExists
 	}

@@ -1,0 +1,62 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/incidentbot/incidentbot/bus"
+)
+
+func TestKVKeyTTL(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	ctx := context.Background()
+	kv, err := b.EnsureBucket(ctx, bus.BucketSpec{Name: "locks", History: 1, KeyTTL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "k", []byte("held"), bus.KeyTTL(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "k", []byte("again")); !errors.Is(err, bus.ErrKeyExists) {
+		t.Fatalf("create over a live key: %v, want ErrKeyExists", err)
+	}
+	if _, err := kv.Create(ctx, "forever", []byte("v")); err != nil {
+		t.Fatalf("create without a ttl in a KeyTTL bucket: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := kv.Get(ctx, "k")
+		if errors.Is(err, bus.ErrKeyNotFound) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("key with a 1s ttl still there after 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := kv.Create(ctx, "k", []byte("new")); err != nil {
+		t.Fatalf("create over an expired key: %v", err)
+	}
+	if _, err := kv.Get(ctx, "forever"); err != nil {
+		t.Fatalf("key without a ttl: %v", err)
+	}
+	if _, err := kv.Create(ctx, "short", []byte("v"), bus.KeyTTL(10*time.Millisecond)); err == nil {
+		t.Fatal("ttl under a second: want error")
+	}
+
+	plain, err := b.KV(ctx, bus.BucketIncidents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Create(ctx, "k", []byte("v"), bus.KeyTTL(time.Minute)); err == nil {
+		t.Fatal("key ttl on a bucket without KeyTTL: want error, not a key that never expires")
+	} else {
+		t.Logf("key ttl on a plain bucket: %v", err)
+	}
+}
