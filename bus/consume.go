@@ -147,7 +147,7 @@ type inbound struct {
 
 // Consume runs handler over a stream (cfg.Stream, the events stream by
 // default) until ctx is done, then finishes the deliveries in hand and
-// returns. Several processes may run the same durable consumer; each
+// returns nil. Several processes may run the same durable consumer; each
 // message goes to one of them.
 func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) error {
 	cfg = cfg.withDefaults()
@@ -175,6 +175,9 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started: not a failure
+		}
 		return fmt.Errorf("create consumer %s on %s: %w", cfg.Durable, stream, mapErr(err))
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(64))

@@ -130,3 +130,13 @@ func TestConsumeShardKeyKeepsOrder(t *testing.T) {
 		t.Fatalf("overlap=%v order=%v; want one at a time in publish order", overlap, order)
 	}
 }
+
+func TestConsumeStoppedBeforeStartIsNotAFailure(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Consume(ctx, bus.ConsumerConfig{Durable: "x"}, func(context.Context, *bus.Delivery) error { return nil }); err != nil {
+		t.Fatalf("consume with a cancelled context: %v, want nil", err)
+	}
+}

@@ -1,7 +1,9 @@
 // Package bus is incidentbot's event bus: NATS JetStream, embedded in the
 // process by default or an external cluster by URL. Sources publish events
-// here; the engine consumes them. Callers see the small Publisher and
-// Consumer interfaces and the Event envelope, never nats types.
+// here; the engine consumes them. Owners declare their streams and
+// buckets (EnsureStream, EnsureBucket); the bus also keeps durable timers
+// (Schedule) and revisioned state (KV). Callers see the Event envelope and
+// small interfaces, never nats types.
 package bus
 
 import (

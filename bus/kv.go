@@ -31,8 +31,11 @@ type KV interface {
 
 // Entry is one stored value and its revision.
 type Entry struct {
-	Key      string
-	Value    []byte
+	// Key is the entry's key.
+	Key string
+	// Value is the stored value.
+	Value []byte
+	// Revision is the value's revision, for Update.
 	Revision uint64
 }
 
