@@ -143,7 +143,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
 	ev := bus.Event{
 		ID:      msg.EventID(),
 		Source:  "alertmanager",
-		Type:    "alertmanager.notification",
+		Type:    EventType,
 		Time:    rc.now(),
 		Subject: msg.GroupKey,
 		Data:    body,
@@ -234,4 +234,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// Routes registers the receiver on mux: POST on Path, and 405 for any
+// other method there.
+func (rc *Receiver) Routes(mux *http.ServeMux) {
+	mux.Handle("POST "+Path, rc)
+	mux.Handle(Path, rc)
 }

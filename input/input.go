@@ -1,0 +1,125 @@
+// Package input defines what can change an incident. Every source — an
+// Alertmanager notification, an on-chain watcher, a person in Slack or
+// PagerDuty, a timer coming due — reaches the engine as events on the bus,
+// and a Decoder registered for the event's type turns each event into
+// Inputs. The engine applies inputs to incident records with one pure
+// function, so adding a kind of input is one decoder plus one case there.
+package input
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/signal"
+)
+
+// Kind says what an input asks of an incident.
+type Kind string
+
+// Kinds of input.
+const (
+	// Signal is an alert or on-chain observation, firing or resolved. It
+	// finds its incident by group key and runbook, and may open one.
+	Signal Kind = "signal"
+	// Ack acknowledges: someone has it. Escalation stops.
+	Ack Kind = "ack"
+	// Unack withdraws an acknowledgement; escalation resumes from the
+	// level it had reached.
+	Unack Kind = "unack"
+	// Resolve resolves by hand, even while alerts still fire.
+	Resolve Kind = "resolve"
+	// Note adds a note to the timeline.
+	Note Kind = "note"
+	// Escalate jumps to the next escalation level now.
+	Escalate Kind = "escalate"
+	// EscalationDue is a timer firing: the pending escalation level is due.
+	// It is fenced by Token: a timer whose token is no longer the
+	// incident's does nothing.
+	EscalationDue Kind = "escalation_due"
+)
+
+// Kinds lists every kind, for validation and help texts.
+var Kinds = []Kind{Signal, Ack, Unack, Resolve, Note, Escalate, EscalationDue}
+
+// Actor is who caused an input.
+type Actor struct {
+	// ID is the user's id in the system it came from (Slack U0123, a
+	// PagerDuty user id); empty for the bot itself.
+	ID string `json:"id,omitempty"`
+	// Name is the display name shown on the card.
+	Name string `json:"name,omitempty"`
+	// Via names the system: "slack", "pagerduty", "cli", "incidentbot".
+	Via string `json:"via"`
+}
+
+// String renders an actor for cards and logs: "Ada (slack)".
+func (a Actor) String() string {
+	name := a.Name
+	if name == "" {
+		name = a.ID
+	}
+	if name == "" {
+		name = "someone"
+	}
+	if a.Via == "" {
+		return name
+	}
+	return name + " (" + a.Via + ")"
+}
+
+// Bot is the actor for what incidentbot does by itself.
+var Bot = Actor{Name: "incidentbot", Via: "incidentbot"}
+
+// Input is one thing that happened to an incident.
+type Input struct {
+	Kind Kind
+	// ID identifies the input for deduplication: a command applied twice
+	// has one effect. Decoders derive it from the event id.
+	ID string
+	// At is when the input happened (the click, the timer's due time, the
+	// alert's notification). Order-independent merging compares it.
+	At time.Time
+	// Signal is set for Kind Signal.
+	Signal signal.Signal
+	// Truncated is how many alerts the source left out of the notification
+	// that carried Signal (Alertmanager's truncatedAlerts).
+	Truncated int
+	// Incident addresses an existing incident by its id (INC-…), for every
+	// kind but Signal. Lookups are case-insensitive.
+	Incident string
+	// Actor is who caused it.
+	Actor Actor
+	// Text is a note's text or a resolution's comment.
+	Text string
+	// Token fences a timer: EscalationDue applies only while the incident
+	// still holds this token.
+	Token string
+}
+
+// Validate reports what an input is missing.
+func (in Input) Validate() error {
+	switch in.Kind {
+	case Signal:
+		return in.Signal.Validate()
+	case Ack, Unack, Resolve, Escalate:
+	case Note:
+		if in.Text == "" {
+			return fmt.Errorf("note for %s: text is empty", in.Incident)
+		}
+	case EscalationDue:
+		if in.Token == "" {
+			return fmt.Errorf("escalation timer for %s: token is empty", in.Incident)
+		}
+	default:
+		return fmt.Errorf("unknown input kind %q", in.Kind)
+	}
+	if in.Incident == "" {
+		return fmt.Errorf("%s: no incident id", in.Kind)
+	}
+	return nil
+}
+
+// Decoder turns one event into inputs. An event that can never be decoded
+// returns an error marked with bus.Poison.
+type Decoder func(ev bus.Event) ([]Input, error)
