@@ -1,0 +1,137 @@
+// Package command carries people's requests to the engine. Slack, PagerDuty
+// and the CLI build a Command and Send it: the incident is looked up first
+// (so a typo is answered at once), then the command is published on the
+// bus under <prefix>.commands.<verb>, keyed by the incident's group so it
+// is handled in order with that incident's alerts, with a message id
+// derived from the request so retries and double clicks store one message.
+// The caller may say "accepted" only after Send returned nil: the bus has
+// it durably. The engine decodes it with Decoder.
+package command
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/engine"
+	"github.com/incidentbot/incidentbot/input"
+)
+
+// Source is the event source of every command.
+const Source = "command"
+
+// Verbs are the kinds of input a person may send.
+var Verbs = []input.Kind{input.Ack, input.Unack, input.Resolve, input.Note, input.Escalate}
+
+// Command is one person's request to change one incident.
+type Command struct {
+	Verb input.Kind `json:"verb"`
+	// Incident is the incident's id as typed (case-insensitive).
+	Incident string `json:"incident"`
+	// By is who asked, and through which system.
+	By input.Actor `json:"by"`
+	// Text is a note's text or a resolution's comment.
+	Text string `json:"text,omitempty"`
+	// RequestID identifies the request in the system it came from: a
+	// retried request or a second click on the same button carries the
+	// same one, so the bus stores the command once.
+	RequestID string `json:"request_id"`
+	// At is when the person acted.
+	At time.Time `json:"at"`
+}
+
+// Validate reports what a command is missing.
+func (c Command) Validate() error {
+	var errs []error
+	if !slices.Contains(Verbs, c.Verb) {
+		errs = append(errs, fmt.Errorf("unknown verb %q", c.Verb))
+	}
+	if strings.TrimSpace(c.Incident) == "" {
+		errs = append(errs, errors.New("no incident id"))
+	}
+	if c.By.Via == "" {
+		errs = append(errs, errors.New("by.via is empty: say which system the command came from"))
+	}
+	if c.RequestID == "" {
+		errs = append(errs, errors.New("request id is empty"))
+	}
+	if c.Verb == input.Note && strings.TrimSpace(c.Text) == "" {
+		errs = append(errs, errors.New("a note needs text"))
+	}
+	return errors.Join(errs...)
+}
+
+// ID is the command's message id: the same request always maps to the
+// same id.
+func (c Command) ID() string {
+	h := sha256.New()
+	for _, s := range []string{c.By.Via, c.RequestID, string(c.Verb), engine.NormalizeID(c.Incident)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "cmd-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Resolver finds an incident by id.
+type Resolver interface {
+	Lookup(ctx context.Context, id string) (engine.Ref, error)
+}
+
+// Publisher publishes an event on a subject relative to the bus prefix.
+type Publisher interface {
+	PublishTo(ctx context.Context, subject string, ev bus.Event) (bus.PublishResult, error)
+}
+
+// Sender sends commands.
+type Sender struct {
+	pub       Publisher
+	incidents Resolver
+}
+
+// NewSender returns a Sender publishing on pub and resolving ids with r.
+func NewSender(pub Publisher, r Resolver) *Sender { return &Sender{pub: pub, incidents: r} }
+
+// Send looks the incident up and publishes the command durably. An unknown
+// incident is an error wrapping engine.ErrNoIncident; a bus that cannot
+// take it, one wrapping bus.ErrUnavailable.
+func (s *Sender) Send(ctx context.Context, c Command) (engine.Ref, error) {
+	if err := c.Validate(); err != nil {
+		return engine.Ref{}, fmt.Errorf("command: %w", err)
+	}
+	ref, err := s.incidents.Lookup(ctx, c.Incident)
+	if err != nil {
+		return engine.Ref{}, err
+	}
+	if c.At.IsZero() {
+		c.At = time.Now()
+	}
+	c.Incident = ref.ID
+	data, err := json.Marshal(c)
+	if err != nil {
+		return engine.Ref{}, fmt.Errorf("encode command: %w", err)
+	}
+	ev := bus.Event{ID: c.ID(), Source: Source, Type: Source + "." + string(c.Verb), Time: c.At, Subject: ref.GroupKey, Data: data}
+	if _, err := s.pub.PublishTo(ctx, "commands."+string(c.Verb), ev); err != nil {
+		return engine.Ref{}, fmt.Errorf("send %s for %s: %w", c.Verb, ref.ID, err)
+	}
+	return ref, nil
+}
+
+// Decoder turns a published command into its input.
+func Decoder(ev bus.Event) ([]input.Input, error) {
+	var c Command
+	if err := json.Unmarshal(ev.Data, &c); err != nil {
+		return nil, bus.Poison(fmt.Errorf("decode command: %w", err))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, bus.Poison(fmt.Errorf("invalid command: %w", err))
+	}
+	return []input.Input{{Kind: c.Verb, ID: ev.ID, At: c.At, Incident: c.Incident, Actor: c.By, Text: c.Text}}, nil
+}
