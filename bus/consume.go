@@ -79,7 +79,8 @@ type ConsumerConfig struct {
 	// the prefix (for example "events.>" or "timers.due.>"); empty means
 	// the whole stream.
 	FilterSubjects []string
-	// MaxDeliver bounds redeliveries (default 10).
+	// MaxDeliver bounds redeliveries (default 10); -1 never gives up, for
+	// work that must happen however long its target is down.
 	MaxDeliver int
 	// AckWait is how long the server waits for an ack before redelivering
 	// (default 30s). Handlers doing longer work call InProgress.
@@ -104,7 +105,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.Stream == "" {
 		c.Stream = streamEvents
 	}
-	if c.MaxDeliver <= 0 {
+	if c.MaxDeliver == 0 || c.MaxDeliver < -1 {
 		c.MaxDeliver = 10
 	}
 	if c.AckWait <= 0 {
@@ -248,7 +249,7 @@ func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, in inbound, handle
 		Event:   ev,
 		Subject: strings.TrimPrefix(m.Subject(), b.names.prefix+"."),
 		Attempt: attempt,
-		Last:    attempt >= uint64(cfg.MaxDeliver),
+		Last:    cfg.MaxDeliver > 0 && attempt >= uint64(cfg.MaxDeliver),
 		msg:     m,
 	}
 	herr := handler(ctx, d)
@@ -285,4 +286,22 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// Pending counts what a durable consumer has not finished: messages not
+// yet delivered plus those delivered and not acknowledged (in flight or
+// waiting for a redelivery). Tests and the CLI use it to see a consumer idle.
+func (b *Bus) Pending(ctx context.Context, stream, durable string) (int, error) {
+	c, err := b.js.Consumer(ctx, b.StreamName(stream), durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("consumer %s: %w", durable, mapErr(err))
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("consumer %s info: %w", durable, mapErr(err))
+	}
+	return int(info.NumPending) + info.NumAckPending, nil
 }
