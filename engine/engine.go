@@ -1,9 +1,10 @@
-// Package engine consumes events from the bus, matches each signal to a
-// runbook, keeps one incident per (group, runbook) in a KV bucket with
-// compare-and-set, and reconciles what people have been told — the living
-// Slack card, its thread, the PagerDuty page — with the incident's state.
-// It acknowledges an event only after the state change and its effects are
-// recorded, so a crash at any point is repaired by redelivery.
+// Package engine turns inputs into incidents and incidents into what people
+// see. It consumes events and commands from the bus, decodes each into
+// inputs (see package input), applies them to incident records with a pure
+// function under compare-and-set, and then hands the rest to independent
+// reconcilers: the chat card and thread, the pager, and the escalation
+// timer. Each reconciler runs from its own durable job stream, so one
+// sink's outage never delays another, and no event waits on a sink.
 package engine
 
 import (
@@ -14,7 +15,7 @@ import (
 	"time"
 
 	"github.com/incidentbot/incidentbot/bus"
-	"github.com/incidentbot/incidentbot/handlers/alertmanager"
+	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/signal"
 )
@@ -42,6 +43,8 @@ type Runbook interface {
 	Name() string
 	Severity(labels map[string]string) notify.Severity
 	Route(sev notify.Severity) Route
+	// Escalation is the ladder of levels called while nobody acknowledges.
+	Escalation() []notify.EscalationLevel
 	// Render renders the runbook for the incident's representative signal.
 	Render(ctx context.Context, s signal.Signal) Rendered
 }
@@ -55,63 +58,105 @@ type Catalog interface {
 	Get(name string) (Runbook, bool)
 }
 
-// Config tunes the engine.
+// Config tunes the engine; it is the engine section of the configuration.
 type Config struct {
 	// ReopenWindow: an incident that fires again within this time after
 	// resolving is reopened in place (flapping); default 1h.
 	ReopenWindow time.Duration `yaml:"reopen_window"`
-	// EffectTimeout bounds one notification call; default 15s.
+	// EffectTimeout bounds one notification call, retries included; a
+	// chat or pager lease lasts no longer than this plus a margin.
+	// Default 15s.
 	EffectTimeout time.Duration `yaml:"effect_timeout"`
-	// ClaimTimeout is how long a card-posting claim holds before another
-	// worker may assume the poster died; default 2m.
-	ClaimTimeout time.Duration `yaml:"claim_timeout"`
+	// RetryMax caps the delay between attempts of a failing delivery
+	// (default 10s), so deliveries resume soon after a sink recovers.
+	RetryMax time.Duration `yaml:"retry_max"`
+	// SweepInterval is how often the repair sweep looks for deliveries
+	// that fell behind and refreshes the open-incidents gauge (default 1m).
+	SweepInterval time.Duration `yaml:"sweep_interval"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{ReopenWindow: time.Hour, EffectTimeout: 15 * time.Second, ClaimTimeout: 2 * time.Minute}
+	return Config{ReopenWindow: time.Hour, EffectTimeout: 15 * time.Second, RetryMax: 10 * time.Second, SweepInterval: time.Minute}
 }
 
-// Engine turns events into incidents and incidents into notifications.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ReopenWindow <= 0 {
+		c.ReopenWindow = d.ReopenWindow
+	}
+	if c.EffectTimeout <= 0 {
+		c.EffectTimeout = d.EffectTimeout
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = d.RetryMax
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = d.SweepInterval
+	}
+	return c
+}
+
+// Publisher publishes to a subject relative to the bus prefix.
+type Publisher interface {
+	PublishTo(ctx context.Context, subject string, ev bus.Event) (bus.PublishResult, error)
+}
+
+// Scheduler arms and cancels durable timers: at a time, the event is
+// delivered to the timer consumer. One timer per key; arming again
+// replaces it.
+type Scheduler interface {
+	Schedule(ctx context.Context, key string, at time.Time, ev bus.Event) error
+	CancelSchedule(ctx context.Context, key string) error
+}
+
+// Engine turns inputs into incidents and incidents into notifications.
 type Engine struct {
-	cfg     Config
-	catalog Catalog
-	kv      bus.KV
-	chat    notify.Chat
-	pager   notify.Pager
-	audit   bus.Auditor
-	log     *slog.Logger
-	m       *Metrics
-	now     func() time.Time
+	cfg        Config
+	catalog    Catalog
+	decoders   *input.Decoders
+	incidents  bus.KV
+	ids        bus.KV
+	deliveries bus.KV
+	chat       notify.Chat
+	pager      notify.Pager
+	pub        Publisher
+	timers     Scheduler
+	audit      bus.Auditor
+	log        *slog.Logger
+	m          *Metrics
+	now        func() time.Time
+	newID      func() string
 }
 
 // Deps are the engine's collaborators.
 type Deps struct {
-	Catalog Catalog
-	KV      bus.KV
-	Chat    notify.Chat
-	Pager   notify.Pager
-	Audit   bus.Auditor
-	Logger  *slog.Logger
-	Metrics *Metrics
+	Catalog  Catalog
+	Decoders *input.Decoders
+	// Incidents, IDs and Deliveries are the engine's buckets (see Buckets).
+	Incidents  bus.KV
+	IDs        bus.KV
+	Deliveries bus.KV
+	Chat       notify.Chat
+	Pager      notify.Pager
+	// Publisher queues delivery jobs; Scheduler arms escalation timers.
+	Publisher Publisher
+	Scheduler Scheduler
+	Audit     bus.Auditor
+	Logger    *slog.Logger
+	Metrics   *Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// NewID names new incidents; nil means NewID.
+	NewID func() string
 }
 
 // New returns an engine.
 func New(cfg Config, d Deps) (*Engine, error) {
-	def := DefaultConfig()
-	if cfg.ReopenWindow <= 0 {
-		cfg.ReopenWindow = def.ReopenWindow
-	}
-	if cfg.EffectTimeout <= 0 {
-		cfg.EffectTimeout = def.EffectTimeout
-	}
-	if cfg.ClaimTimeout <= 0 {
-		cfg.ClaimTimeout = def.ClaimTimeout
-	}
-	if d.Catalog == nil || d.KV == nil || d.Chat == nil || d.Pager == nil {
-		return nil, errors.New("engine: catalog, kv, chat and pager are required")
+	cfg = cfg.withDefaults()
+	if d.Catalog == nil || d.Decoders == nil || d.Incidents == nil || d.IDs == nil || d.Deliveries == nil ||
+		d.Chat == nil || d.Pager == nil || d.Publisher == nil || d.Scheduler == nil {
+		return nil, errors.New("engine: catalog, decoders, buckets, chat, pager, publisher and scheduler are required")
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
@@ -122,49 +167,24 @@ func New(cfg Config, d Deps) (*Engine, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.NewID == nil {
+		d.NewID = NewID
+	}
 	if d.Audit == nil {
 		d.Audit = nopAuditor{}
 	}
-	return &Engine{cfg: cfg, catalog: d.Catalog, kv: d.KV, chat: d.Chat, pager: d.Pager, audit: d.Audit, log: d.Logger, m: d.Metrics, now: d.Now}, nil
+	return &Engine{cfg: cfg, catalog: d.Catalog, decoders: d.Decoders, incidents: d.Incidents, ids: d.IDs, deliveries: d.Deliveries,
+		chat: d.Chat, pager: d.Pager, pub: d.Publisher, timers: d.Scheduler, audit: d.Audit,
+		log: d.Logger, m: d.Metrics, now: d.Now, newID: d.NewID}, nil
 }
 
 type nopAuditor struct{}
 
 func (nopAuditor) Audit(context.Context, bus.AuditRecord) error { return nil }
 
-// batch is the signals of one event that belong to one incident.
-type batch struct {
-	key       string
-	runbook   Runbook
-	groupKey  string
-	source    string
-	signals   []signal.Signal
-	truncated int
-}
-
-// Signals decodes an event into signals. Events that can never be decoded
-// are poison.
-func Signals(ev bus.Event) ([]signal.Signal, int, error) {
-	switch {
-	case ev.Type == "alertmanager.notification":
-		m, err := alertmanager.Decode(ev.Data)
-		if err != nil {
-			return nil, 0, bus.Poison(err)
-		}
-		return m.Signals(), int(m.TruncatedAlerts), nil
-	case ev.Source == "alertmanager":
-		return nil, 0, bus.Poison(fmt.Errorf("unknown alertmanager event type %q", ev.Type))
-	default:
-		s, err := signal.Decode(ev.Data)
-		if err != nil {
-			return nil, 0, bus.Poison(err)
-		}
-		s.Source, s.Type = ev.Source, ev.Type
-		return []signal.Signal{s}, 0, nil
-	}
-}
-
-// Handle processes one delivered event. It is the bus handler.
+// Handle processes one delivered event or command: it decodes it into
+// inputs, applies them, and queues what must follow. It is the bus handler
+// of the input consumer; it never calls a sink.
 func (e *Engine) Handle(ctx context.Context, d *bus.Delivery) error {
 	start := e.now()
 	err := e.handle(ctx, d)
@@ -178,37 +198,37 @@ func (e *Engine) Handle(ctx context.Context, d *bus.Delivery) error {
 	}
 	e.m.events.WithLabelValues(d.Event.Source, result).Inc()
 	e.m.processing.WithLabelValues(d.Event.Source).Observe(e.now().Sub(start).Seconds())
-	if err == nil && !d.Event.Time.IsZero() {
-		e.m.endToEnd.WithLabelValues(d.Event.Source).Observe(e.now().Sub(d.Event.Time).Seconds())
-	}
 	return err
 }
 
 func (e *Engine) handle(ctx context.Context, d *bus.Delivery) error {
 	ev := d.Event
-	sigs, truncated, err := Signals(ev)
+	ins, err := e.decoders.Decode(ev)
 	if err != nil {
 		return err
 	}
 	log := e.log.With("event", ev.ID, "type", ev.Type, "attempt", d.Attempt)
-	batches, unmatched := e.group(sigs, truncated)
-	for _, s := range unmatched {
-		log.Warn("no runbook matches and no fallback is configured; signal dropped", "alertname", s.Name(), "group", s.GroupKey)
-		e.auditf(ctx, bus.AuditRecord{Kind: "signal.unmatched", EventID: ev.ID, Detail: s.Name()})
-	}
+	var sigs []input.Input
 	var errs []error
-	for _, b := range batches {
-		rec, err := e.record(ctx, b, ev.ID)
-		if err != nil {
-			errs = append(errs, err)
+	for _, in := range ins {
+		if in.Kind == input.Signal {
+			sigs = append(sigs, in)
 			continue
 		}
-		if rec == nil {
-			continue
-		}
-		_ = d.InProgress()
-		if err := e.reconcile(ctx, b.key); err != nil {
+		if err := e.applyOne(ctx, in, ev, d.Attempt, log); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if len(sigs) > 0 {
+		batches, unmatched := e.group(sigs)
+		for _, s := range unmatched {
+			log.Warn("no runbook matches and no fallback is configured; signal dropped", "alertname", s.Signal.Name(), "group", s.Signal.GroupKey)
+			e.auditf(ctx, bus.AuditRecord{Kind: "signal.unmatched", EventID: ev.ID, Detail: s.Signal.Name()})
+		}
+		for _, b := range batches {
+			if err := e.applySignals(ctx, b, ev, d.Attempt); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -220,64 +240,137 @@ func (e *Engine) handle(ctx context.Context, d *bus.Delivery) error {
 	return nil
 }
 
+// batch is the signals of one event that belong to one incident.
+type batch struct {
+	key     string
+	runbook Runbook
+	inputs  []input.Input
+}
+
 // group matches signals to runbooks and groups them per incident, keeping
 // the order of first appearance.
-func (e *Engine) group(sigs []signal.Signal, truncated int) ([]*batch, []signal.Signal) {
+func (e *Engine) group(ins []input.Input) ([]*batch, []input.Input) {
 	var out []*batch
 	byKey := map[string]*batch{}
-	var unmatched []signal.Signal
-	for _, s := range sigs {
-		rb, ok := e.catalog.Match(s)
+	var unmatched []input.Input
+	for _, in := range ins {
+		rb, ok := e.catalog.Match(in.Signal)
 		if !ok {
-			unmatched = append(unmatched, s)
+			unmatched = append(unmatched, in)
 			continue
 		}
-		key := incidentKey(s.GroupKey, rb.Name())
+		key := incidentKey(in.Signal.GroupKey, rb.Name())
 		b := byKey[key]
 		if b == nil {
-			b = &batch{key: key, runbook: rb, groupKey: s.GroupKey, source: s.Source, truncated: truncated}
+			b = &batch{key: key, runbook: rb}
 			byKey[key] = b
 			out = append(out, b)
 		}
-		b.signals = append(b.signals, s)
+		b.inputs = append(b.inputs, in)
 	}
 	return out, unmatched
 }
 
-// record applies a batch to its incident with compare-and-set, retrying on
-// conflicts with another worker or replica.
-func (e *Engine) record(ctx context.Context, b *batch, eventID string) (*Record, error) {
-	for attempt := 0; attempt < 20; attempt++ {
-		cur, rev, err := e.load(ctx, b.key)
+func (e *Engine) env(key string, rb Runbook) applyEnv {
+	return applyEnv{Now: e.now(), ReopenWindow: e.cfg.ReopenWindow, Runbook: rb.Name(), Severity: rb.Severity,
+		Levels: rb.Escalation(), NewID: e.newID, Key: key}
+}
+
+func (e *Engine) applySignals(ctx context.Context, b *batch, ev bus.Event, attempt uint64) error {
+	prev, next, res, err := e.update(ctx, b.key, func(cur *Record) (*Record, Result) {
+		return applySignals(cur, b.inputs, e.env(b.key, b.runbook))
+	})
+	if err != nil {
+		return err
+	}
+	return e.follow(ctx, prev, next, res, ev, attempt, input.Bot)
+}
+
+// applyOne applies an input addressed to an incident by id.
+func (e *Engine) applyOne(ctx context.Context, in input.Input, ev bus.Event, attempt uint64, log *slog.Logger) error {
+	ref, err := e.Lookup(ctx, in.Incident)
+	if errors.Is(err, ErrNoIncident) {
+		log.Warn("input for an unknown incident dropped", "incident", in.Incident, "kind", in.Kind)
+		e.auditf(ctx, bus.AuditRecord{Kind: "input.dropped", EventID: ev.ID, Actor: in.Actor.String(), Incident: in.Incident,
+			Detail: string(in.Kind) + ": no such incident"})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	prev, next, res, err := e.update(ctx, ref.Key, func(cur *Record) (*Record, Result) {
+		if cur != nil && cur.ID != ref.ID {
+			return cur, stale("incident " + ref.ID + " was superseded by " + cur.ID)
+		}
+		return applyInput(cur, in, e.env(ref.Key, e.runbook(cur)))
+	})
+	if err != nil {
+		return err
+	}
+	if !res.Changed() {
+		log.Info("input changed nothing", "incident", ref.ID, "kind", in.Kind, "by", in.Actor.String(), "why", res.Reason)
+		if in.Kind != input.EscalationDue {
+			e.auditf(ctx, bus.AuditRecord{Kind: "input.ignored", EventID: ev.ID, Incident: ref.ID, Actor: in.Actor.String(),
+				Detail: string(in.Kind) + ": " + res.Reason})
+		}
+	}
+	return e.follow(ctx, prev, next, res, ev, attempt, in.Actor)
+}
+
+// update applies f to the incident at key with compare-and-set, retrying
+// when another worker or replica changed it meanwhile. It returns the
+// record before and after.
+func (e *Engine) update(ctx context.Context, key string, f func(*Record) (*Record, Result)) (prev, next *Record, res Result, err error) {
+	for range 20 {
+		cur, rev, err := e.load(ctx, key)
 		if err != nil {
-			return nil, err
+			return nil, nil, Result{}, err
 		}
-		next, ch := apply(cur, applyInput{
-			GroupKey: b.groupKey, Runbook: b.runbook.Name(), Source: b.source,
-			Signals: b.signals, Truncated: b.truncated, Now: e.now(),
-			ReopenWindow: e.cfg.ReopenWindow, Severity: b.runbook.Severity,
-		})
-		if ch == unchanged {
-			return next, nil
+		next, res := f(cur)
+		if !res.Changed() {
+			return cur, next, res, nil
 		}
-		if err := e.store(ctx, b.key, next, rev); errors.Is(err, bus.ErrRevisionMismatch) || errors.Is(err, bus.ErrKeyExists) {
+		if err := e.store(ctx, key, next, rev); errors.Is(err, bus.ErrRevisionMismatch) || errors.Is(err, bus.ErrKeyExists) {
 			continue
 		} else if err != nil {
-			return nil, err
+			return nil, nil, Result{}, err
 		}
-		e.m.transitions.WithLabelValues(ch.String()).Inc()
-		switch {
-		case ch == opened || ch == reopened:
-			e.m.open.WithLabelValues(string(next.Severity)).Inc()
-		case ch == resolved:
-			e.m.open.WithLabelValues(string(next.Severity)).Dec()
-		}
-		e.log.Info("incident "+ch.String(), "incident", next.ID, "runbook", next.Runbook, "severity", next.Severity, "status", next.Status, "group", next.GroupKey)
-		e.auditf(ctx, bus.AuditRecord{Kind: "incident." + ch.String(), Incident: next.ID, EventID: eventID,
-			Detail: lastText(next), Attrs: map[string]string{"runbook": next.Runbook, "severity": string(next.Severity), "status": string(next.Status)}})
-		return next, nil
+		return cur, next, res, nil
 	}
-	return nil, fmt.Errorf("update incident %s: too many concurrent changes", b.key)
+	return nil, nil, Result{}, fmt.Errorf("update incident %s: too many concurrent changes", key)
+}
+
+// follow does what a recorded change requires, each step idempotent: index
+// a new incident, arm or cancel its escalation timer, queue its deliveries,
+// audit. A redelivered event (attempt > 1) whose change was recorded by an
+// attempt that then died does it all again, since the change itself is
+// now a no-op.
+func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev bus.Event, attempt uint64, by input.Actor) error {
+	if rec == nil || (!res.Changed() && attempt <= 1) {
+		return nil
+	}
+	fresh := prev == nil || prev.ID != rec.ID
+	if fresh || attempt > 1 {
+		if err := e.index(ctx, rec); err != nil {
+			return err
+		}
+	}
+	if prev == nil || prev.Escalation.Token != rec.Escalation.Token || attempt > 1 {
+		if err := e.armTimer(ctx, rec); err != nil {
+			return err
+		}
+	}
+	if err := e.queueDeliveries(ctx, rec); err != nil {
+		return err
+	}
+	if res.Changed() {
+		e.m.transitions.WithLabelValues(res.change.String()).Inc()
+		e.log.Info("incident "+res.change.String(), "incident", rec.ID, "runbook", rec.Runbook, "severity", rec.Severity,
+			"status", rec.Status, "group", rec.GroupKey, "by", by.String())
+		e.auditf(ctx, bus.AuditRecord{Kind: "incident." + res.change.String(), Incident: rec.ID, EventID: ev.ID, Actor: by.String(),
+			Detail: lastText(rec), Attrs: map[string]string{"runbook": rec.Runbook, "severity": string(rec.Severity), "status": string(rec.Status)}})
+	}
+	return nil
 }
 
 func lastText(r *Record) string {

@@ -6,7 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	events        *prometheus.CounterVec
 	processing    *prometheus.HistogramVec
-	endToEnd      *prometheus.HistogramVec
+	deliveryLag   *prometheus.HistogramVec
 	transitions   *prometheus.CounterVec
 	notifications *prometheus.CounterVec
 	notifyLatency *prometheus.HistogramVec
@@ -21,11 +21,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "incidentbot", Name: "events_processed_total",
 			Help: "Events the engine processed, by source and result (ok, retry, poison)."}, []string{"source", "result"}),
 		processing: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "incidentbot", Name: "event_processing_seconds",
-			Help: "Time to process one event: state change and notifications.", Buckets: buckets}, []string{"source"}),
-		endToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "incidentbot", Name: "event_to_notified_seconds",
-			Help: "Time from an event's arrival to its notifications being delivered.", Buckets: buckets}, []string{"source"}),
+			Help: "Time to process one event or command: decoding, the state change and queueing what follows.", Buckets: buckets}, []string{"source"}),
+		deliveryLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "incidentbot", Name: "delivery_lag_seconds",
+			Help: "Time from a change of an incident to the sink being in line with it, by sink.", Buckets: buckets}, []string{"sink"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "incidentbot", Name: "incident_transitions_total",
-			Help: "Incident state changes (opened, updated, reopened, resolved)."}, []string{"change"}),
+			Help: "Incident state changes (opened, updated, reopened, resolved, acknowledged, unacknowledged, noted, escalated)."}, []string{"change"}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "incidentbot", Name: "notifications_total",
 			Help: "Notifications sent, by sink, operation and result."}, []string{"sink", "op", "result"}),
 		notifyLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "incidentbot", Name: "notification_duration_seconds",
@@ -34,7 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Incidents not resolved, by severity."}, []string{"severity"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.processing, m.endToEnd, m.transitions, m.notifications, m.notifyLatency, m.open)
+		reg.MustRegister(m.events, m.processing, m.deliveryLag, m.transitions, m.notifications, m.notifyLatency, m.open)
 	}
 	return m
 }

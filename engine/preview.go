@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/signal"
 )
@@ -18,23 +19,29 @@ type Preview struct {
 	Pages bool
 }
 
-// PreviewSignals groups and matches signals as the engine does and renders
-// each resulting incident; unmatched lists signals no runbook takes.
-func PreviewSignals(ctx context.Context, cat Catalog, sigs []signal.Signal, truncated int, now time.Time) (out []Preview, unmatched []signal.Signal) {
-	e := &Engine{catalog: cat, cfg: DefaultConfig(), now: func() time.Time { return now }}
-	batches, unmatched := e.group(sigs, truncated)
+// PreviewInputs groups and matches signal inputs as the engine does and
+// renders each resulting incident; unmatched lists signals no runbook
+// takes.
+func PreviewInputs(ctx context.Context, cat Catalog, ins []input.Input, now time.Time) (out []Preview, unmatched []signal.Signal) {
+	e := &Engine{catalog: cat, cfg: DefaultConfig().withDefaults(), now: func() time.Time { return now }, newID: func() string { return "INC-PREVIEW" }}
+	var sigs []input.Input
+	for _, in := range ins {
+		if in.Kind == input.Signal {
+			sigs = append(sigs, in)
+		}
+	}
+	batches, um := e.group(sigs)
+	for _, in := range um {
+		unmatched = append(unmatched, in.Signal)
+	}
 	for _, b := range batches {
-		rec, ch := apply(nil, applyInput{
-			GroupKey: b.groupKey, Runbook: b.runbook.Name(), Source: b.source, Signals: b.signals,
-			Truncated: b.truncated, Now: now, ReopenWindow: e.cfg.ReopenWindow, Severity: b.runbook.Severity,
-		})
-		if ch == unchanged || rec == nil {
+		rec, res := applySignals(nil, b.inputs, e.env(b.key, b.runbook))
+		if !res.Changed() || rec == nil {
 			continue
 		}
-		rec.ID = "INC-PREVIEW"
 		view := e.render(ctx, rec, b.runbook)
 		route := b.runbook.Route(rec.Severity)
-		out = append(out, Preview{Incident: view, Route: route, Pages: route.Page && rec.Status != notify.StatusResolved})
+		out = append(out, Preview{Incident: view, Route: route, Pages: route.Page && rec.Open()})
 	}
 	return out, unmatched
 }

@@ -4,28 +4,31 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/signal"
 )
 
-// Record is an incident's durable state, stored in the incidents KV bucket
-// under Key and updated with compare-and-set. It holds both what happened
-// (alerts, timeline) and what was delivered (card, replies, page), so that
-// effects can be reconciled after any crash.
+// Record is what happened to one incident: its alerts, who acknowledged or
+// resolved it, where escalation stands, and its timeline. It is stored in
+// the incidents bucket under Key and changed only by apply, with
+// compare-and-set. What was delivered to chat and pager is kept apart, in
+// the deliveries bucket (see ChatDelivery, PageDelivery), so a slow sink
+// never contends with a change of state.
 type Record struct {
 	ID       string          `json:"id"`
+	Key      string          `json:"key"`
 	GroupKey string          `json:"group_key"`
 	Runbook  string          `json:"runbook"`
 	Source   string          `json:"source"`
 	Status   notify.Status   `json:"status"`
 	Severity notify.Severity `json:"severity"`
-	// Version increases with every change of what happened.
+	// Version increases with every change; deliveries compare against it.
 	Version         int64                  `json:"version"`
 	Alerts          map[string]*AlertState `json:"alerts"`
 	TruncatedAlerts int                    `json:"truncated_alerts,omitempty"`
@@ -33,11 +36,58 @@ type Record struct {
 	ResolvedAt      time.Time              `json:"resolved_at,omitzero"`
 	UpdatedAt       time.Time              `json:"updated_at"`
 	Reopened        int                    `json:"reopened,omitempty"`
+	// Ack is the acknowledgement in force (nil when none). AckChangedAt is
+	// when the latest ack or unack happened: an older one is stale, so the
+	// outcome does not depend on the order they arrive in.
+	Ack          *Mark     `json:"ack,omitempty"`
+	AckChangedAt time.Time `json:"ack_changed_at,omitzero"`
+	// Acks are the acks received since the latest unack, earliest first.
+	Acks []Mark `json:"acks,omitempty"`
+	// ManualResolve is set when a person resolved the incident by hand.
+	// Alerts that started before it do not reopen the incident.
+	ManualResolve *Mark `json:"manual_resolve,omitempty"`
+	// Escalation is where the escalation ladder stands.
+	Escalation Escalation `json:"escalation"`
+	// Notes are people's notes, by input id (a set: a redelivered note is
+	// kept once).
+	Notes map[string]Note `json:"notes,omitempty"`
 	// Timeline holds the changes, each posted once as a thread reply.
 	Timeline []notify.Update `json:"timeline"`
 	NextSeq  int64           `json:"next_seq"`
-	Slack    SlackDelivery   `json:"slack"`
-	Page     PageDelivery    `json:"page"`
+	// Applied holds the ids of the latest inputs applied (bounded), so a
+	// command delivered twice has one effect.
+	Applied []string `json:"applied,omitempty"`
+
+	// legacy holds deliveries recorded inline by releases before the split;
+	// read once to seed the deliveries bucket, never written.
+	LegacySlack *ChatDelivery `json:"slack,omitempty"`
+	LegacyPage  *PageDelivery `json:"page,omitempty"`
+}
+
+// Mark is who did something and when.
+type Mark struct {
+	By   input.Actor `json:"by"`
+	At   time.Time   `json:"at"`
+	Text string      `json:"text,omitempty"`
+}
+
+// Note is one note on the timeline.
+type Note struct {
+	By   input.Actor `json:"by"`
+	At   time.Time   `json:"at"`
+	Text string      `json:"text"`
+}
+
+// Escalation is the state of the escalation ladder. Next indexes the level
+// to notify next; while Token is set a timer is armed for DueAt, and only a
+// timer carrying that token may fire it.
+type Escalation struct {
+	Next  int       `json:"next"`
+	Token string    `json:"token,omitempty"`
+	DueAt time.Time `json:"due_at,omitzero"`
+	// Since is when the ladder's clock started: level i is due at
+	// Since + levels[i].After.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // AlertState is the latest known state of one alert in an incident.
@@ -53,28 +103,12 @@ type AlertState struct {
 	Fields       map[string]any    `json:"fields,omitempty"`
 }
 
-// SlackDelivery records what the chat has been sent.
-type SlackDelivery struct {
-	Channel string `json:"channel,omitempty"`
-	TS      string `json:"ts,omitempty"`
-	// PostingSince is set while a worker posts the card (a claim), so a
-	// second worker or replica does not post another.
-	PostingSince time.Time `json:"posting_since,omitzero"`
-	CardVersion  int64     `json:"card_version"`
-	RepliedSeq   int64     `json:"replied_seq"`
-	// Failed holds a permanent delivery error (e.g. channel_not_found).
-	Failed string `json:"failed,omitempty"`
-}
-
-// PageDelivery records what the pager has been sent.
-type PageDelivery struct {
-	// State is the last page action delivered: "", "trigger", "resolve".
-	State  notify.PageAction `json:"state,omitempty"`
-	Failed string            `json:"failed,omitempty"`
-}
-
 // maxTimeline bounds the stored timeline; older entries were posted long ago.
 const maxTimeline = 200
+
+// maxApplied bounds the remembered input ids; the bus's duplicate window
+// catches older repeats.
+const maxApplied = 64
 
 // incidentKey is the KV key of the incident for a group and runbook.
 func incidentKey(groupKey, runbook string) string {
@@ -82,206 +116,28 @@ func incidentKey(groupKey, runbook string) string {
 	return "inc." + hex.EncodeToString(h[:12])
 }
 
-// newID makes a short, human-friendly incident id.
-func newID() string {
+// NewID makes a short, human-friendly incident id.
+func NewID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return "INC-" + strings.ToUpper(hex.EncodeToString(b[:]))
 }
 
-// change is what applying signals did to a record.
-type change int
-
-const (
-	unchanged change = iota
-	opened
-	updated
-	reopened
-	resolved
-)
-
-func (c change) String() string {
-	return [...]string{"unchanged", "opened", "updated", "reopened", "resolved"}[c]
+// NormalizeID makes an id typed by a person comparable: upper case, with
+// the INC- prefix added when missing.
+func NormalizeID(id string) string {
+	id = strings.ToUpper(strings.TrimSpace(id))
+	if id != "" && !strings.HasPrefix(id, "INC-") {
+		id = "INC-" + id
+	}
+	return id
 }
 
-// applyInput is one batch of signals for one incident.
-type applyInput struct {
-	GroupKey  string
-	Runbook   string
-	Source    string
-	Signals   []signal.Signal
-	Truncated int
-	Now       time.Time
-	// ReopenWindow: a resolved incident that fires again within it is
-	// reopened (same card and thread); later, a new incident starts.
-	ReopenWindow time.Duration
-	// Severity maps an alert's labels to a severity (from the runbook).
-	Severity func(labels map[string]string) notify.Severity
-}
+// DedupKey is the PagerDuty dedup key of the incident.
+func (r *Record) DedupKey() string { return r.ID }
 
-// apply merges signals into rec (nil for none yet) and returns the new
-// record and what changed. It is a pure function of its inputs, so a
-// redelivered event changes nothing the second time.
-func apply(rec *Record, in applyInput) (*Record, change) {
-	anyFiring := slices.ContainsFunc(in.Signals, func(s signal.Signal) bool { return s.Status == signal.Firing })
-	if rec == nil {
-		if !anyFiring {
-			return nil, unchanged // a resolve for an incident we never saw
-		}
-		rec = fresh(in)
-	} else {
-		rec = clone(rec)
-	}
-	result := unchanged
-	if rec.Status == notify.StatusResolved && anyFiring && refires(rec, in.Signals) {
-		if in.Now.Sub(rec.ResolvedAt) > in.ReopenWindow {
-			// Too long ago to be the same problem: a new incident, with
-			// its own id, card, thread and page.
-			rec = fresh(in)
-		} else {
-			rec.Status = notify.StatusFiring
-			rec.ResolvedAt = time.Time{}
-			rec.Reopened++
-			result = reopened
-		}
-	}
-	var added, cleared []string
-	for _, s := range in.Signals {
-		cur, ok := rec.Alerts[s.Fingerprint]
-		if ok && !newer(s, cur) {
-			continue
-		}
-		rec.Alerts[s.Fingerprint] = stateOf(s)
-		switch {
-		case s.Status == signal.Firing && (!ok || cur.Status == signal.Resolved || !cur.StartsAt.Equal(s.StartsAt)):
-			added = append(added, describe(s))
-		case s.Status == signal.Resolved && ok && cur.Status == signal.Firing:
-			cleared = append(cleared, describe(s))
-		}
-	}
-	if in.Truncated != rec.TruncatedAlerts && in.Source == "alertmanager" {
-		rec.TruncatedAlerts = in.Truncated
-	}
-	isNew := rec.Version == 0
-	if len(added) == 0 && len(cleared) == 0 && !isNew && result != reopened {
-		return rec, unchanged
-	}
-	rec.Severity = worstSeverity(rec, in.Severity)
-	firing := rec.firingCount()
-	switch {
-	case isNew:
-		result = opened
-		rec.addUpdate(in.Now, "opened", fmt.Sprintf("Incident opened: %s", strings.Join(added, ", ")))
-	case result == reopened:
-		rec.addUpdate(in.Now, "reopened", fmt.Sprintf("Fired again %s after resolving (reopened %d×): %s",
-			notify.HumanDuration(in.Now.Sub(lastResolved(rec, in.Now))), rec.Reopened, strings.Join(added, ", ")))
-	default:
-		result = updated
-		if len(added) > 0 {
-			rec.addUpdate(in.Now, "alerts_added", "Firing: "+strings.Join(added, ", "))
-		}
-	}
-	if len(cleared) > 0 && firing > 0 {
-		rec.addUpdate(in.Now, "alerts_resolved", fmt.Sprintf("Resolved: %s (%d still firing)", strings.Join(cleared, ", "), firing))
-	}
-	if firing == 0 && rec.Status != notify.StatusResolved {
-		rec.Status = notify.StatusResolved
-		rec.ResolvedAt = rec.latestEnd(in.Now)
-		rec.addUpdate(in.Now, "resolved", fmt.Sprintf("Resolved after %s.", notify.HumanDuration(rec.ResolvedAt.Sub(rec.StartedAt))))
-		result = resolved
-	} else if firing > 0 && rec.Status == notify.StatusResolved {
-		rec.Status = notify.StatusFiring
-	}
-	rec.Version++
-	rec.UpdatedAt = in.Now
-	return rec, result
-}
-
-func lastResolved(rec *Record, now time.Time) time.Time {
-	var t time.Time
-	for _, a := range rec.Alerts {
-		if a.Status == signal.Resolved && a.EndsAt.After(t) {
-			t = a.EndsAt
-		}
-	}
-	if t.IsZero() {
-		return now
-	}
-	return t
-}
-
-// refires reports whether any firing signal starts a new episode: it is not
-// an old firing state replayed after the resolve.
-func refires(rec *Record, sigs []signal.Signal) bool {
-	for _, s := range sigs {
-		if s.Status != signal.Firing {
-			continue
-		}
-		cur, ok := rec.Alerts[s.Fingerprint]
-		if !ok || newer(s, cur) {
-			return true
-		}
-	}
-	return false
-}
-
-// newer reports whether s is a later state of the alert than cur. Order of
-// delivery does not matter: a later episode (StartsAt) wins, and within one
-// episode resolved wins over firing.
-func newer(s signal.Signal, cur *AlertState) bool {
-	switch {
-	case s.StartsAt.After(cur.StartsAt):
-		return true
-	case s.StartsAt.Before(cur.StartsAt):
-		return false
-	}
-	if s.Status == cur.Status {
-		return false
-	}
-	return s.Status == signal.Resolved
-}
-
-func fresh(in applyInput) *Record {
-	return &Record{
-		ID:        newID(),
-		GroupKey:  in.GroupKey,
-		Runbook:   in.Runbook,
-		Source:    in.Source,
-		Status:    notify.StatusFiring,
-		Alerts:    map[string]*AlertState{},
-		StartedAt: earliestStart(in.Signals, in.Now),
-		NextSeq:   1,
-	}
-}
-
-func earliestStart(sigs []signal.Signal, now time.Time) time.Time {
-	t := now
-	for _, s := range sigs {
-		if s.Status == signal.Firing && !s.StartsAt.IsZero() && s.StartsAt.Before(t) {
-			t = s.StartsAt
-		}
-	}
-	return t
-}
-
-func stateOf(s signal.Signal) *AlertState {
-	return &AlertState{
-		Fingerprint: s.Fingerprint, Type: s.Type, Status: s.Status,
-		Labels: s.Labels, Annotations: s.Annotations,
-		StartsAt: s.StartsAt, EndsAt: s.EndsAt, GeneratorURL: s.GeneratorURL, Fields: s.Fields,
-	}
-}
-
-func describe(s signal.Signal) string {
-	name := s.Name()
-	if name == "" {
-		name = s.Type
-	}
-	if sum := s.Annotations["summary"]; sum != "" {
-		return name + " (" + sum + ")"
-	}
-	return name
-}
+// Open reports whether the incident is not resolved.
+func (r *Record) Open() bool { return r.Status != notify.StatusResolved }
 
 func clone(r *Record) *Record {
 	c := *r
@@ -290,7 +146,19 @@ func clone(r *Record) *Record {
 		a := *v
 		c.Alerts[k] = &a
 	}
+	c.Notes = maps.Clone(r.Notes)
 	c.Timeline = slices.Clone(r.Timeline)
+	c.Applied = slices.Clone(r.Applied)
+	c.Acks = slices.Clone(r.Acks)
+	if r.Ack != nil {
+		a := *r.Ack
+		c.Ack = &a
+	}
+	if r.ManualResolve != nil {
+		m := *r.ManualResolve
+		c.ManualResolve = &m
+	}
+	c.LegacySlack, c.LegacyPage = nil, nil
 	return &c
 }
 
@@ -302,10 +170,28 @@ func (r *Record) addUpdate(now time.Time, kind, text string) {
 	}
 }
 
+func (r *Record) lastSeq() int64 {
+	if len(r.Timeline) == 0 {
+		return 0
+	}
+	return r.Timeline[len(r.Timeline)-1].Seq
+}
+
 func (r *Record) firingCount() int {
 	n := 0
 	for _, a := range r.Alerts {
 		if a.Status == signal.Firing {
+			n++
+		}
+	}
+	return n
+}
+
+// firingAfter counts alerts firing that started after t.
+func (r *Record) firingAfter(t time.Time) int {
+	n := 0
+	for _, a := range r.Alerts {
+		if a.Status == signal.Firing && a.StartsAt.After(t) {
 			n++
 		}
 	}
@@ -325,6 +211,18 @@ func (r *Record) latestEnd(now time.Time) time.Time {
 	return t
 }
 
+func (r *Record) applied(id string) bool { return id != "" && slices.Contains(r.Applied, id) }
+
+func (r *Record) remember(id string) {
+	if id == "" {
+		return
+	}
+	r.Applied = append(r.Applied, id)
+	if len(r.Applied) > maxApplied {
+		r.Applied = slices.Delete(r.Applied, 0, len(r.Applied)-maxApplied)
+	}
+}
+
 // sortedAlerts returns the alerts firing first, then by start time.
 func (r *Record) sortedAlerts() []*AlertState {
 	out := slices.Collect(maps.Values(r.Alerts))
@@ -339,6 +237,18 @@ func (r *Record) sortedAlerts() []*AlertState {
 			return c
 		}
 		return strings.Compare(a.Fingerprint, b.Fingerprint)
+	})
+	return out
+}
+
+// sortedNotes returns the notes in the order they were made.
+func (r *Record) sortedNotes() []Note {
+	out := slices.Collect(maps.Values(r.Notes))
+	slices.SortFunc(out, func(a, b Note) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Text, b.Text)
 	})
 	return out
 }

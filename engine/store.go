@@ -5,27 +5,65 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/incidentbot/incidentbot/bus"
 )
 
+// Buckets the engine owns: incident records by key, the id index, and
+// what was delivered per incident and sink.
+var Buckets = []bus.BucketSpec{
+	{Name: BucketIncidents, Description: "incident records: what happened", History: 5},
+	{Name: BucketIDs, Description: "incident id (and PagerDuty dedup key) to record key", History: 1},
+	{Name: BucketDeliveries, Description: "what chat and pager were sent, per incident", History: 5},
+}
+
+// Bucket names.
+const (
+	BucketIncidents  = "incidents"
+	BucketIDs        = "incident_ids"
+	BucketDeliveries = "deliveries"
+)
+
+// ErrNoIncident is returned when an id names no incident.
+var ErrNoIncident = errors.New("no such incident")
+
+// Ref locates an incident: its id, its record key and its group key (which
+// commands use to be handled in order with the incident's alerts).
+type Ref struct {
+	ID       string `json:"id"`
+	Key      string `json:"key"`
+	GroupKey string `json:"group_key"`
+}
+
 // load reads an incident; a missing one is (nil, 0, nil).
 func (e *Engine) load(ctx context.Context, key string) (*Record, uint64, error) {
-	ent, err := e.kv.Get(ctx, key)
+	ent, err := e.incidents.Get(ctx, key)
 	if errors.Is(err, bus.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("load incident %s: %w", key, err)
 	}
+	r, err := decodeRecord(key, ent.Value)
+	if err != nil {
+		return nil, 0, err
+	}
+	return r, ent.Revision, nil
+}
+
+func decodeRecord(key string, b []byte) (*Record, error) {
 	var r Record
-	if err := json.Unmarshal(ent.Value, &r); err != nil {
-		return nil, 0, fmt.Errorf("decode incident %s: %w", key, err)
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode incident %s: %w", key, err)
 	}
 	if r.Alerts == nil {
 		r.Alerts = map[string]*AlertState{}
 	}
-	return &r, ent.Revision, nil
+	if r.Key == "" {
+		r.Key = key
+	}
+	return &r, nil
 }
 
 // store writes an incident with compare-and-set: create when rev is 0,
@@ -36,9 +74,9 @@ func (e *Engine) store(ctx context.Context, key string, r *Record, rev uint64) e
 		return fmt.Errorf("encode incident %s: %w", r.ID, err)
 	}
 	if rev == 0 {
-		_, err = e.kv.Create(ctx, key, b)
+		_, err = e.incidents.Create(ctx, key, b)
 	} else {
-		_, err = e.kv.Update(ctx, key, b, rev)
+		_, err = e.incidents.Update(ctx, key, b, rev)
 	}
 	if err != nil {
 		return fmt.Errorf("store incident %s: %w", r.ID, err)
@@ -46,10 +84,76 @@ func (e *Engine) store(ctx context.Context, key string, r *Record, rev uint64) e
 	return nil
 }
 
+// index records id → key for a new incident. It is a put of a value that
+// never changes for the id, so repeating it is harmless.
+func (e *Engine) index(ctx context.Context, r *Record) error {
+	b, _ := json.Marshal(Ref{ID: r.ID, Key: r.Key, GroupKey: r.GroupKey})
+	if _, err := e.ids.Put(ctx, idKey(r.ID), b); err != nil {
+		return fmt.Errorf("index incident %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+func idKey(id string) string { return "id." + strings.TrimPrefix(NormalizeID(id), "INC-") }
+
+// Lookup finds an incident by its id (INC-7F3A2C, inc-7f3a2c or 7f3a2c)
+// or its PagerDuty dedup key, in one read.
+func (e *Engine) Lookup(ctx context.Context, id string) (Ref, error) {
+	return lookup(ctx, e.ids, id)
+}
+
+func lookup(ctx context.Context, ids bus.KV, id string) (Ref, error) {
+	if !validID(id) {
+		return Ref{}, fmt.Errorf("incident id %q: %w", id, ErrNoIncident)
+	}
+	ent, err := ids.Get(ctx, idKey(id))
+	if errors.Is(err, bus.ErrKeyNotFound) {
+		return Ref{}, fmt.Errorf("incident %s: %w", NormalizeID(id), ErrNoIncident)
+	}
+	if err != nil {
+		return Ref{}, fmt.Errorf("look up incident %s: %w", NormalizeID(id), err)
+	}
+	var ref Ref
+	if err := json.Unmarshal(ent.Value, &ref); err != nil {
+		return Ref{}, fmt.Errorf("decode index of %s: %w", NormalizeID(id), err)
+	}
+	return ref, nil
+}
+
+// validID accepts what NormalizeID can turn into a KV key.
+func validID(id string) bool {
+	n := strings.TrimPrefix(NormalizeID(id), "INC-")
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Get returns the incident an id names.
+func (e *Engine) Get(ctx context.Context, id string) (*Record, error) {
+	ref, err := e.Lookup(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r, _, err := e.load(ctx, ref.Key)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || r.ID != ref.ID {
+		return nil, fmt.Errorf("incident %s: %w", ref.ID, ErrNoIncident)
+	}
+	return r, nil
+}
+
 // Incidents lists every stored incident, for the CLI, the open-incidents
-// gauge and the sweeper.
+// gauge and the repair sweep.
 func (e *Engine) Incidents(ctx context.Context) (map[string]*Record, error) {
-	keys, err := e.kv.Keys(ctx)
+	keys, err := e.incidents.Keys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list incidents: %w", err)
 	}

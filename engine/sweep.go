@@ -8,17 +8,19 @@ import (
 )
 
 // Sweep runs until ctx is done. Every interval it refreshes the
-// open-incidents gauge and reconciles incidents whose deliveries are behind
-// their state — for example after an event was given up on while Slack was
-// down — so what people see always catches up.
-func (e *Engine) Sweep(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
+// open-incidents gauge from the stored records (right after a restart too,
+// and the same on every replica) and repairs what fell behind: an incident
+// whose deliveries lag its state with no job left to bring them in line
+// (for example a job that aged out) gets its jobs queued again. It stands
+// in for nothing else: timers and deliveries run from their own streams.
+func (e *Engine) Sweep(ctx context.Context) error {
+	t := time.NewTicker(e.cfg.SweepInterval)
 	defer t.Stop()
 	for {
 		e.SweepOnce(ctx)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}
@@ -34,15 +36,17 @@ func (e *Engine) SweepOnce(ctx context.Context) {
 		return
 	}
 	open := map[notify.Severity]float64{notify.SeverityCritical: 0, notify.SeverityWarning: 0, notify.SeverityInfo: 0}
-	for key, r := range recs {
-		if r.Status != notify.StatusResolved {
+	for _, r := range recs {
+		if r.Open() {
 			open[r.Severity]++
 		}
-		// Leave recent changes to the event that made them; sweep what
-		// has been behind for longer than a claim lasts.
-		if behind(r, e.now(), e.cfg.ClaimTimeout) && e.now().Sub(r.UpdatedAt) >= e.cfg.ClaimTimeout {
-			if err := e.reconcile(ctx, key); err != nil {
-				e.log.Warn("sweep: reconcile", "incident", r.ID, "err", err)
+		// Leave recent changes to the jobs they queued.
+		if e.now().Sub(r.UpdatedAt) < 2*e.cfg.EffectTimeout+e.cfg.RetryMax {
+			continue
+		}
+		if e.behind(ctx, r) {
+			if err := e.queueDeliveries(ctx, r); err != nil {
+				e.log.Warn("sweep: queue deliveries", "incident", r.ID, "err", err)
 			}
 		}
 	}
@@ -51,21 +55,19 @@ func (e *Engine) SweepOnce(ctx context.Context) {
 	}
 }
 
-// behind reports whether deliveries lag the record. A fresh claim is left
-// to its owner.
-func behind(r *Record, now time.Time, claim time.Duration) bool {
-	if r.Slack.Failed == "" {
-		if r.Slack.TS == "" {
-			return r.Slack.PostingSince.IsZero() || now.Sub(r.Slack.PostingSince) >= claim
-		}
-		if r.Slack.CardVersion < r.Version || r.Slack.RepliedSeq < lastSeq(r) {
-			return true
-		}
+// behind reports whether a sink has not caught up with the record.
+func (e *Engine) behind(ctx context.Context, r *Record) bool {
+	chat, _, err := e.loadDelivery(ctx, SinkChat, r)
+	if err != nil {
+		return false
 	}
-	if r.Page.Failed == "" {
-		if r.Status == notify.StatusResolved && r.Page.State == notify.PageTrigger {
-			return true
-		}
+	if chat.Failed == "" && chatOp(r, chat) != "" {
+		return true
 	}
-	return false
+	pager, _, err := e.loadDelivery(ctx, SinkPager, r)
+	if err != nil {
+		return false
+	}
+	want, _ := pageAction(r, pager, e.runbook(r).Route(r.Severity))
+	return pager.Failed == "" && want != ""
 }

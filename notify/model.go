@@ -36,7 +36,8 @@ const (
 type Incident struct {
 	// ID is the short human id shown everywhere, e.g. "INC-7F3A2C".
 	ID string
-	// Key is the stable incident key (Alertmanager group key + runbook).
+	// Key is the incident's stable record key, derived from its group key
+	// (the Alertmanager group, or what a watcher watches) and its runbook.
 	Key string
 	// Version increases with every change to the incident; sinks may use
 	// it to skip stale updates.
@@ -66,8 +67,18 @@ type Incident struct {
 	StartedAt       time.Time
 	ResolvedAt      time.Time // zero while open
 	UpdatedAt       time.Time
-	// AcknowledgedBy names who acknowledged, when Status is acknowledged.
+	// AcknowledgedBy names who acknowledged ("Ada (slack)") and
+	// AcknowledgedAt when; set while an acknowledgement stands.
 	AcknowledgedBy string
+	AcknowledgedAt time.Time
+	// ResolvedBy names who resolved the incident by hand, and says so when
+	// alerts still fire; empty when it resolved by itself.
+	ResolvedBy string
+	// EscalationState says where the escalation ladder stands:
+	// "next: L2 (Senior Engineer) at 03:30 UTC", "stopped: acknowledged".
+	EscalationState string
+	// Notes are people's notes, oldest first.
+	Notes []Update
 	// Reopened counts how often the incident re-fired after resolving.
 	Reopened int
 }

@@ -1,0 +1,229 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/incidentbot/incidentbot/input"
+	"github.com/incidentbot/incidentbot/notify"
+	"github.com/incidentbot/incidentbot/signal"
+)
+
+var t0 = time.Date(2025, 8, 13, 14, 0, 0, 0, time.UTC)
+
+func testEnv(now time.Time) applyEnv {
+	return applyEnv{
+		Now: now, ReopenWindow: time.Hour, Runbook: "rb", Key: "inc.test",
+		Severity: func(l map[string]string) notify.Severity { return notify.Severity(l["severity"]) },
+		Levels: []notify.EscalationLevel{
+			{Name: "L1", After: 0, Who: "@oncall"}, {Name: "L2", After: 30 * time.Minute, Who: "@senior"}, {Name: "L3", After: time.Hour, Who: "@arch"},
+		},
+		NewID: func() string { return "INC-TEST" },
+	}
+}
+
+func sig(fp string, st signal.Status, starts time.Time) input.Input {
+	s := signal.Signal{Source: "alertmanager", Type: "alertmanager.alert", GroupKey: "g", Fingerprint: fp, Status: st,
+		Labels: map[string]string{"alertname": "A" + fp, "severity": "critical"}, StartsAt: starts}
+	if st == signal.Resolved {
+		s.EndsAt = starts.Add(20 * time.Minute)
+	}
+	return input.Input{Kind: input.Signal, ID: "sig/" + fp + string(st), At: starts, Signal: s}
+}
+
+func cmd(kind input.Kind, id string, at time.Time, who string) input.Input {
+	return input.Input{Kind: kind, ID: id, At: at, Incident: "INC-TEST", Actor: input.Actor{ID: who, Name: who, Via: "slack"}, Text: "text " + id}
+}
+
+// apply1 applies one input the way the engine does.
+func apply1(r *Record, in input.Input, now time.Time) (*Record, Result) {
+	if in.Kind == input.Signal {
+		return applySignals(r, []input.Input{in}, testEnv(now))
+	}
+	return applyInput(r, in, testEnv(now))
+}
+
+// summary is the state an order must not change: everything but the
+// timeline's order and the bookkeeping of versions and tokens.
+func summary(r *Record) string {
+	if r == nil {
+		return "<nil>"
+	}
+	var alerts []string
+	for fp, a := range r.Alerts {
+		alerts = append(alerts, fp+"="+string(a.Status))
+	}
+	slices.Sort(alerts)
+	var notes []string
+	for id, n := range r.Notes {
+		notes = append(notes, id+":"+n.Text)
+	}
+	slices.Sort(notes)
+	ack := "-"
+	if r.Ack != nil {
+		ack = r.Ack.By.ID + "@" + r.Ack.At.Format("15:04")
+	}
+	man := "-"
+	if r.ManualResolve != nil {
+		man = r.ManualResolve.By.ID
+	}
+	return fmt.Sprintf("status=%s sev=%s alerts=%v ack=%s manual=%s notes=%v started=%s esc.next=%d",
+		r.Status, r.Severity, alerts, ack, man, notes, r.StartedAt.Format("15:04"), r.Escalation.Next)
+}
+
+func permutations(n int) [][]int {
+	if n == 1 {
+		return [][]int{{0}}
+	}
+	var out [][]int
+	for _, p := range permutations(n - 1) {
+		for i := 0; i <= len(p); i++ {
+			q := slices.Insert(slices.Clone(p), i, n-1)
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// TestApplyIsOrderIndependent feeds one incident's alerts and commands in
+// every order, each input delivered twice, and wants one final state.
+func TestApplyIsOrderIndependent(t *testing.T) {
+	cases := []struct {
+		name string
+		// opener is applied first (an incident must exist for commands).
+		opener input.Input
+		ins    []input.Input
+		want   string
+	}{
+		{
+			name:   "acks, an unack, a note and a second alert",
+			opener: sig("1", signal.Firing, t0),
+			ins: []input.Input{
+				cmd(input.Ack, "c1", t0.Add(1*time.Minute), "ada"),
+				cmd(input.Ack, "c2", t0.Add(2*time.Minute), "bob"),
+				cmd(input.Unack, "c3", t0.Add(3*time.Minute), "ada"),
+				cmd(input.Ack, "c4", t0.Add(4*time.Minute), "cy"),
+				cmd(input.Note, "c5", t0.Add(5*time.Minute), "ada"),
+				sig("2", signal.Firing, t0.Add(30*time.Second)),
+			},
+			want: "status=acknowledged sev=critical alerts=[1=firing 2=firing] ack=cy@14:04 manual=- notes=[c5:text c5] started=14:00 esc.next=1",
+		},
+		{
+			name:   "a resolve by hand while an alert still fires, and an ack after it",
+			opener: sig("1", signal.Firing, t0),
+			ins: []input.Input{
+				sig("2", signal.Firing, t0.Add(time.Minute)),
+				cmd(input.Resolve, "c1", t0.Add(5*time.Minute), "ada"),
+				cmd(input.Ack, "c2", t0.Add(6*time.Minute), "bob"),
+				sig("1", signal.Resolved, t0),
+			},
+			want: "status=resolved sev=critical alerts=[1=resolved 2=firing] ack=bob@14:06 manual=ada notes=[] started=14:00 esc.next=1",
+		},
+		{
+			name:   "every alert resolves, then a late ack does not reopen",
+			opener: sig("1", signal.Firing, t0),
+			ins: []input.Input{
+				sig("1", signal.Resolved, t0),
+				cmd(input.Ack, "c1", t0.Add(25*time.Minute), "ada"),
+				cmd(input.Note, "c2", t0.Add(26*time.Minute), "ada"),
+			},
+			want: "status=resolved sev=critical alerts=[1=resolved] ack=ada@14:25 manual=- notes=[c2:text c2] started=14:00 esc.next=1",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, p := range permutations(len(tc.ins)) {
+				now := t0.Add(10 * time.Second)
+				r, _ := apply1(nil, tc.opener, now)
+				var order []string
+				for _, i := range p {
+					in := tc.ins[i]
+					order = append(order, in.ID)
+					for range 2 { // every input redelivered
+						now = now.Add(time.Second)
+						r, _ = apply1(r, in, now)
+					}
+				}
+				if got := summary(r); got != tc.want {
+					t.Fatalf("order %v:\n got  %s\n want %s", order, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestApplySaysWhyNothingChanged(t *testing.T) {
+	r, res := apply1(nil, sig("1", signal.Firing, t0), t0)
+	if res.change != opened || r.Status != notify.StatusFiring {
+		t.Fatalf("open: %v %s", res, r.Status)
+	}
+	tests := []struct {
+		name  string
+		in    input.Input
+		stale bool
+		why   string
+	}{
+		{"a timer with an old token", input.Input{Kind: input.EscalationDue, ID: "t1", At: t0, Incident: r.ID, Token: "old"}, true, "escalation timer no longer current"},
+		{"an unknown kind", input.Input{Kind: "dance", ID: "x", Incident: r.ID}, false, `unknown input kind "dance"`},
+	}
+	for _, tc := range tests {
+		_, res := apply1(r, tc.in, t0.Add(time.Minute))
+		if res.Changed() || res.Stale != tc.stale || res.Reason != tc.why {
+			t.Errorf("%s: %+v, want no change, stale=%v, %q", tc.name, res, tc.stale, tc.why)
+		}
+	}
+	ackedRec, res := apply1(r, cmd(input.Ack, "a1", t0.Add(time.Minute), "ada"), t0.Add(time.Minute))
+	if res.change != acked {
+		t.Fatalf("ack: %v", res)
+	}
+	if _, res := apply1(ackedRec, cmd(input.Ack, "a1", t0.Add(time.Minute), "ada"), t0.Add(2*time.Minute)); res.Changed() || res.Reason != "already applied" {
+		t.Fatalf("the same command twice: %+v", res)
+	}
+	second, _ := apply1(ackedRec, cmd(input.Ack, "a2", t0.Add(3*time.Minute), "bob"), t0.Add(3*time.Minute))
+	if second.Ack.By.ID != "ada" || len(second.Timeline) != len(ackedRec.Timeline) {
+		t.Fatalf("a second, later ack took over or spoke: %+v, %d entries", second.Ack, len(second.Timeline))
+	}
+	if _, res := apply1(nil, cmd(input.Ack, "a3", t0, "ada"), t0); res.Changed() || !res.Stale {
+		t.Fatalf("ack of nothing: %+v", res)
+	}
+}
+
+func TestEscalationLadder(t *testing.T) {
+	r, _ := apply1(nil, sig("1", signal.Firing, t0), t0)
+	// L1 (after 0) is the opening itself; L2 is armed for +30m.
+	if r.Escalation.Next != 1 || !r.Escalation.DueAt.Equal(t0.Add(30*time.Minute)) || r.Escalation.Token == "" {
+		t.Fatalf("after open: %+v", r.Escalation)
+	}
+	tok := r.Escalation.Token
+	due := input.Input{Kind: input.EscalationDue, ID: "timer." + tok, At: t0.Add(30 * time.Minute), Incident: r.ID, Token: tok}
+	r2, res := apply1(r, due, t0.Add(30*time.Minute))
+	if res.change != escalated || r2.Escalation.Next != 2 || !r2.Escalation.DueAt.Equal(t0.Add(time.Hour)) || r2.Escalation.Token == tok {
+		t.Fatalf("L2 due: %v %+v", res, r2.Escalation)
+	}
+	if u := r2.Timeline[len(r2.Timeline)-1]; u.Kind != "escalated" || u.Text != "No acknowledgement after 30m: escalating to L2 → @senior" {
+		t.Fatalf("timeline: %+v", u)
+	}
+	// The same timer again (redelivered) is fenced.
+	if _, res := apply1(r2, due, t0.Add(31*time.Minute)); res.Changed() {
+		t.Fatalf("a fired timer again: %+v", res)
+	}
+	// An ack disarms; an unack resumes from L3 with the same gap.
+	r3, _ := apply1(r2, cmd(input.Ack, "a", t0.Add(40*time.Minute), "ada"), t0.Add(40*time.Minute))
+	if r3.Escalation.Token != "" {
+		t.Fatalf("ack left a timer armed: %+v", r3.Escalation)
+	}
+	r4, _ := apply1(r3, cmd(input.Unack, "u", t0.Add(50*time.Minute), "ada"), t0.Add(50*time.Minute))
+	if r4.Escalation.Token == "" || !r4.Escalation.DueAt.Equal(t0.Add(50*time.Minute+30*time.Minute)) {
+		t.Fatalf("unack: %+v", r4.Escalation)
+	}
+	// Escalate by hand jumps to L3 now; nothing is left after it.
+	r5, res := apply1(r4, cmd(input.Escalate, "e", t0.Add(51*time.Minute), "ada"), t0.Add(51*time.Minute))
+	if res.change != escalated || r5.Escalation.Next != 3 || r5.Escalation.Token != "" {
+		t.Fatalf("escalate: %v %+v", res, r5.Escalation)
+	}
+	if _, res := apply1(r5, cmd(input.Escalate, "e2", t0.Add(52*time.Minute), "ada"), t0.Add(52*time.Minute)); res.Changed() || res.Reason != "no escalation level left" {
+		t.Fatalf("escalate past the top: %+v", res)
+	}
+}

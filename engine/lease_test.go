@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/input"
+	"github.com/incidentbot/incidentbot/notify"
+	"github.com/incidentbot/incidentbot/signal"
+)
+
+// TestLeaseExpiryFindsTheInterruptedPost: a worker took the lease, Slack
+// posted the card, and the worker died before recording the ts. The next
+// worker waits out the lease, then finds the card instead of posting again.
+func TestLeaseExpiryFindsTheInterruptedPost(t *testing.T) {
+	ctx := context.Background()
+	e, chat, clk := newInternal(t)
+	rec, _ := apply1(nil, sig("1", "firing", t0), t0)
+	rec.Key = "inc.test"
+	if err := e.store(ctx, rec.Key, rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	del, rev, _ := e.loadDelivery(ctx, SinkChat, rec)
+	l, _, err := e.acquire(ctx, SinkChat, rec.ID, "post", del, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chat.PostCard(ctx, "#x", notify.Incident{ID: rec.ID}, notify.CardTag{IncidentID: rec.ID, Nonce: l.Nonce}); err != nil {
+		t.Fatal(err)
+	}
+	// The worker dies here. Within the lease another waits.
+	job := jobFor(rec)
+	if err := e.HandleChat(ctx, job); err == nil || chat.posts != 1 {
+		t.Fatalf("inside the lease: err=%v posts=%d, want a retry and no post", err, chat.posts)
+	}
+	clk.add(e.cfg.EffectTimeout + 6*time.Second)
+	if err := e.HandleChat(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	if chat.posts != 1 || chat.finds != 1 {
+		t.Fatalf("after the lease: %d posts, %d finds; want the card found, not posted again", chat.posts, chat.finds)
+	}
+	d, _, _ := e.loadDelivery(ctx, SinkChat, rec)
+	if d.TS != "1.000001" || d.Lease != nil || d.CardVersion != rec.Version {
+		t.Fatalf("delivery after recovery: %+v", d)
+	}
+}
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time      { return c.t }
+func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
+
+// countingChat posts to nowhere and finds what it posted.
+type countingChat struct {
+	posts, finds int
+	tags         []notify.CardTag
+}
+
+func (c *countingChat) PostCard(_ context.Context, ch string, _ notify.Incident, tag notify.CardTag) (notify.CardRef, error) {
+	c.posts++
+	c.tags = append(c.tags, tag)
+	return notify.CardRef{Channel: ch, TS: fmt.Sprintf("1.%06d", c.posts)}, nil
+}
+
+func (c *countingChat) FindCard(_ context.Context, ch string, tag notify.CardTag, _ time.Time) (notify.CardRef, bool, error) {
+	c.finds++
+	for i, t := range c.tags {
+		if t.IncidentID == tag.IncidentID {
+			return notify.CardRef{Channel: ch, TS: fmt.Sprintf("1.%06d", i+1)}, true, nil
+		}
+	}
+	return notify.CardRef{}, false, nil
+}
+
+func (c *countingChat) UpdateCard(context.Context, notify.CardRef, notify.Incident) error { return nil }
+func (c *countingChat) Reply(context.Context, notify.CardRef, notify.Incident, notify.Update) error {
+	return nil
+}
+func (c *countingChat) Page(context.Context, notify.Page) error { return nil }
+
+type oneRunbook struct{}
+
+func (oneRunbook) Name() string                                   { return "rb" }
+func (oneRunbook) Severity(map[string]string) notify.Severity     { return notify.SeverityWarning }
+func (oneRunbook) Route(notify.Severity) Route                    { return Route{Channel: "#x"} }
+func (oneRunbook) Escalation() []notify.EscalationLevel           { return nil }
+func (oneRunbook) Render(context.Context, signal.Signal) Rendered { return Rendered{Title: "t"} }
+func (oneRunbook) Match(signal.Signal) (Runbook, bool)            { return oneRunbook{}, true }
+func (oneRunbook) Get(string) (Runbook, bool)                     { return oneRunbook{}, true }
+
+func newInternal(t *testing.T) (*Engine, *countingChat, *fakeClock) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := bus.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	b, err := bus.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	kvs := map[string]bus.KV{}
+	for _, s := range Buckets {
+		if kvs[s.Name], err = b.EnsureBucket(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.EnsureStream(ctx, DeliveriesStream); err != nil {
+		t.Fatal(err)
+	}
+	chat := &countingChat{}
+	clk := &fakeClock{t: t0}
+	e, err := New(DefaultConfig(), Deps{Catalog: oneRunbook{}, Decoders: input.NewDecoders(),
+		Incidents: kvs[BucketIncidents], IDs: kvs[BucketIDs], Deliveries: kvs[BucketDeliveries],
+		Chat: chat, Pager: chat, Publisher: b, Scheduler: b, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, chat, clk
+}
+
+func jobFor(r *Record) *bus.Delivery {
+	return &bus.Delivery{Event: bus.Event{ID: "job", Source: "engine", Type: jobEventType, Subject: r.Key, Data: []byte(r.Key)}, Attempt: 1}
+}
