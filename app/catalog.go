@@ -60,6 +60,8 @@ func (r runbook) Route(sev notify.Severity) engine.Route {
 	return engine.Route{Channel: rt.Channel, Page: rt.Page, PagerDutyKey: rt.PagerDutyKey}
 }
 
+func (r runbook) Escalation() []notify.EscalationLevel { return r.rb.Escalation }
+
 func (r runbook) Render(ctx context.Context, s signal.Signal) engine.Rendered {
 	out := r.rb.Render(ctx, actions.DataFromSignal(s, r.c.RPC))
 	steps := out.Assessment

@@ -2,25 +2,18 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/handlers/alertmanager"
+	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/notify/console"
 	"github.com/incidentbot/incidentbot/notify/pagerduty"
@@ -74,33 +67,20 @@ func Sinks(cfg config.Config, out io.Writer, log *slog.Logger) (notify.Chat, not
 	return chat, pager, nil
 }
 
-// Server is a running incidentbot: bus, engine, receiver, HTTP.
-type Server struct {
-	cfg      config.Config
-	log      *slog.Logger
-	Bus      *bus.Bus
-	Engine   *engine.Engine
-	Registry *prometheus.Registry
-	handler  http.Handler
-	listener net.Listener
+// Decoders is the one list of what feeds the engine: each event type (or
+// source) and the decoder that turns its events into inputs.
+func Decoders() *input.Decoders {
+	return input.NewDecoders().
+		Type(alertmanager.EventType, alertmanager.Decoder).
+		Type(engine.TimerEventType, engine.TimerDecoder).
+		Source(command.Source, command.Decoder).
+		Source("solana", input.SignalEvent)
 }
 
-// Options let tests and embedders replace parts.
-type Options struct {
-	// Chat and Pager replace the configured sinks when set.
-	Chat  notify.Chat
-	Pager notify.Pager
-	// Stdout receives console sink output (default os.Stdout).
-	Stdout io.Writer
-	// Listener replaces listening on cfg.Listen.
-	Listener net.Listener
-}
-
-// NewServer opens the bus and builds every part; Run starts them.
+// NewServer opens the bus and builds every part of `serve`: the engine and
+// its consumers, the Alertmanager receiver, and the Solana watchers when
+// configured. Run starts them.
 func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*Server, error) {
-	if o.Stdout == nil {
-		o.Stdout = os.Stdout
-	}
 	set, warns, err := runbooks.LoadDefault(cfg.Runbooks.Dir, actions.Default())
 	if err != nil {
 		return nil, fmt.Errorf("load runbooks: %w", err)
@@ -108,23 +88,27 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	for _, w := range warns {
 		log.Warn("runbook warning", "problem", w.Error())
 	}
-	b, err := bus.Open(ctx, cfg.Bus, log.With("component", "bus"))
+	s, err := open(ctx, cfg, log, o)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, Bus: b}
 	ok := false
 	defer func() {
 		if !ok {
-			b.Close()
+			s.Bus.Close()
 		}
 	}()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.Registry = reg
-	incidents, err := b.KV(ctx, bus.BucketIncidents)
-	if err != nil {
-		return nil, err
+	b := s.Bus
+	for _, spec := range []bus.StreamSpec{engine.DeliveriesStream, bus.TimersStreamSpec()} {
+		if err := b.EnsureStream(ctx, spec); err != nil {
+			return nil, err
+		}
+	}
+	kvs := map[string]bus.KV{}
+	for _, spec := range engine.Buckets {
+		if kvs[spec.Name], err = b.EnsureBucket(ctx, spec); err != nil {
+			return nil, err
+		}
 	}
 	rpcKV, err := b.KV(ctx, bus.BucketRPCView)
 	if err != nil {
@@ -142,13 +126,16 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	}
 	cat := Catalog{Set: set, RPC: rpcview.Store{KV: rpcKV}, DefaultChannel: cfg.Runbooks.DefaultChannel}
 	eng, err := engine.New(cfg.Engine, engine.Deps{
-		Catalog: cat, KV: incidents, Chat: chat, Pager: pager, Audit: b,
-		Logger: log.With("component", "engine"), Metrics: engine.NewMetrics(reg),
+		Catalog: cat, Decoders: Decoders(),
+		Incidents: kvs[engine.BucketIncidents], IDs: kvs[engine.BucketIDs], Deliveries: kvs[engine.BucketDeliveries],
+		Chat: chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b,
+		Logger: log.With("component", "engine"), Metrics: engine.NewMetrics(s.Registry),
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.Engine = eng
+	s.Commands = command.NewSender(b, eng)
 	noCreds := !cfg.Alertmanager.BearerToken.IsSet() && !cfg.Alertmanager.Password.IsSet()
 	allowAnon := cfg.Alertmanager.AllowUnauthenticated || (noCreds && cfg.ListenIsLoopback())
 	if noCreds && allowAnon {
@@ -159,107 +146,30 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		MaxBodyBytes:         cfg.Alertmanager.MaxBodyBytes,
 		AllowUnauthenticated: allowAnon,
 		Logger:               log.With("component", "alertmanager"),
-		Registerer:           reg,
+		Registerer:           s.Registry,
 	})
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("POST "+alertmanager.Path, rc)
-	mux.Handle(alertmanager.Path, rc) // answers 405 for other methods
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := b.Ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	s.handler = mux
-	s.listener = o.Listener
-	if s.listener == nil {
-		if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	rc.Routes(s.mux)
+	s.consume(bus.ConsumerConfig{Durable: "engine"}, eng.Handle)
+	s.consume(bus.ConsumerConfig{Durable: "engine-timers", Stream: bus.TimersStreamSpec().Name, FilterSubjects: []string{"timers.due.>"}}, eng.Handle)
+	// Delivery jobs never give up: a sink down for an hour is retried
+	// every RetryMax until it answers, and a job in flight when the
+	// process died comes back within AckWait.
+	deliver := func(sink string, h bus.Handler) {
+		s.consume(bus.ConsumerConfig{Durable: "deliver-" + sink, Stream: engine.DeliveriesStream.Name,
+			FilterSubjects: []string{engine.JobSubject(sink)}, MaxDeliver: -1, MaxBackoff: cfg.Engine.RetryMax,
+			AckWait: cfg.Engine.EffectTimeout + 5*time.Second, Shards: 8}, h)
+	}
+	deliver(engine.SinkChat, eng.HandleChat)
+	deliver(engine.SinkPager, eng.HandlePager)
+	s.Add(eng.Sweep)
+	if cfg.Solana.Enabled() {
+		if err := s.addWatchers(ctx, cfg); err != nil {
+			return nil, err
 		}
 	}
 	ok = true
 	return s, nil
-}
-
-// Addr is the HTTP address the server listens on.
-func (s *Server) Addr() string { return s.listener.Addr().String() }
-
-// Handler is the HTTP handler (webhooks, metrics, health).
-func (s *Server) Handler() http.Handler { return s.handler }
-
-// Run serves until ctx is done, then drains: it stops taking webhooks,
-// lets the engine finish the events in hand, and closes the bus.
-func (s *Server) Run(ctx context.Context, extra ...func(context.Context) error) error {
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 3+len(extra))
-	var wg sync.WaitGroup
-	start := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	start(func() {
-		if err := srv.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	})
-	consumerDone := make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		err := s.Bus.Consume(runCtx, bus.ConsumerConfig{
-			Durable: "engine",
-			// The events stream also carries commands; this engine
-			// handles events only.
-			Stream:         "EVENTS",
-			FilterSubjects: []string{"events.>"},
-			OnTerminate: func(ctx context.Context, ev bus.Event, reason error) {
-				_ = s.Bus.Audit(ctx, bus.AuditRecord{Kind: "event.terminated", EventID: ev.ID, Actor: "incidentbot", Detail: reason.Error()})
-			},
-		}, s.Engine.Handle)
-		if err != nil {
-			errc <- err
-		}
-	}()
-	start(func() { s.Engine.Sweep(runCtx, 30*time.Second) })
-	for _, f := range extra {
-		start(func() {
-			if err := f(runCtx); err != nil && runCtx.Err() == nil {
-				errc <- err
-			}
-		})
-	}
-	s.log.Info("incidentbot serving", "addr", s.Addr(), "webhook", alertmanager.Path, "bus", busDesc(s.cfg))
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-		s.log.Error("stopping after failure", "err", runErr)
-	}
-	s.log.Info("shutting down: draining in-flight work", "timeout", s.cfg.ShutdownTimeout)
-	shCtx, shCancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-	defer shCancel()
-	_ = srv.Shutdown(shCtx) // stop taking webhooks first
-	cancel()
-	select {
-	case <-consumerDone:
-	case <-shCtx.Done():
-		s.log.Warn("engine did not drain in time; unacknowledged events will be redelivered")
-	}
-	wg.Wait()
-	s.Bus.Drain(5 * time.Second)
-	return runErr
-}
-
-func busDesc(cfg config.Config) string {
-	if cfg.Bus.URL == "" {
-		return "embedded (" + cfg.Bus.DataDir + ")"
-	}
-	return "external"
 }

@@ -97,7 +97,6 @@ func TestCrashAfterAckBeforeSlackPostsOnceOnRestart(t *testing.T) {
 	slackSrv := slacktestutil.Start(t)
 	env := botEnv(addr, t.TempDir(),
 		"INCIDENTBOT_SLACK_API_URL="+slackSrv.URL(),
-		"INCIDENTBOT_ENGINE_CLAIM_TIMEOUT=2s",
 		"INCIDENTBOT_LOG_LEVEL=debug",
 	)
 

@@ -23,7 +23,6 @@ func TestSIGTERMDrainsInFlightWork(t *testing.T) {
 	env := botEnv(addr, t.TempDir(),
 		"INCIDENTBOT_SLACK_API_URL="+slackSrv.URL(),
 		"INCIDENTBOT_SHUTDOWN_TIMEOUT=60s",
-		"INCIDENTBOT_ENGINE_CLAIM_TIMEOUT=2s",
 	)
 	b := startBot(t, env...)
 	exited := make(chan struct{}) // closed once the process has exited; then waitErr is set

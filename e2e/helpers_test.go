@@ -96,17 +96,8 @@ func serveInProcess(t *testing.T, level slog.Level, edit func(*config.Config)) *
 		cancel()
 		t.Fatal(err)
 	}
-	var extra []func(context.Context) error
-	if cfg.Solana.Enabled() {
-		w, err := app.Watchers(ctx, cfg, srv.Bus, srv.Registry, log)
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		extra = append(extra, w.Run)
-	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, extra...) }()
+	go func() { done <- srv.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

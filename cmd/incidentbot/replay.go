@@ -45,7 +45,8 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, enviro
 		ev.Type = *typ
 		ev.Source, _, _ = strings.Cut(*typ, ".")
 	}
-	sigs, truncated, err := engine.Signals(ev)
+	ev.ID = "replay"
+	ins, err := app.Decoders().Decode(ev)
 	if err != nil {
 		return fmt.Errorf("decode %s: %w", fs.Arg(0), err)
 	}
@@ -54,7 +55,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, enviro
 		return fmt.Errorf("load runbooks: %w", err)
 	}
 	cat := app.Catalog{Set: set, DefaultChannel: cfg.Runbooks.DefaultChannel}
-	previews, unmatched := engine.PreviewSignals(ctx, cat, sigs, truncated, time.Now())
+	previews, unmatched := engine.PreviewInputs(ctx, cat, ins, time.Now())
 	for _, s := range unmatched {
 		fmt.Fprintf(stdout, "unmatched: %s (no runbook and no fallback)\n", s.Name())
 	}

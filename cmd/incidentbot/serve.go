@@ -43,14 +43,5 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 	if err != nil {
 		return err
 	}
-	var extra []func(context.Context) error
-	if cfg.Solana.Enabled() {
-		w, err := app.Watchers(ctx, cfg, srv.Bus, srv.Registry, log)
-		if err != nil {
-			srv.Bus.Close()
-			return err
-		}
-		extra = append(extra, w.Run)
-	}
-	return srv.Run(ctx, extra...)
+	return srv.Run(ctx)
 }

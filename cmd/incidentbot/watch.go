@@ -4,23 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"net/http"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/incidentbot/incidentbot/app"
-	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/config"
 )
 
 // watch runs only the Solana watchers, publishing to a shared NATS, so
 // they can run as their own replicas. It serves /metrics (the solana_*
-// metrics the course's alert rules query) and /healthz on listen.
-func watch(ctx context.Context, args []string, _, stderr io.Writer, environ []string) error {
+// metrics the course's alert rules query) and health on listen.
+func watch(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) error {
 	fs := newFlags("watch", stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	listen := fs.String("listen", "", "HTTP listen address for /metrics (overrides listen)")
@@ -41,28 +33,9 @@ func watch(ctx context.Context, args []string, _, stderr io.Writer, environ []st
 	if !cfg.Solana.Enabled() {
 		return errors.New("watch: no solana.endpoints configured")
 	}
-	log := app.Logger(cfg, stderr)
-	b, err := bus.Open(ctx, cfg.Bus, log.With("component", "bus"))
+	srv, err := app.NewWatcher(ctx, cfg, app.Logger(cfg, stderr), app.Options{Stdout: stdout})
 	if err != nil {
 		return err
 	}
-	defer b.Drain(5 * time.Second)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w, err := app.Watchers(ctx, cfg, b, reg, log)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	log.Info("solana watchers running", "metrics", ln.Addr().String())
-	return w.Run(ctx)
+	return srv.Run(ctx)
 }

@@ -1,0 +1,200 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/command"
+	"github.com/incidentbot/incidentbot/config"
+	"github.com/incidentbot/incidentbot/engine"
+	"github.com/incidentbot/incidentbot/notify"
+	"github.com/incidentbot/incidentbot/rpcview"
+	"github.com/incidentbot/incidentbot/watchers/solana"
+)
+
+// Server is a running incidentbot process: the bus, an HTTP server whose
+// routes each part registers, and the parts that run until shutdown. serve
+// and watch build it with different parts (NewServer, NewWatcher).
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	Bus      *bus.Bus
+	Registry *prometheus.Registry
+	// Engine and Commands are set by NewServer.
+	Engine   *engine.Engine
+	Commands *command.Sender
+	mux      *http.ServeMux
+	listener net.Listener
+	parts    []func(context.Context) error
+	// consumers drain first on shutdown, before the other parts stop.
+	consumers []func(context.Context) error
+}
+
+// Options let tests and embedders replace parts.
+type Options struct {
+	// Chat and Pager replace the configured sinks when set.
+	Chat  notify.Chat
+	Pager notify.Pager
+	// Stdout receives console sink output (default os.Stdout).
+	Stdout io.Writer
+	// Listener replaces listening on cfg.Listen.
+	Listener net.Listener
+}
+
+// open builds what every command shares: the bus, the metrics registry,
+// and the HTTP routes for metrics and health.
+func open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*Server, error) {
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	b, err := bus.Open(ctx, cfg.Bus, log.With("component", "bus"))
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{cfg: cfg, log: log, Bus: b, Registry: reg, mux: http.NewServeMux(), listener: o.Listener}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := b.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	if s.listener == nil {
+		if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
+	}
+	return s, nil
+}
+
+// NewWatcher builds `watch`: only the Solana watchers, publishing to a
+// shared bus, with /metrics and health.
+func NewWatcher(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*Server, error) {
+	s, err := open(ctx, cfg, log, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.addWatchers(ctx, cfg); err != nil {
+		s.Bus.Close()
+		if s.listener != nil {
+			_ = s.listener.Close()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) addWatchers(ctx context.Context, cfg config.Config) error {
+	kv, err := s.Bus.KV(ctx, bus.BucketRPCView)
+	if err != nil {
+		return err
+	}
+	w, err := solana.New(cfg.Solana, s.Bus, rpcview.Store{KV: kv}, s.Registry, s.log.With("component", "solana"))
+	if err != nil {
+		return fmt.Errorf("solana watchers: %w", err)
+	}
+	s.Add(w.Run)
+	return nil
+}
+
+// Add runs f alongside the server until shutdown; an error from f (other
+// than at shutdown) stops the server.
+func (s *Server) Add(f func(context.Context) error) { s.parts = append(s.parts, f) }
+
+// consume runs a durable consumer of the bus with h.
+func (s *Server) consume(cfg bus.ConsumerConfig, h bus.Handler) {
+	cfg.OnTerminate = func(ctx context.Context, ev bus.Event, reason error) {
+		_ = s.Bus.Audit(ctx, bus.AuditRecord{Kind: "event.terminated", EventID: ev.ID, Actor: "incidentbot", Detail: reason.Error()})
+	}
+	s.consumers = append(s.consumers, func(ctx context.Context) error { return s.Bus.Consume(ctx, cfg, h) })
+}
+
+// Addr is the HTTP address the server listens on.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Handler is the HTTP handler (webhooks, metrics, health).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Run serves until ctx is done, then drains: it stops taking requests,
+// lets the consumers finish what they hold, stops the other parts, and
+// closes the bus. extra parts run like those added with Add.
+func (s *Server) Run(ctx context.Context, extra ...func(context.Context) error) error {
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	parts := append(append([]func(context.Context) error{}, s.parts...), extra...)
+	errc := make(chan error, 1+len(parts)+len(s.consumers))
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	go func() {
+		if err := srv.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	var cwg sync.WaitGroup
+	for _, c := range s.consumers {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			if err := c(runCtx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	consumersDone := make(chan struct{})
+	go func() { cwg.Wait(); close(consumersDone) }()
+	for _, f := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil && runCtx.Err() == nil {
+				errc <- err
+			}
+		}()
+	}
+	s.log.Info("incidentbot serving", "addr", s.Addr(), "bus", busDesc(s.cfg))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.Error("stopping after failure", "err", runErr)
+	}
+	s.log.Info("shutting down: draining in-flight work", "timeout", s.cfg.ShutdownTimeout)
+	shCtx, shCancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer shCancel()
+	_ = srv.Shutdown(shCtx) // stop taking requests first
+	cancel()
+	select {
+	case <-consumersDone:
+	case <-shCtx.Done():
+		s.log.Warn("engine did not drain in time; unacknowledged events will be redelivered")
+	}
+	wg.Wait()
+	s.Bus.Drain(5 * time.Second)
+	s.log.Info("stopped")
+	return runErr
+}
+
+func busDesc(cfg config.Config) string {
+	if cfg.Bus.URL == "" {
+		return "embedded (" + cfg.Bus.DataDir + ")"
+	}
+	return "external"
+}
