@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/bus"
@@ -99,21 +98,18 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		}
 	}()
 	b := s.Bus
-	for _, spec := range []bus.StreamSpec{engine.DeliveriesStream, bus.TimersStreamSpec()} {
+	for _, spec := range engine.Streams {
 		if err := b.EnsureStream(ctx, spec); err != nil {
 			return nil, err
 		}
 	}
 	kvs := map[string]bus.KV{}
-	for _, spec := range engine.Buckets {
+	for _, spec := range append(engine.Buckets, rpcview.Bucket) {
 		if kvs[spec.Name], err = b.EnsureBucket(ctx, spec); err != nil {
 			return nil, err
 		}
 	}
-	rpcKV, err := b.KV(ctx, bus.BucketRPCView)
-	if err != nil {
-		return nil, err
-	}
+	rpcKV := kvs[rpcview.Bucket.Name]
 	chat, pager, err := Sinks(cfg, o.Stdout, log)
 	if err != nil {
 		return nil, err
@@ -152,18 +148,9 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		return nil, err
 	}
 	rc.Routes(s.mux)
-	s.consume(bus.ConsumerConfig{Durable: "engine"}, eng.Handle)
-	s.consume(bus.ConsumerConfig{Durable: "engine-timers", Stream: bus.TimersStreamSpec().Name, FilterSubjects: []string{"timers.due.>"}}, eng.Handle)
-	// Delivery jobs never give up: a sink down for an hour is retried
-	// every RetryMax until it answers, and a job in flight when the
-	// process died comes back within AckWait.
-	deliver := func(sink string, h bus.Handler) {
-		s.consume(bus.ConsumerConfig{Durable: "deliver-" + sink, Stream: engine.DeliveriesStream.Name,
-			FilterSubjects: []string{engine.JobSubject(sink)}, MaxDeliver: -1, MaxBackoff: cfg.Engine.RetryMax,
-			AckWait: cfg.Engine.EffectTimeout + 5*time.Second, Shards: 8}, h)
+	for _, c := range eng.Consumers() {
+		s.consume(c.Config, c.Handler)
 	}
-	deliver(engine.SinkChat, eng.HandleChat)
-	deliver(engine.SinkPager, eng.HandlePager)
 	s.Add(eng.Sweep)
 	if cfg.Solana.Enabled() {
 		if err := s.addWatchers(ctx, cfg); err != nil {

@@ -103,7 +103,7 @@ func NewWatcher(ctx context.Context, cfg config.Config, log *slog.Logger, o Opti
 }
 
 func (s *Server) addWatchers(ctx context.Context, cfg config.Config) error {
-	kv, err := s.Bus.KV(ctx, bus.BucketRPCView)
+	kv, err := s.Bus.EnsureBucket(ctx, rpcview.Bucket)
 	if err != nil {
 		return err
 	}

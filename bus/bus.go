@@ -87,11 +87,6 @@ func (n names) bucket(name string) string {
 	return n.prefix + "_" + name
 }
 
-// Bucket names the engine and watchers use.
-const (
-	BucketIncidents = "incidents"
-	BucketRPCView   = "rpcview"
-)
 
 // Bus is a connection to NATS JetStream with incidentbot's streams and
 // buckets in place.
@@ -107,10 +102,10 @@ type Bus struct {
 }
 
 // Open starts the embedded server (when no URL is configured) or connects to
-// the external one, and ensures the events and audit streams and the
-// incidents and rpcview buckets (EventsStreamSpec, AuditStreamSpec,
-// IncidentsBucketSpec, RPCViewBucketSpec). Other streams and buckets are
-// ensured by their owners with EnsureStream and EnsureBucket.
+// the external one, and ensures the streams the bus itself owns: events
+// (and commands) from every source, and the audit trail (EventsStreamSpec,
+// AuditStreamSpec). Every other stream and bucket is declared by the
+// package that owns it and ensured with EnsureStream and EnsureBucket.
 // It is safe to call from several replicas at once.
 func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	cfg = cfg.withDefaults()
@@ -215,15 +210,10 @@ func (b *Bus) provision(ctx context.Context) error {
 	if err := b.EnsureStream(ctx, AuditStreamSpec()); err != nil {
 		return err
 	}
-	for _, s := range []BucketSpec{IncidentsBucketSpec(), RPCViewBucketSpec()} {
-		if _, err := b.EnsureBucket(ctx, s); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
-// KV returns one of the buckets Open created (BucketIncidents, BucketRPCView).
+// KV opens a bucket its owner ensured (see EnsureBucket), by name.
 func (b *Bus) KV(ctx context.Context, name string) (KV, error) {
 	kv, err := b.js.KeyValue(ctx, b.names.bucket(name))
 	if err != nil {

@@ -104,11 +104,13 @@ func TestPublishWhenBusDownIsUnavailable(t *testing.T) {
 	}
 }
 
+var testBucket = bus.BucketSpec{Name: "things", History: 5}
+
 func TestKVCompareAndSet(t *testing.T) {
 	b := openBus(t, t.TempDir())
 	defer b.Close()
 	ctx := context.Background()
-	kv, err := b.KV(ctx, bus.BucketIncidents)
+	kv, err := b.EnsureBucket(ctx, testBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +145,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	b := openBus(t, dir)
-	kv, _ := b.KV(ctx, bus.BucketIncidents)
+	kv, _ := b.EnsureBucket(ctx, testBucket)
 	if _, err := kv.Put(ctx, "k", []byte("kept")); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 
 	b = openBus(t, dir)
 	defer b.Close()
-	kv, _ = b.KV(ctx, bus.BucketIncidents)
+	kv, _ = b.KV(ctx, testBucket.Name) // ensured in the first life
 	e, err := kv.Get(ctx, "k")
 	if err != nil || string(e.Value) != "kept" {
 		t.Fatalf("after restart get = %q, %v", e.Value, err)

@@ -50,7 +50,7 @@ func TestKVKeyTTL(t *testing.T) {
 		t.Fatal("ttl under a second: want error")
 	}
 
-	plain, err := b.KV(ctx, bus.BucketIncidents)
+	plain, err := b.EnsureBucket(ctx, bus.BucketSpec{Name: "plain", History: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

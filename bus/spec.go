@@ -90,17 +90,6 @@ func AuditStreamSpec() StreamSpec {
 	}
 }
 
-// IncidentsBucketSpec is the bucket of incident records.
-func IncidentsBucketSpec() BucketSpec {
-	return BucketSpec{Name: BucketIncidents, Description: "incidentbot incidents", History: 5}
-}
-
-// RPCViewBucketSpec is the bucket of the watchers' live view of RPC
-// endpoints.
-func RPCViewBucketSpec() BucketSpec {
-	return BucketSpec{Name: BucketRPCView, Description: "incidentbot live view of RPC endpoints", History: 5}
-}
-
 // Subject returns the NATS subject for rel, a subject relative to the
 // prefix: Subject("events.x") is "<prefix>.events.x".
 func (b *Bus) Subject(rel string) string { return b.names.prefix + "." + rel }

@@ -31,6 +31,10 @@ var DeliveriesStream = bus.StreamSpec{
 	MaxAge:      7 * 24 * time.Hour,
 }
 
+// Streams are the streams the engine owns: its delivery jobs and the
+// timers it schedules.
+var Streams = []bus.StreamSpec{DeliveriesStream, bus.TimersStreamSpec()}
+
 // Sinks, as named in job subjects, delivery keys and metrics.
 const (
 	SinkChat  = "chat"

@@ -388,3 +388,28 @@ func (e *Engine) auditf(ctx context.Context, r bus.AuditRecord) {
 		e.log.Error("audit append failed", "kind", r.Kind, "incident", r.Incident, "err", err)
 	}
 }
+
+// Consumer is one durable consumer the engine needs, with its handler.
+type Consumer struct {
+	Config  bus.ConsumerConfig
+	Handler bus.Handler
+}
+
+// Consumers are the durable consumers a replica runs: events and commands,
+// fired timers, and one per sink for delivery jobs. Delivery jobs never
+// give up: a sink down for an hour is retried every RetryMax until it
+// answers, and a job in flight when its process died comes back within
+// AckWait, which outlasts a lease.
+func (e *Engine) Consumers() []Consumer {
+	deliver := func(sink string, h bus.Handler) Consumer {
+		return Consumer{bus.ConsumerConfig{Durable: "deliver-" + sink, Stream: DeliveriesStream.Name,
+			FilterSubjects: []string{JobSubject(sink)}, MaxDeliver: -1, MaxBackoff: e.cfg.RetryMax,
+			AckWait: e.cfg.EffectTimeout + 5*time.Second, Shards: 8}, h}
+	}
+	return []Consumer{
+		{bus.ConsumerConfig{Durable: "engine"}, e.Handle},
+		{bus.ConsumerConfig{Durable: "engine-timers", Stream: bus.TimersStreamSpec().Name, FilterSubjects: []string{"timers.due.>"}}, e.Handle},
+		deliver(SinkChat, e.HandleChat),
+		deliver(SinkPager, e.HandlePager),
+	}
+}

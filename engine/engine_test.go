@@ -213,28 +213,6 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// consumers are the durable consumers serve runs, with the engine's
-// handlers; tests start them per engine, like replicas.
-func consumers(eng *engine.Engine, cfg engine.Config) map[string]struct {
-	c bus.ConsumerConfig
-	h bus.Handler
-} {
-	type ch = struct {
-		c bus.ConsumerConfig
-		h bus.Handler
-	}
-	deliver := func(sink string) bus.ConsumerConfig {
-		return bus.ConsumerConfig{Durable: "deliver-" + sink, Stream: engine.DeliveriesStream.Name, FilterSubjects: []string{engine.JobSubject(sink)},
-			MaxDeliver: -1, MaxBackoff: cfg.RetryMax, AckWait: cfg.EffectTimeout + 5*time.Second}
-	}
-	return map[string]ch{
-		"engine":        {bus.ConsumerConfig{Durable: "engine"}, eng.Handle},
-		"engine-timers": {bus.ConsumerConfig{Durable: "engine-timers", Stream: bus.TimersStreamSpec().Name, FilterSubjects: []string{"timers.due.>"}}, eng.Handle},
-		"deliver-chat":  {deliver(engine.SinkChat), eng.HandleChat},
-		"deliver-pager": {deliver(engine.SinkPager), eng.HandlePager},
-	}
-}
-
 func openBus(t *testing.T, dir string) (*bus.Bus, map[string]bus.KV) {
 	t.Helper()
 	ctx := context.Background()
@@ -244,7 +222,7 @@ func openBus(t *testing.T, dir string) (*bus.Bus, map[string]bus.KV) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []bus.StreamSpec{engine.DeliveriesStream, bus.TimersStreamSpec()} {
+	for _, s := range engine.Streams {
 		if err := b.EnsureStream(ctx, s); err != nil {
 			t.Fatal(err)
 		}
@@ -291,12 +269,12 @@ func (e *env) start(t *testing.T) *engine.Engine {
 	eng := e.newEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, c := range consumers(eng, e.cfg) {
+	for _, c := range eng.Consumers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := e.bus.Consume(ctx, c.c, c.h); err != nil && ctx.Err() == nil {
-				t.Errorf("consume %s: %v", c.c.Durable, err)
+			if err := e.bus.Consume(ctx, c.Config, c.Handler); err != nil && ctx.Err() == nil {
+				t.Errorf("consume %s: %v", c.Config.Durable, err)
 			}
 		}()
 	}

@@ -109,8 +109,10 @@ func newInternal(t *testing.T) (*Engine, *countingChat, *fakeClock) {
 			t.Fatal(err)
 		}
 	}
-	if err := b.EnsureStream(ctx, DeliveriesStream); err != nil {
-		t.Fatal(err)
+	for _, s := range Streams {
+		if err := b.EnsureStream(ctx, s); err != nil {
+			t.Fatal(err)
+		}
 	}
 	chat := &countingChat{}
 	clk := &fakeClock{t: t0}

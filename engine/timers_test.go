@@ -53,11 +53,11 @@ func TestEscalationFiresOnceAcrossReplicasAndARestart(t *testing.T) {
 		var started int
 		for range 3 {
 			eng := e.newEngine(t)
-			for _, c := range consumers(eng, cfg) {
+			for _, c := range eng.Consumers() {
 				started++
 				go func() {
 					defer func() { done <- struct{}{} }()
-					_ = b.Consume(ctx, c.c, c.h)
+					_ = b.Consume(ctx, c.Config, c.Handler)
 				}()
 			}
 		}

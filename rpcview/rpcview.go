@@ -15,6 +15,10 @@ import (
 	"github.com/incidentbot/incidentbot/bus"
 )
 
+// Bucket is the KV bucket the view lives in; whoever writes or reads the
+// view ensures it (bus.EnsureBucket).
+var Bucket = bus.BucketSpec{Name: "rpcview", Description: "incidentbot live view of RPC endpoints", History: 5}
+
 // Role is an endpoint's configured role.
 type Role string
 
