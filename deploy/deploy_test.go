@@ -181,6 +181,7 @@ func TestExampleConfigLoads(t *testing.T) {
 		"INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN_FILE=" + filepath.Join(secrets, "alertmanager-bearer-token"),
 		"INCIDENTBOT_SLACK_TOKEN_FILE=" + filepath.Join(secrets, "slack-token"),
 		"INCIDENTBOT_PAGERDUTY_ROUTING_KEY_FILE=" + filepath.Join(secrets, "pagerduty-routing-key"),
+		"INCIDENTBOT_RUNBOOKS_DIR=" + t.TempDir(),
 	}
 	c, err := config.Load(path, env)
 	if err != nil {
@@ -202,10 +203,16 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Errorf("listen %q: the deployed example must accept Alertmanager from other pods", c.Listen)
 	}
 
-	// Without the overrides, only the secret files are missing.
+	// Without the overrides, only the files on the bot's host are missing,
+	// reported apart from malformed configuration.
 	_, err = config.Load(path, nil)
 	if err == nil || !strings.Contains(err.Error(), "token_file") {
 		t.Errorf("config.Load without secret files: %v, want errors about the *_file keys", err)
+	}
+	for _, p := range config.Problems(err) {
+		if !p.Missing {
+			t.Errorf("%v: want only files missing on this host", p)
+		}
 	}
 
 	// Every section of the configuration is shown.
@@ -217,6 +224,37 @@ func TestExampleConfigLoads(t *testing.T) {
 		if _, ok := top[key]; !ok {
 			t.Errorf("%s: section or key %q missing", path, key)
 		}
+	}
+}
+
+// TestExampleConfigPassesItsCheck runs the check the example's header
+// recommends, through the built binary: its shape is valid here, where its
+// secret files and runbooks directory do not exist.
+func TestExampleConfigPassesItsCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	const path = "incidentbot.example.yaml"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const recommended = "incidentbot check --config incidentbot.example.yaml --skip-secrets"
+	if !strings.Contains(string(b), recommended) {
+		t.Fatalf("%s does not recommend %q", path, recommended)
+	}
+	bin := filepath.Join(t.TempDir(), "incidentbot")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/incidentbot").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, strings.Fields(recommended)[1:]...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration valid (shape only") {
+		t.Fatalf("%s: %v\n%s", recommended, err, out)
+	}
+	// Without the flag the same check names every missing file, apart.
+	out, err = exec.Command(bin, "check", "--config", path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "missing on this host") || !strings.Contains(string(out), "slack.token_file") {
+		t.Fatalf("check without --skip-secrets: %v\n%s", err, out)
 	}
 }
 
@@ -594,12 +632,24 @@ func checkCommon(t *testing.T, m manifests, values map[string]any) {
 		}
 	}
 	data := str(cm, field, "config.yaml")
-	cfg, err := config.Parse("configmap config.yaml", []byte(data))
-	if err != nil {
+	if _, err := config.Parse("configmap config.yaml", []byte(data)); err != nil {
 		t.Fatalf("config.yaml from the ConfigMap: %v", err)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Errorf("config.yaml from the ConfigMap: %v", err)
+	// Validated as the pod's serve validates it: the container's
+	// environment and --listen on top, its secret files not read here.
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, e := range get(c, "env").([]any) {
+		if v, ok := get(e, "value").(string); ok {
+			env = append(env, str(e, "name")+"="+v)
+		}
+	}
+	cfg, err := config.Options{SkipSecrets: true, Overrides: []func(*config.Config){func(c *config.Config) { c.Listen = "0.0.0.0:8080" }}}.Load(cfgFile, env)
+	if err != nil {
+		t.Errorf("config.yaml from the ConfigMap, with the pod's environment: %v", err)
 	}
 	if cfg.Bus.URL != str(values, "config", "bus", "url") {
 		t.Errorf("bus.url %q, want the value's %q", cfg.Bus.URL, str(values, "config", "bus", "url"))

@@ -8,23 +8,31 @@ import (
 	"strings"
 
 	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/runbooks"
 )
 
 // check validates the configuration and runbooks. With paths it checks
 // those runbook files and directories; without, the shipped runbooks plus
-// runbooks.dir from the configuration. Every problem is printed with its
-// file:line; the exit code is non-zero when there is any error.
+// runbooks.dir from the configuration. The configuration is validated as
+// serve validates it. Every problem is printed with its file:line, files
+// missing on this host apart from malformed configuration; the exit code is
+// non-zero when there is any problem.
 func check(args []string, stdout, stderr io.Writer, environ []string) error {
 	fs := newFlags("check", stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML) to validate as well")
+	skipSecrets := fs.Bool("skip-secrets", false, "check the configuration's shape only: do not read the files it names (*_file secrets, bus.creds_file, runbooks.dir), for a configuration written for another host")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
-	var errs []error
-	cfg, err := loadConfig(*cfgPath, environ)
-	if err != nil {
-		errs = append(errs, err)
+	var errs, missing []string
+	cfg, err := loadConfig(*cfgPath, environ, config.Options{SkipSecrets: *skipSecrets})
+	for _, p := range config.Problems(errors.Unwrap(err)) {
+		if p.Missing {
+			missing = append(missing, p.Error())
+		} else {
+			errs = append(errs, p.Error())
+		}
 	}
 	reg := actions.Default()
 	var set *runbooks.Set
@@ -32,25 +40,42 @@ func check(args []string, stdout, stderr io.Writer, environ []string) error {
 	if paths := fs.Args(); len(paths) > 0 {
 		for _, p := range paths {
 			if _, err := os.Stat(p); err != nil {
-				errs = append(errs, fmt.Errorf("runbooks: %w", err))
+				errs = append(errs, fmt.Sprintf("runbooks: %v", err))
 			}
 		}
 		set, warns, err = runbooks.LoadFiles(reg, paths...)
 	} else {
-		set, warns, err = runbooks.LoadDefault(cfg.Runbooks.Dir, reg)
+		dir := cfg.Runbooks.Dir
+		if st, err := os.Stat(dir); dir != "" && (err != nil || !st.IsDir()) {
+			// Reported with the configuration (or skipped with
+			// --skip-secrets): check the shipped runbooks alone.
+			dir = ""
+		}
+		set, warns, err = runbooks.LoadDefault(dir, reg)
 	}
 	if err != nil {
-		errs = append(errs, err)
+		errs = append(errs, strings.Split(err.Error(), "\n")...)
 	}
 	for _, w := range warns {
 		fmt.Fprintln(stderr, "warning:", w.Error())
 	}
-	if err := errors.Join(errs...); err != nil {
-		n := strings.Count(err.Error(), "\n") + 1
-		fmt.Fprintln(stderr, err)
+	for _, e := range errs {
+		fmt.Fprintln(stderr, e)
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(stderr, "files the configuration names are missing on this host (check the shape alone with --skip-secrets):\n")
+		for _, m := range missing {
+			fmt.Fprintln(stderr, "  "+m)
+		}
+	}
+	if n := len(errs) + len(missing); n > 0 {
 		return fmt.Errorf("check failed: %d problem(s)", n)
 	}
-	fmt.Fprintf(stdout, "ok: %d runbooks, configuration valid\n", len(set.All()))
+	what := "configuration valid"
+	if *skipSecrets {
+		what = "configuration valid (shape only: secret files not read)"
+	}
+	fmt.Fprintf(stdout, "ok: %d runbooks, %s\n", len(set.All()), what)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/notify/console"
 	"github.com/incidentbot/incidentbot/runbooks"
@@ -30,7 +31,9 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, enviro
 	if fs.NArg() != 1 {
 		return usageError{"replay takes one payload file"}
 	}
-	cfg, err := loadConfig(*cfgPath, environ)
+	// replay touches no sink: the configuration's shape and its
+	// runbooks.dir are what it uses.
+	cfg, err := loadConfig(*cfgPath, environ, config.Options{SkipSecrets: true})
 	if err != nil {
 		return err
 	}

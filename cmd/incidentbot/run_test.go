@@ -65,7 +65,7 @@ func TestServeListenFlagIsValidated(t *testing.T) {
 	defer cancel()
 	var out, errb bytes.Buffer
 	err := run(ctx, []string{"serve", "--listen=0.0.0.0:0"}, &out, &errb, env)
-	if err == nil || !strings.Contains(err.Error(), "allow_unauthenticated is only allowed when listen (0.0.0.0:0) is a loopback address") {
+	if err == nil || !strings.Contains(err.Error(), "alertmanager.allow_unauthenticated: only allowed when listen (0.0.0.0:0) is a loopback address") {
 		t.Fatalf("serve --listen=0.0.0.0:0 with allow_unauthenticated: err=%v, want the loopback rule", err)
 	}
 }

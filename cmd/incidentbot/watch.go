@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -27,19 +26,15 @@ func watch(ctx context.Context, args []string, _, stderr io.Writer, environ []st
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
-	cfg, err := loadConfig(*cfgPath, environ, func(c *config.Config) {
+	// Validated for watch: bus.url and solana endpoints are required, and
+	// no Slack, PagerDuty or receiver secrets are read.
+	cfg, err := loadConfig(*cfgPath, environ, config.Options{Use: config.Watch, Overrides: []func(*config.Config){func(c *config.Config) {
 		if *listen != "" {
 			c.Listen = *listen
 		}
-	})
+	}}})
 	if err != nil {
 		return err
-	}
-	if cfg.Bus.URL == "" {
-		return errors.New("watch publishes to a shared NATS: set bus.url (INCIDENTBOT_BUS_URL); serve runs the watchers itself")
-	}
-	if !cfg.Solana.Enabled() {
-		return errors.New("watch: no solana.endpoints configured")
 	}
 	log := app.Logger(cfg, stderr)
 	b, err := bus.Open(ctx, cfg.Bus, log.With("component", "bus"))
