@@ -12,18 +12,23 @@ import (
 	"github.com/incidentbot/incidentbot/runbooks"
 )
 
-// check validates the configuration and runbooks. With paths it checks
-// those runbook files and directories; without, the shipped runbooks plus
-// runbooks.dir from the configuration. The configuration is validated as
-// serve validates it. Every problem is printed with its file:line, files
-// missing on this host apart from malformed configuration; the exit code is
-// non-zero when there is any problem.
+// check validates the configuration and runbooks as serve would load
+// them: the shipped runbooks with runbooks.dir over them, or with the
+// runbook files and directories given over them (--only: those alone). The
+// configuration is validated as serve validates it. Every problem is
+// printed with its file:line, files missing on this host apart from
+// malformed configuration; the exit code is non-zero when there is any
+// problem.
 func check(args []string, stdout, stderr io.Writer, environ []string) error {
 	fs := newFlags("check", stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML) to validate as well")
 	skipSecrets := fs.Bool("skip-secrets", false, "check the configuration's shape only: do not read the files it names (*_file secrets, bus.creds_file, runbooks.dir), for a configuration written for another host")
+	only := fs.Bool("only", false, "check the given runbook files and directories alone, without the shipped runbooks")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
+	}
+	if *only && fs.NArg() == 0 {
+		return usageError{"check --only needs runbook files or directories"}
 	}
 	var errs, missing []string
 	cfg, err := loadConfig(*cfgPath, environ, config.Options{SkipSecrets: *skipSecrets})
@@ -37,14 +42,12 @@ func check(args []string, stdout, stderr io.Writer, environ []string) error {
 	reg := actions.Default()
 	var set *runbooks.Set
 	var warns runbooks.Warnings
-	if paths := fs.Args(); len(paths) > 0 {
-		for _, p := range paths {
-			if _, err := os.Stat(p); err != nil {
-				errs = append(errs, fmt.Sprintf("runbooks: %v", err))
-			}
-		}
+	switch paths := fs.Args(); {
+	case *only:
 		set, warns, err = runbooks.LoadFiles(reg, paths...)
-	} else {
+	case len(paths) > 0:
+		set, warns, err = runbooks.LoadOver(reg, paths...)
+	default:
 		dir := cfg.Runbooks.Dir
 		if st, err := os.Stat(dir); dir != "" && (err != nil || !st.IsDir()) {
 			// Reported with the configuration (or skipped with

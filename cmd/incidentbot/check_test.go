@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/runbooks"
 )
 
 // TestCheckAgreesWithServe: check --config and serve share one validation,
@@ -69,5 +73,49 @@ func TestCheckAgreesWithServe(t *testing.T) {
 				t.Errorf("serve: %v; want it to say %q", serveErr, tt.want)
 			}
 		})
+	}
+}
+
+// TestCheckDirLoadsLikeServe: `check DIR` checks DIR over the shipped
+// runbooks, as serve loads runbooks.dir; --only checks DIR alone.
+func TestCheckDirLoadsLikeServe(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "mine.yaml"), []byte(`name: my-error-rate
+title: Errors
+match: {matchers: ['alertname="HighErrorRate"']}
+assessment: [{text: Look}]
+remediation: [{id: a, title: A, action: manual, params: {text: call}}]
+escalation: [{name: L1, after: 0s, notify: "@me"}]
+`), 0o600)
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"check", dir}, &out, &errb, nil); err != nil {
+		t.Fatalf("check DIR: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), `warning: `+filepath.Join(dir, "mine.yaml")+`:1: runbook "my-error-rate" can never match: runbook "high-error-rate"`) {
+		t.Errorf("check DIR: no shadowing warning naming the shipped runbook:\n%s", errb.String())
+	}
+	shipped, _, err := runbooks.LoadDefault("", actions.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("ok: %d runbooks", len(shipped.All())+1); !strings.Contains(out.String(), want) {
+		t.Errorf("check DIR: %q, want the shipped runbooks and DIR's", out.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if err := run(context.Background(), []string{"check", "--only", dir}, &out, &errb, nil); err != nil {
+		t.Fatalf("check --only DIR: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "ok: 1 runbooks") || strings.Contains(errb.String(), "can never match") {
+		t.Errorf("check --only DIR: %q\n%s", out.String(), errb.String())
+	}
+}
+
+// TestCheckReportsAMissingFileOnce and fails.
+func TestCheckReportsAMissingFileOnce(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"check", "no-such-runbook.yaml"}, &out, &errb, nil)
+	if err == nil || strings.Count(errb.String(), "no-such-runbook.yaml") != 1 {
+		t.Errorf("err %v, output:\n%s\nwant the missing file named once", err, errb.String())
 	}
 }
