@@ -20,12 +20,16 @@ import (
 // malformed configuration; the exit code is non-zero when there is any
 // problem.
 func check(args []string, stdout, stderr io.Writer, environ []string) error {
-	fs := newFlags("check", stderr)
+	fs := newFlags("check", "[--config FILE] [--skip-secrets] [--only] [FILES|DIRS...]",
+		"Validates the configuration as serve does and the runbooks as serve loads them: the shipped runbooks\n"+
+			"with runbooks.dir, or with FILES and DIRS, over them. Every problem is printed as file:line: path:\n"+
+			"message; the exit code is 1 when there is any.",
+		stdout, stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML) to validate as well")
 	skipSecrets := fs.Bool("skip-secrets", false, "check the configuration's shape only: do not read the files it names (*_file secrets, bus.creds_file, runbooks.dir), for a configuration written for another host")
 	only := fs.Bool("only", false, "check the given runbook files and directories alone, without the shipped runbooks")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if *only && fs.NArg() == 0 {
 		return usageError{"check --only needs runbook files or directories"}
@@ -82,7 +86,20 @@ func check(args []string, stdout, stderr io.Writer, environ []string) error {
 	return nil
 }
 
-func listActions(stdout io.Writer) error {
+// listActions prints what each remediation action does, its parameters
+// and the Kubernetes permissions it will need once actions run. Today
+// actions only validate their parameters and render dry-run plans.
+func listActions(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("actions", "", "Lists the remediation actions runbooks may propose, with their parameters. In this release an\n"+
+		"action only validates its parameters and renders a dry-run plan on the incident card: nothing runs.", stdout, stderr)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"actions takes no arguments"}
+	}
+	fmt.Fprint(stdout, "Remediation actions. In this release they render dry-run plans only: nothing runs, nothing\n"+
+		"is changed. \"rbac\" is what an action will need once running lands; the Helm chart's Role grants it.\n\n")
 	for _, a := range actions.Default().All() {
 		d := a.Describe()
 		fmt.Fprintf(stdout, "%s\n  %s\n", d.Name, d.Description)
@@ -98,10 +115,10 @@ func listActions(stdout io.Writer) error {
 			if group == "" {
 				group = "core"
 			}
-			fmt.Fprintf(stdout, "    rbac: %s %s: %s\n", group, strings.Join(perm.Resources, ","), strings.Join(perm.Verbs, ","))
+			fmt.Fprintf(stdout, "    rbac (once it runs): %s %s: %s\n", group, strings.Join(perm.Resources, ","), strings.Join(perm.Verbs, ","))
 		}
 		if len(d.Needs) > 0 {
-			fmt.Fprintf(stdout, "    needs: %s\n", strings.Join(d.Needs, ", "))
+			fmt.Fprintf(stdout, "    needs (once it runs): %s\n", strings.Join(d.Needs, ", "))
 		}
 		fmt.Fprintln(stdout)
 	}

@@ -54,7 +54,7 @@ func TestCheckAgreesWithServe(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := write(strings.ReplaceAll(tt.name, " ", "-")+".yaml", tt.config)
 			var out, errb bytes.Buffer
-			checkErr := run(context.Background(), []string{"check", "--config", path}, &out, &errb, nil)
+			checkErr := run(context.Background(), []string{"check", "--config", path}, nil, &out, &errb, nil)
 			if (checkErr == nil) != tt.ok {
 				t.Errorf("check: err=%v, want ok=%v\n%s", checkErr, tt.ok, errb.String())
 			}
@@ -88,7 +88,7 @@ remediation: [{id: a, title: A, action: manual, params: {text: call}}]
 escalation: [{name: L1, after: 0s, notify: "@me"}]
 `), 0o600)
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"check", dir}, &out, &errb, nil); err != nil {
+	if err := run(context.Background(), []string{"check", dir}, nil, &out, &errb, nil); err != nil {
 		t.Fatalf("check DIR: %v\n%s", err, errb.String())
 	}
 	if !strings.Contains(errb.String(), `warning: `+filepath.Join(dir, "mine.yaml")+`:1: runbook "my-error-rate" can never match: runbook "high-error-rate"`) {
@@ -103,7 +103,7 @@ escalation: [{name: L1, after: 0s, notify: "@me"}]
 	}
 	out.Reset()
 	errb.Reset()
-	if err := run(context.Background(), []string{"check", "--only", dir}, &out, &errb, nil); err != nil {
+	if err := run(context.Background(), []string{"check", "--only", dir}, nil, &out, &errb, nil); err != nil {
 		t.Fatalf("check --only DIR: %v\n%s", err, errb.String())
 	}
 	if !strings.Contains(out.String(), "ok: 1 runbooks") || strings.Contains(errb.String(), "can never match") {
@@ -114,7 +114,7 @@ escalation: [{name: L1, after: 0s, notify: "@me"}]
 // TestCheckReportsAMissingFileOnce and fails.
 func TestCheckReportsAMissingFileOnce(t *testing.T) {
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"check", "no-such-runbook.yaml"}, &out, &errb, nil)
+	err := run(context.Background(), []string{"check", "no-such-runbook.yaml"}, nil, &out, &errb, nil)
 	if err == nil || strings.Count(errb.String(), "no-such-runbook.yaml") != 1 {
 		t.Errorf("err %v, output:\n%s\nwant the missing file named once", err, errb.String())
 	}

@@ -39,12 +39,19 @@ func (e configError) Error() string {
 func (e configError) Unwrap() error { return e.err }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) error {
-	fs := newFlags("serve", stderr)
+	fs := newFlags("serve", "[--config FILE] [--data-dir DIR] [--listen ADDR]",
+		"Runs the bot: the Alertmanager receiver, the engine, the Solana watchers (when configured), /metrics,\n"+
+			"/healthz and /readyz. SIGTERM drains in-flight work. Without --config it runs on its embedded\n"+
+			"default: in-process NATS under ./data, shipped runbooks, console output instead of Slack/PagerDuty.",
+		stdout, stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	dataDir := fs.String("data-dir", "", "directory for the embedded NATS JetStream store (overrides bus.data_dir)")
 	listen := fs.String("listen", "", "HTTP listen address (overrides listen)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"serve takes no arguments"}
 	}
 	// Flags are applied before validation: allow_unauthenticated, for one,
 	// is only allowed on a loopback address.

@@ -41,7 +41,7 @@ func startServe(t *testing.T, args, env []string) (*runningServe, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &runningServe{cancel: cancel, done: make(chan error, 1), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
-	go func() { s.done <- run(ctx, append([]string{"serve"}, args...), s.stdout, s.stderr, env) }()
+	go func() { s.done <- run(ctx, append([]string{"serve"}, args...), nil, s.stdout, s.stderr, env) }()
 	deadline := time.After(30 * time.Second)
 	for !strings.Contains(s.stderr.String(), "incidentbot serving") {
 		select {
