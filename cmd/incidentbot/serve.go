@@ -80,5 +80,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 		}
 		extra = append(extra, w.Run)
 	}
-	return srv.Run(ctx, extra...)
+	if err := srv.Run(ctx, extra...); err != nil {
+		return err
+	}
+	log.Info("incidentbot stopped")
+	return nil
 }

@@ -105,3 +105,17 @@ func TestSecondServeOnOneDataDirRefuses(t *testing.T) {
 		again.stop(t)
 	}
 }
+
+// TestCleanShutdownLogsStopped: after SIGTERM and draining, the last log
+// line says the bot stopped.
+func TestCleanShutdownLogsStopped(t *testing.T) {
+	s, err := startServe(t, []string{"--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.stop(t)
+	lines := strings.Split(strings.TrimSpace(s.stderr.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, `msg="incidentbot stopped"`) {
+		t.Errorf("last log line %q, want the stopped line", last)
+	}
+}

@@ -19,7 +19,7 @@ import (
 // watch runs only the Solana watchers, publishing to a shared NATS, so
 // they can run as their own replicas. It serves /metrics (the solana_*
 // metrics the course's alert rules query) and /healthz on listen.
-func watch(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) error {
+func watch(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) (err error) {
 	fs := newFlags("watch", "--config FILE [--listen ADDR]",
 		"Runs only the Solana watchers, publishing to a shared NATS (bus.url), so they can run as their own\n"+
 			"replicas. It serves /metrics and /healthz on listen and needs no Slack, PagerDuty or receiver secrets.",
@@ -43,6 +43,11 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 		return err
 	}
 	log := app.Logger(cfg, stderr)
+	defer func() {
+		if err == nil {
+			log.Info("incidentbot watch stopped")
+		}
+	}()
 	b, err := bus.Open(ctx, cfg.Bus, log.With("component", "bus"))
 	if err != nil {
 		return err
