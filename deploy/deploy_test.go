@@ -132,6 +132,11 @@ func TestAlertmanagerConfigs(t *testing.T) {
 				r.GroupWait != "30s" || r.GroupInterval != "5m" || r.RepeatInterval != "4h" {
 				t.Errorf("route = %+v, want the course's grouping (alertname, severity; 30s/5m/4h) to receiver incidentbot", r)
 			}
+			// The timers decide when a firing or a resolve reaches the bot:
+			// the file says so, with the values recommended for it.
+			if b, _ := os.ReadFile(f); !strings.Contains(string(b), "group_interval: 5m      # recommended for incidentbot: 1m") {
+				t.Error("route: want group_wait/group_interval explained with incidentbot's recommended values")
+			}
 			var hooks []webhook
 			for _, rc := range c.Receivers {
 				if rc.Name == "incidentbot" {
@@ -280,13 +285,17 @@ func TestPrometheusRules(t *testing.T) {
 		APIVersion string `yaml:"apiVersion"`
 		Kind       string `yaml:"kind"`
 		Metadata   struct {
-			Name string `yaml:"name"`
+			Name   string            `yaml:"name"`
+			Labels map[string]string `yaml:"labels"`
 		} `yaml:"metadata"`
 		Spec struct {
 			Groups []ruleGroup `yaml:"groups"`
 		} `yaml:"spec"`
 	}
 	decodeFile(t, "prometheus/solana-dapps-alerts.yaml", &pr)
+	if pr.Metadata.Labels["release"] == "" {
+		t.Error("PrometheusRule: no release label; kube-prometheus-stack's default ruleSelector would never load it")
+	}
 	if pr.APIVersion != "monitoring.coreos.com/v1" || pr.Kind != "PrometheusRule" || pr.Metadata.Name != "solana-dapps-alerts" {
 		t.Errorf("got %s %s %s, want monitoring.coreos.com/v1 PrometheusRule solana-dapps-alerts", pr.APIVersion, pr.Kind, pr.Metadata.Name)
 	}
@@ -315,7 +324,7 @@ func TestPrometheusRules(t *testing.T) {
 		"IncidentbotWebhookFailures":                 `incidentbot_webhooks_total{result=~"unavailable|unauthorized|malformed`,
 		"IncidentbotEventsPoisoned":                  `incidentbot_events_processed_total{result="poison"}`,
 		"IncidentbotNotificationsFailing":            `incidentbot_notifications_total{result="error"}`,
-		"IncidentbotDown":                            `up{job="incidentbot"} == 0`,
+		"IncidentbotDown":                            `up{job="incidentbot"} == 0 or absent(up{job="incidentbot"})`,
 		"IncidentbotSolanaStreamMissingTransactions": `incidentbot_solana_tx_recovered_total{via="poll"}`,
 	}
 	got := map[string]string{}
@@ -425,10 +434,11 @@ func TestHelmChart(t *testing.T) {
 				"secrets":        map[string]any{"natsCredsKey": "nats.creds"},
 				"runbooks":       map[string]any{"configMap": "incidentbot-runbooks"},
 				"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "kube-prometheus-stack"}},
+				"prometheusRule": map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}},
 				"networkPolicy":  map[string]any{"enabled": true},
 				"rbac":           map[string]any{"actions": allActions, "namespaces": []any{"solana-dapps", "solana-dapps-canary"}},
 			},
-			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"},
+			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "PrometheusRule", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"},
 			check: func(t *testing.T, m manifests, _ map[string]any) {
 				d := m.one(t, "Deployment")
 				if str(d, "spec", "strategy", "type") != "" {
@@ -450,6 +460,23 @@ func TestHelmChart(t *testing.T) {
 				if s := m.one(t, "Service"); str(s, "metadata", "labels", "app.kubernetes.io/name") != "incidentbot" {
 					t.Error("Service: app.kubernetes.io/name must be incidentbot, the job label IncidentbotDown queries")
 				}
+				pr := m.one(t, "PrometheusRule")
+				if str(pr, "metadata", "labels", "release") != "prom" {
+					t.Errorf("PrometheusRule labels %v: want the configured release: prom", get(pr, "metadata", "labels"))
+				}
+				checkChartRules(t, pr)
+			},
+		},
+		{
+			name:      "PrometheusRule with the default labels",
+			values:    map[string]any{"prometheusRule": map[string]any{"enabled": true}},
+			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			check: func(t *testing.T, m manifests, _ map[string]any) {
+				pr := m.one(t, "PrometheusRule")
+				if str(pr, "metadata", "labels", "release") != "kube-prometheus-stack" {
+					t.Errorf("PrometheusRule labels %v: want release: kube-prometheus-stack, what kube-prometheus-stack's default ruleSelector selects", get(pr, "metadata", "labels"))
+				}
+				checkChartRules(t, pr)
 			},
 		},
 		{
@@ -548,6 +575,35 @@ func TestHelmChart(t *testing.T) {
 				tt.check(t, m, values)
 			}
 		})
+	}
+}
+
+// checkChartRules compares the chart's PrometheusRule with the
+// incidentbot.rules group of prometheus/rules.yml.
+func checkChartRules(t *testing.T, pr map[string]any) {
+	t.Helper()
+	var plain struct {
+		Groups []ruleGroup `yaml:"groups"`
+	}
+	decodeFile(t, "prometheus/rules.yml", &plain)
+	var want ruleGroup
+	for _, g := range plain.Groups {
+		if g.Name == "incidentbot.rules" {
+			want = g
+		}
+	}
+	b, err := yaml.Marshal(get(pr, "spec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Groups []ruleGroup `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Groups) != 1 || !reflect.DeepEqual(spec.Groups[0], want) {
+		t.Errorf("chart PrometheusRule groups:\n%+v\nwant the incidentbot.rules group of prometheus/rules.yml:\n%+v", spec.Groups, want)
 	}
 }
 
