@@ -208,7 +208,7 @@ func TestRender(t *testing.T) {
 			rb = p
 		}
 	}
-	if !strings.Contains(rb.Error, `program "{{ .Labels.program_id }}" rendered to "": "" is not a valid program id`) {
+	if rb.Error != `solana.program_rollback: program: add the label "program_id" to the alert rule ({{ .Labels.program_id }} is empty)` {
 		t.Errorf("rollback-program %+v", rb)
 	}
 	if he.Title != "High error rate on api" {
