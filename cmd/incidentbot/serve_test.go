@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -117,5 +120,47 @@ func TestCleanShutdownLogsStopped(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(s.stderr.String()), "\n")
 	if last := lines[len(lines)-1]; !strings.Contains(last, `msg="incidentbot stopped"`) {
 		t.Errorf("last log line %q, want the stopped line", last)
+	}
+}
+
+// TestConsoleCardsWithoutWatchers: `make run`'s console shows the card
+// apart from the log with its time, the page says which routing key it
+// means, and with no Solana watcher configured no plan waits for an RPC
+// view that will never come.
+func TestConsoleCardsWithoutWatchers(t *testing.T) {
+	s, err := startServe(t, []string{"--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(s.stderr.String())
+	if addr == nil {
+		t.Fatalf("no addr in log:\n%s", s.stderr)
+	}
+	body, err := os.ReadFile("../../handlers/alertmanager/testdata/webhook.firing.grouped.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+addr[1]+"/webhook/alertmanager", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(s.stdout.String(), "PAGE TRIGGER") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	out := s.stdout.String()
+	for _, want := range []string{
+		"\n┏━━ ", " UTC ━━ card #solana-dapps-alerts console-",
+		"to the default PagerDuty service (pagerduty.routing_key)",
+		"no RPC view: no Solana RPC watcher is configured",
+		"\n┃      Check: ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("console output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "no RPC view yet") {
+		t.Errorf("console says %q with no watcher configured:\n%s", "no RPC view yet", out)
 	}
 }
