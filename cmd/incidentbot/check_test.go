@@ -119,3 +119,23 @@ func TestCheckReportsAMissingFileOnce(t *testing.T) {
 		t.Errorf("err %v, output:\n%s\nwant the missing file named once", err, errb.String())
 	}
 }
+
+// TestWatchNeedsNoSinkSecrets: watch gets past configuration with the
+// Slack, PagerDuty and receiver secret files absent; it fails only where
+// it needs something, the shared bus.
+func TestWatchNeedsNoSinkSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "watch.yaml")
+	os.WriteFile(path, []byte(`listen: 0.0.0.0:0
+bus: {url: "nats://127.0.0.1:1"}
+slack: {token_file: /nonexistent/slack-token}
+pagerduty: {routing_key_file: /nonexistent/pd-key}
+alertmanager: {bearer_token_file: /nonexistent/am-token}
+solana:
+  endpoints: [{name: a, url: "https://rpc.example", role: primary}]
+`), 0o600)
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"watch", "--config", path}, nil, &out, &errb, nil)
+	if err == nil || strings.Contains(err.Error(), "configuration") || !strings.Contains(err.Error(), "nats") {
+		t.Fatalf("watch: %v, want only the unreachable bus to stop it", err)
+	}
+}
