@@ -3,6 +3,7 @@ GO        ?= go
 BIN       ?= bin/incidentbot
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 DATA_DIR  ?= data
+LISTEN    ?= 127.0.0.1:8080
 BENCHTIME ?= 2s
 
 .PHONY: help run build image test test-short lint bench fuzz check-runbooks clean
@@ -10,8 +11,11 @@ BENCHTIME ?= 2s
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-run: ## run the bot on its embedded default (in-process NATS under ./data, shipped runbooks, console sinks)
-	$(GO) run ./cmd/incidentbot serve --data-dir $(DATA_DIR)
+# run builds, then execs the binary in place of the recipe's shell: make
+# passes SIGTERM (and Ctrl-C) to its child, which is then the bot itself.
+# `go run` would leave the bot running, reparented, when make is killed.
+run: build ## run the bot on its embedded default (in-process NATS under ./data, shipped runbooks, console sinks, on 127.0.0.1:8080; DATA_DIR=, LISTEN= change them)
+	exec $(BIN) serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 
 build: ## build bin/incidentbot
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/incidentbot

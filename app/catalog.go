@@ -71,7 +71,7 @@ func (r runbook) Render(ctx context.Context, s signal.Signal) engine.Rendered {
 			text += ": " + cause.Symptoms
 		}
 		if cause.Check != "" {
-			text += " Check: " + cause.Check
+			text += "\nCheck: " + cause.Check // the sinks render it on a line of its own
 		}
 		steps = append(steps, notify.Step{Text: text})
 	}

@@ -120,7 +120,12 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	if o.Pager != nil {
 		pager = o.Pager
 	}
-	cat := Catalog{Set: set, RPC: rpcview.Store{KV: rpcKV}, DefaultChannel: cfg.Runbooks.DefaultChannel}
+	cat := Catalog{Set: set, DefaultChannel: cfg.Runbooks.DefaultChannel}
+	if cfg.Solana.Enabled() || cfg.Bus.URL != "" {
+		// Watchers here, or `incidentbot watch` on the shared bus, keep the
+		// RPC view; without any, plans say none is configured.
+		cat.RPC = rpcview.Store{KV: rpcKV}
+	}
 	eng, err := engine.New(cfg.Engine, engine.Deps{
 		Catalog: cat, Decoders: Decoders(),
 		Incidents: kvs[engine.BucketIncidents], IDs: kvs[engine.BucketIDs], Deliveries: kvs[engine.BucketDeliveries],

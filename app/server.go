@@ -188,7 +188,7 @@ func (s *Server) Run(ctx context.Context, extra ...func(context.Context) error) 
 	}
 	wg.Wait()
 	s.Bus.Drain(5 * time.Second)
-	s.log.Info("stopped")
+	s.log.Info("incidentbot stopped")
 	return runErr
 }
 

@@ -87,7 +87,6 @@ func (n names) bucket(name string) string {
 	return n.prefix + "_" + name
 }
 
-
 // Bus is a connection to NATS JetStream with incidentbot's streams and
 // buckets in place.
 type Bus struct {
@@ -95,6 +94,7 @@ type Bus struct {
 	names  names
 	log    *slog.Logger
 	srv    *server.Server // nil when external
+	lock   *dirLock       // the embedded server's data directory
 	stop   sync.Once      // shuts srv down once, whoever asks first
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -125,10 +125,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
 	if cfg.URL == "" {
-		srv, err := startEmbedded(cfg, log)
+		lock, err := lockDataDir(cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
+		srv, err := startEmbedded(cfg, log)
+		if err != nil {
+			lock.release()
+			return nil, err
+		}
+		b.lock = lock
 		b.srv = srv
 		opts = append(opts, nats.InProcessServer(srv))
 	} else if cfg.CredsFile != "" {
@@ -271,6 +277,7 @@ func (b *Bus) shutdownServer() {
 	b.stop.Do(func() {
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
+		b.lock.release()
 	})
 }
 

@@ -3,18 +3,18 @@
 // INCIDENTBOT_<KEY> (the YAML path in upper case joined by "_", e.g.
 // INCIDENTBOT_SLACK_API_URL for slack.api_url), and every secret also
 // readable from a file (<key>_file). Decoding is strict: unknown keys are
-// errors with their line.
+// errors with their line. serve, watch and check share one validation;
+// problems read like runbook problems: "file:line: yaml.path: message".
 package config
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
+	"io"
+	"io/fs"
 	"os"
-	"regexp"
-	"strings"
+	"reflect"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -22,6 +22,7 @@ import (
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/secret"
+	"github.com/incidentbot/incidentbot/strictyaml"
 	"github.com/incidentbot/incidentbot/watchers/solana"
 )
 
@@ -103,128 +104,168 @@ func Default() Config {
 	}
 }
 
-var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
-var typeErr = regexp.MustCompile(`cannot unmarshal (\S+) ` + "`" + `([^` + "`" + `]*)` + "`" + ` into \S+`)
-
-// Parse decodes YAML over the defaults. name is used in error messages.
+// Parse decodes YAML over the defaults, strictly: an unknown key (with a
+// did-you-mean), a value of the wrong type or a duplicate key is a problem
+// with its line. name is the file name used in problems.
 func Parse(name string, data []byte) (Config, error) {
+	c, _, ps := parse(name, data)
+	return c, join(ps)
+}
+
+func parse(name string, data []byte) (Config, *yaml.Node, []*Problem) {
 	c := Default()
-	if len(bytes.TrimSpace(data)) == 0 {
-		return c, nil
-	}
+	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
-		msg = strings.TrimPrefix(msg, "yaml: ")
-		msg = unknownField.ReplaceAllString(msg, `unknown key "$1"`)
-		msg = typeErr.ReplaceAllString(msg, `cannot use $1 "$2" here`)
-		var lines []string
-		for _, l := range strings.Split(msg, "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				lines = append(lines, name+": "+l)
-			}
-		}
-		return c, errors.New(strings.Join(lines, "\n"))
+	if err := dec.Decode(&root); errors.Is(err, io.EOF) {
+		return c, nil, nil
+	} else if err != nil {
+		return c, nil, []*Problem{syntaxProblem(name, err)}
 	}
-	return c, nil
+	var ps []*Problem
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		ps = append(ps, &Problem{File: name, Line: next.Line, Msg: "a second YAML document: the configuration is one document"})
+	}
+	if len(root.Content) == 0 || (root.Content[0].Kind == yaml.ScalarNode && root.Content[0].Tag == "!!null") {
+		return c, &root, ps
+	}
+	for _, e := range strictyaml.Flatten(strictyaml.Decode(&root, "", &c)) {
+		ps = append(ps, &Problem{File: name, Line: e.Line, Path: e.Path, Msg: e.Msg})
+	}
+	return c, &root, ps
+}
+
+// Options say how to load a configuration.
+type Options struct {
+	// Use is what the configuration is for (Serve by default).
+	Use Use
+	// SkipSecrets checks the configuration's shape only: files it names
+	// (*_file secrets, bus.creds_file, runbooks.dir) are neither read nor
+	// required, so a configuration written for another host can be
+	// checked here.
+	SkipSecrets bool
+	// Overrides are command-line flags, applied after the environment and
+	// before validation.
+	Overrides []func(*Config)
 }
 
 // Load reads path (empty: defaults only), applies environment overrides,
 // then overrides (command-line flags, which win over the environment), then
-// secret files, and validates the result.
+// secret files, and validates the result for serve.
 func Load(path string, environ []string, overrides ...func(*Config)) (Config, error) {
-	var c Config
-	if path == "" {
-		c = Default()
-	} else {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return c, fmt.Errorf("read config: %w", err)
-		}
-		if c, err = Parse(path, data); err != nil {
-			return c, err
-		}
-	}
-	if err := applyEnv(&c, environ); err != nil {
-		return c, err
-	}
-	for _, o := range overrides {
-		o(&c)
-	}
-	if err := c.readSecretFiles(); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return Options{Overrides: overrides}.Load(path, environ)
 }
 
-func (c *Config) readSecretFiles() error {
-	var errs []error
-	read := func(dst *secret.Secret, file, key string) {
+// Load is Load with options. Every problem is reported at once, sorted by
+// line, each where its value was set.
+func (o Options) Load(path string, environ []string) (Config, error) {
+	c := Default()
+	var root *yaml.Node
+	var ps []*Problem
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, join([]*Problem{{File: path, Msg: "read configuration: " + pathErrText(err)}})
+		}
+		c, root, ps = parse(path, data)
+	}
+	origins := map[string]string{}
+	ps = append(ps, applyEnv(&c, environ, origins)...)
+	if len(o.Overrides) > 0 {
+		before := scalars(c)
+		for _, f := range o.Overrides {
+			f(&c)
+		}
+		for p, v := range scalars(c) {
+			if v != before[p] {
+				origins[p] = "command line"
+			}
+		}
+	}
+	// A key that failed to decode keeps its default: do not also
+	// complain about the default.
+	failed := map[string]bool{}
+	for _, p := range ps {
+		failed[p.Path] = true
+	}
+	for _, p := range c.problems(o.Use) {
+		if !failed[p.Path] {
+			ps = append(ps, p)
+		}
+	}
+	if !o.SkipSecrets {
+		ps = append(ps, c.readFiles(o.Use)...)
+	}
+	place(ps, path, root, origins)
+	return c, join(ps)
+}
+
+// scalars snapshots every scalar setting by YAML path.
+func scalars(c Config) map[string]any {
+	out := map[string]any{}
+	walk(reflect.ValueOf(&c).Elem(), "", func(path string, v reflect.Value) { out[path] = v.Interface() })
+	return out
+}
+
+// readFiles reads the secret files use needs and checks that the other
+// files and directories named exist. A missing file is a Problem marked Missing; an empty
+// secret file is an error, never "no secret".
+func (c *Config) readFiles(use Use) []*Problem {
+	var ps []*Problem
+	missing := func(path, file string, err error) bool {
+		if errors.Is(err, fs.ErrNotExist) {
+			ps = append(ps, &Problem{Path: path, Msg: fmt.Sprintf("%s not found on this host", file), Missing: true})
+			return true
+		}
+		return false
+	}
+	read := func(dst *secret.Secret, file, path string) {
 		if file == "" {
 			return
 		}
 		s, err := secret.FromFile(file)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
-			return
+		switch {
+		case err == nil:
+			*dst = s
+		case missing(path, file, err):
+		case errors.Is(err, secret.ErrEmpty):
+			ps = append(ps, problemf(path, "%s is empty: an empty secret file is an error, never \"no secret\"", file))
+		default:
+			ps = append(ps, problemf(path, "%s", pathErrText(err)))
 		}
-		*dst = s
 	}
-	read(&c.Alertmanager.BearerToken, c.Alertmanager.BearerTokenFile, "alertmanager.bearer_token_file")
-	read(&c.Alertmanager.Password, c.Alertmanager.PasswordFile, "alertmanager.password_file")
-	read(&c.Slack.Token, c.Slack.TokenFile, "slack.token_file")
-	read(&c.PagerDuty.RoutingKey, c.PagerDuty.RoutingKeyFile, "pagerduty.routing_key_file")
-	return errors.Join(errs...)
+	if use == Serve {
+		read(&c.Alertmanager.BearerToken, c.Alertmanager.BearerTokenFile, "alertmanager.bearer_token_file")
+		read(&c.Alertmanager.Password, c.Alertmanager.PasswordFile, "alertmanager.password_file")
+		read(&c.Slack.Token, c.Slack.TokenFile, "slack.token_file")
+		read(&c.PagerDuty.RoutingKey, c.PagerDuty.RoutingKeyFile, "pagerduty.routing_key_file")
+	}
+	if d := c.Runbooks.Dir; d != "" && use == Serve {
+		if st, err := os.Stat(d); err != nil {
+			if !missing("runbooks.dir", d, err) {
+				ps = append(ps, problemf("runbooks.dir", "%s", pathErrText(err)))
+			}
+		} else if !st.IsDir() {
+			ps = append(ps, problemf("runbooks.dir", "%s is not a directory", d))
+		}
+	}
+	if f := c.Bus.CredsFile; f != "" && c.Bus.URL != "" {
+		if st, err := os.Stat(f); err != nil {
+			if !missing("bus.creds_file", f, err) {
+				ps = append(ps, problemf("bus.creds_file", "%s", pathErrText(err)))
+			}
+		} else if st.Size() == 0 {
+			ps = append(ps, problemf("bus.creds_file", "%s is empty", f))
+		}
+	}
+	return ps
 }
 
-// Validate reports every problem at once.
-func (c Config) Validate() error {
-	var errs []error
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+// pathErrText is an os error without Go's "open " prefix noise.
+func pathErrText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path + ": " + pe.Err.Error()
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
-	}
-	if c.Alertmanager.AllowUnauthenticated && !c.ListenIsLoopback() {
-		errs = append(errs, fmt.Errorf("alertmanager.allow_unauthenticated is only allowed when listen (%s) is a loopback address", c.Listen))
-	}
-	if c.Alertmanager.Password.IsSet() && c.Alertmanager.Username == "" {
-		errs = append(errs, errors.New("alertmanager.password is set without alertmanager.username"))
-	}
-	for key, raw := range map[string]string{"slack.api_url": c.Slack.APIURL, "pagerduty.events_url": c.PagerDuty.EventsURL} {
-		if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("%s %q: want an http(s) URL", key, raw))
-		}
-	}
-	if c.Bus.URL != "" && c.Bus.Listen != "" {
-		errs = append(errs, errors.New("bus.listen applies to the embedded server only; unset it or bus.url"))
-	}
-	if c.Solana.Enabled() {
-		if err := c.Solana.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("solana: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// ListenIsLoopback reports whether Listen only accepts local connections.
-func (c Config) ListenIsLoopback() bool {
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err.Error()
 }

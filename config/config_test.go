@@ -11,18 +11,133 @@ import (
 	"github.com/incidentbot/incidentbot/config"
 )
 
-func TestUnknownKeysAndBadTypesCarryLines(t *testing.T) {
-	_, err := config.Parse("bot.yaml", []byte("listen: 127.0.0.1:9\nslak:\n  token: x\nbus:\n  duplicate_window: soon\n"))
-	if err == nil {
-		t.Fatal("want error")
+// TestProblemsReadLikeRunbookProblems: every problem at once, sorted by
+// line, as file:line: yaml.path: message with the expected type and a
+// did-you-mean, never a Go type name.
+func TestProblemsReadLikeRunbookProblems(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown keys and bad types", "listen: 127.0.0.1:9\nslak:\n  token: x\nbus:\n  duplicate_window: soon\n  replicas: three\n", []string{
+			`bot.yaml:2: slak: unknown key "slak" (did you mean "slack"?)`,
+			`bot.yaml:5: bus.duplicate_window: invalid duration "soon": want a duration like 30s, 15m, 1h30m or 2d`,
+			`bot.yaml:6: bus.replicas: expected an integer, got a string`,
+		}},
+		{"nested did-you-mean", "engine:\n  reopen_windw: 5m\n", []string{
+			`bot.yaml:2: engine.reopen_windw: unknown key "reopen_windw" (did you mean "reopen_window"?)`,
+		}},
+		{"durations and ports that make no sense", "shutdown_timeout: 0s\nlisten: 127.0.0.1:99999\nengine:\n  reopen_window: -5m\n  effect_timeout: 0s\nbus:\n  publish_timeout: 0s\n", []string{
+			`bot.yaml:1: shutdown_timeout: must be a positive duration like 30s, got 0s`,
+			`bot.yaml:2: listen: "127.0.0.1:99999": port "99999" is not a port number (0 to 65535)`,
+			`bot.yaml:4: engine.reopen_window: invalid duration "-5m": negative; want a duration like 30s`,
+			`bot.yaml:5: engine.effect_timeout: must be a positive duration like 30s, got 0s`,
+			`bot.yaml:7: bus.publish_timeout: must be a positive duration like 30s, got 0s`,
+		}},
+		{"public listen without credentials", "listen: 0.0.0.0:8099\n", []string{
+			`bot.yaml:1: listen: 0.0.0.0:8099 is not a loopback address, so webhooks must authenticate: set alertmanager.bearer_token_file (or alertmanager.username and password_file)`,
+		}},
+		{"bearer and basic both", "alertmanager:\n  bearer_token: t\n  username: am\n  password: p\n", []string{
+			`bot.yaml:2: alertmanager.bearer_token: both a bearer token and basic auth are configured: Alertmanager sends one, configure one`,
+		}},
+		{"wrong kinds", "log_level: [info]\nsolana:\n  wallets:\n    - {name: w, address: x, min_lamports: -1}\n", []string{
+			`bot.yaml:1: log_level: expected a string, got a list`,
+			`bot.yaml:4: solana.wallets[0].min_lamports: expected a non-negative integer, got -1`,
+		}},
+		{"syntax", "listen: [\n", []string{`bot.yaml:1: invalid YAML: did not find expected node content`}},
 	}
-	for _, want := range []string{`bot.yaml: line 2: unknown key "slak"`, `bot.yaml: line 5: cannot use !!str "soon" here`} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bot.yaml")
+			os.WriteFile(path, []byte(tt.yaml), 0o600)
+			_, err := config.Load(path, nil)
+			var got []string
+			for _, p := range config.Problems(err) {
+				got = append(got, strings.Replace(p.Error(), path, "bot.yaml", 1))
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestProblemsNameTheirOrigin: a value from the environment or a flag is
+// reported there, not at a line of the file.
+func TestProblemsNameTheirOrigin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bot.yaml")
+	os.WriteFile(path, []byte("engine:\n  retry_max: 1m\n"), 0o600)
+	_, err := config.Load(path, []string{"INCIDENTBOT_ENGINE_RETRY_MAX=-1m", "INCIDENTBOT_ENGINE_REOPEN_WINDOW=soon", "INCIDENTBOT_SLAK_TOKEN=x"},
+		func(c *config.Config) { c.Listen = "127.0.0.1:http" })
+	want := []string{
+		`INCIDENTBOT_ENGINE_REOPEN_WINDOW: engine.reopen_window: "soon": want a duration like 30s, 15m or 1h`,
+		`INCIDENTBOT_ENGINE_RETRY_MAX: engine.retry_max: must be a positive duration like 30s, got -1m0s`,
+		`INCIDENTBOT_SLAK_TOKEN: unknown setting (did you mean INCIDENTBOT_SLACK_TOKEN?)`,
+		`command line: listen: "127.0.0.1:http": port "http" is not a port number (0 to 65535)`,
+	}
+	if got := err.Error(); got != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+}
+
+// TestEmptySecretFileIsAnError: an empty or whitespace-only secret file
+// never means "no secret" (it used to turn authentication off on loopback).
+func TestEmptySecretFileIsAnError(t *testing.T) {
+	for _, content := range []string{"", " \n\t\n"} {
+		dir := t.TempDir()
+		tok := filepath.Join(dir, "bearer-token")
+		os.WriteFile(tok, []byte(content), 0o600)
+		path := filepath.Join(dir, "bot.yaml")
+		os.WriteFile(path, []byte("alertmanager:\n  bearer_token_file: "+tok+"\n"), 0o600)
+		_, err := config.Load(path, nil)
+		want := path + ":2: alertmanager.bearer_token_file: " + tok + " is empty"
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("content %q: err = %v, want %q", content, err, want)
 		}
 	}
-	if strings.Contains(err.Error(), "config.Config") {
-		t.Errorf("error names a Go type: %v", err)
+}
+
+// TestMissingSecretFiles are their own class, and SkipSecrets checks the
+// shape alone.
+func TestMissingSecretFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bot.yaml")
+	os.WriteFile(path, []byte("listen: 0.0.0.0:8080\nslack:\n  token_file: /nonexistent/slack-token\nalertmanager:\n  bearer_token_file: /nonexistent/am-token\n"), 0o600)
+	_, err := config.Load(path, nil)
+	ps := config.Problems(err)
+	if len(ps) != 2 {
+		t.Fatalf("problems %v, want the two missing files", err)
+	}
+	for _, p := range ps {
+		if !p.Missing || !strings.Contains(p.Msg, "not found on this host") {
+			t.Errorf("%v: want a missing-file problem", p)
+		}
+	}
+	if _, err := (config.Options{SkipSecrets: true}).Load(path, nil); err != nil {
+		t.Errorf("SkipSecrets: %v", err)
+	}
+}
+
+// TestWatchNeedsOnlyWhatItUses: watch reads no Slack, PagerDuty or
+// receiver secrets and needs no receiver credentials on a public address.
+func TestWatchNeedsOnlyWhatItUses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bot.yaml")
+	os.WriteFile(path, []byte(`listen: 0.0.0.0:9100
+bus: {url: "nats://nats:4222"}
+slack: {token_file: /nonexistent/slack-token}
+pagerduty: {routing_key_file: /nonexistent/pd-key}
+alertmanager: {bearer_token_file: /nonexistent/am-token}
+solana:
+  endpoints: [{name: a, url: "https://rpc.example", role: primary}]
+`), 0o600)
+	if _, err := (config.Options{Use: config.Watch}).Load(path, nil); err != nil {
+		t.Errorf("watch: %v", err)
+	}
+	if _, err := config.Load(path, nil); err == nil {
+		t.Error("serve: missing secret files accepted")
+	}
+	_, err := (config.Options{Use: config.Watch}).Load("", nil)
+	if err == nil || !strings.Contains(err.Error(), "bus.url") || !strings.Contains(err.Error(), "solana.endpoints") {
+		t.Errorf("watch without bus.url and endpoints: %v", err)
 	}
 }
 
@@ -60,7 +175,7 @@ func TestOverridesWinAndAreValidated(t *testing.T) {
 		t.Fatalf("listen %q, err %v; want the override 127.0.0.1:9100", c.Listen, err)
 	}
 	_, err = config.Load("", env, func(c *config.Config) { c.Listen = "0.0.0.0:9100" })
-	if err == nil || !strings.Contains(err.Error(), "allow_unauthenticated is only allowed") {
+	if err == nil || !strings.Contains(err.Error(), "command line: listen") && !strings.Contains(err.Error(), "allow_unauthenticated: only allowed when listen (0.0.0.0:9100)") {
 		t.Fatalf("err = %v, want the loopback rule to see the override", err)
 	}
 }

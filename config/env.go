@@ -2,12 +2,15 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/incidentbot/incidentbot/secret"
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 // EnvPrefix starts every environment variable the bot reads.
@@ -32,8 +35,9 @@ func envName(path string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
 }
 
-// applyEnv sets every scalar setting that has an INCIDENTBOT_ variable.
-func applyEnv(c *Config, environ []string) error {
+// applyEnv sets every scalar setting that has an INCIDENTBOT_ variable and
+// records in origins which variable set which path.
+func applyEnv(c *Config, environ []string, origins map[string]string) []*Problem {
 	env := map[string]string{}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
@@ -43,7 +47,7 @@ func applyEnv(c *Config, environ []string) error {
 	if len(env) == 0 {
 		return nil
 	}
-	var errs []string
+	var ps []*Problem
 	known := map[string]bool{}
 	walk(reflect.ValueOf(c).Elem(), "", func(path string, v reflect.Value) {
 		name := envName(path)
@@ -52,19 +56,31 @@ func applyEnv(c *Config, environ []string) error {
 		if !ok {
 			return
 		}
+		origins[path] = name
 		if err := setScalar(v, raw); err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+			ps = append(ps, &Problem{Origin: name, Path: path, Msg: err.Error()})
 		}
 	})
-	for k := range env {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		if !known[k] {
-			errs = append(errs, fmt.Sprintf("%s: unknown setting", k))
+			ps = append(ps, &Problem{Origin: k, Msg: "unknown setting" + suggestEnv(k, known)})
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("environment: %s", strings.Join(errs, "; "))
+	return ps
+}
+
+// suggestEnv names the closest known variable.
+func suggestEnv(name string, known map[string]bool) string {
+	best, bestD := "", 4
+	for k := range known {
+		if d := strictyaml.Distance(name, k); d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
 	}
-	return nil
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
 }
 
 // walk calls f for every scalar field reachable through structs, with its
@@ -99,7 +115,7 @@ func setScalar(v reflect.Value, raw string) error {
 	case v.Type() == durationType:
 		d, err := time.ParseDuration(raw)
 		if err != nil {
-			return err
+			return fmt.Errorf("%q: want a duration like 30s, 15m or 1h", raw)
 		}
 		v.SetInt(int64(d))
 	case v.Kind() == reflect.String:

@@ -132,6 +132,11 @@ func TestAlertmanagerConfigs(t *testing.T) {
 				r.GroupWait != "30s" || r.GroupInterval != "5m" || r.RepeatInterval != "4h" {
 				t.Errorf("route = %+v, want the course's grouping (alertname, severity; 30s/5m/4h) to receiver incidentbot", r)
 			}
+			// The timers decide when a firing or a resolve reaches the bot:
+			// the file says so, with the values recommended for it.
+			if b, _ := os.ReadFile(f); !strings.Contains(string(b), "group_interval: 5m      # recommended for incidentbot: 1m") {
+				t.Error("route: want group_wait/group_interval explained with incidentbot's recommended values")
+			}
 			var hooks []webhook
 			for _, rc := range c.Receivers {
 				if rc.Name == "incidentbot" {
@@ -181,6 +186,7 @@ func TestExampleConfigLoads(t *testing.T) {
 		"INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN_FILE=" + filepath.Join(secrets, "alertmanager-bearer-token"),
 		"INCIDENTBOT_SLACK_TOKEN_FILE=" + filepath.Join(secrets, "slack-token"),
 		"INCIDENTBOT_PAGERDUTY_ROUTING_KEY_FILE=" + filepath.Join(secrets, "pagerduty-routing-key"),
+		"INCIDENTBOT_RUNBOOKS_DIR=" + t.TempDir(),
 	}
 	c, err := config.Load(path, env)
 	if err != nil {
@@ -202,10 +208,16 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Errorf("listen %q: the deployed example must accept Alertmanager from other pods", c.Listen)
 	}
 
-	// Without the overrides, only the secret files are missing.
+	// Without the overrides, only the files on the bot's host are missing,
+	// reported apart from malformed configuration.
 	_, err = config.Load(path, nil)
 	if err == nil || !strings.Contains(err.Error(), "token_file") {
 		t.Errorf("config.Load without secret files: %v, want errors about the *_file keys", err)
+	}
+	for _, p := range config.Problems(err) {
+		if !p.Missing {
+			t.Errorf("%v: want only files missing on this host", p)
+		}
 	}
 
 	// Every section of the configuration is shown.
@@ -217,6 +229,37 @@ func TestExampleConfigLoads(t *testing.T) {
 		if _, ok := top[key]; !ok {
 			t.Errorf("%s: section or key %q missing", path, key)
 		}
+	}
+}
+
+// TestExampleConfigPassesItsCheck runs the check the example's header
+// recommends, through the built binary: its shape is valid here, where its
+// secret files and runbooks directory do not exist.
+func TestExampleConfigPassesItsCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	const path = "incidentbot.example.yaml"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const recommended = "incidentbot check --config incidentbot.example.yaml --skip-secrets"
+	if !strings.Contains(string(b), recommended) {
+		t.Fatalf("%s does not recommend %q", path, recommended)
+	}
+	bin := filepath.Join(t.TempDir(), "incidentbot")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/incidentbot").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, strings.Fields(recommended)[1:]...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration valid (shape only") {
+		t.Fatalf("%s: %v\n%s", recommended, err, out)
+	}
+	// Without the flag the same check names every missing file, apart.
+	out, err = exec.Command(bin, "check", "--config", path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "missing on this host") || !strings.Contains(string(out), "slack.token_file") {
+		t.Fatalf("check without --skip-secrets: %v\n%s", err, out)
 	}
 }
 
@@ -242,13 +285,17 @@ func TestPrometheusRules(t *testing.T) {
 		APIVersion string `yaml:"apiVersion"`
 		Kind       string `yaml:"kind"`
 		Metadata   struct {
-			Name string `yaml:"name"`
+			Name   string            `yaml:"name"`
+			Labels map[string]string `yaml:"labels"`
 		} `yaml:"metadata"`
 		Spec struct {
 			Groups []ruleGroup `yaml:"groups"`
 		} `yaml:"spec"`
 	}
 	decodeFile(t, "prometheus/solana-dapps-alerts.yaml", &pr)
+	if pr.Metadata.Labels["release"] == "" {
+		t.Error("PrometheusRule: no release label; kube-prometheus-stack's default ruleSelector would never load it")
+	}
 	if pr.APIVersion != "monitoring.coreos.com/v1" || pr.Kind != "PrometheusRule" || pr.Metadata.Name != "solana-dapps-alerts" {
 		t.Errorf("got %s %s %s, want monitoring.coreos.com/v1 PrometheusRule solana-dapps-alerts", pr.APIVersion, pr.Kind, pr.Metadata.Name)
 	}
@@ -277,7 +324,7 @@ func TestPrometheusRules(t *testing.T) {
 		"IncidentbotWebhookFailures":                 `incidentbot_webhooks_total{result=~"unavailable|unauthorized|malformed`,
 		"IncidentbotEventsPoisoned":                  `incidentbot_events_processed_total{result="poison"}`,
 		"IncidentbotNotificationsFailing":            `incidentbot_notifications_total{result="error"}`,
-		"IncidentbotDown":                            `up{job="incidentbot"} == 0`,
+		"IncidentbotDown":                            `up{job="incidentbot"} == 0 or absent(up{job="incidentbot"})`,
 		"IncidentbotSolanaStreamMissingTransactions": `incidentbot_solana_tx_recovered_total{via="poll"}`,
 	}
 	got := map[string]string{}
@@ -387,10 +434,11 @@ func TestHelmChart(t *testing.T) {
 				"secrets":        map[string]any{"natsCredsKey": "nats.creds"},
 				"runbooks":       map[string]any{"configMap": "incidentbot-runbooks"},
 				"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "kube-prometheus-stack"}},
+				"prometheusRule": map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}},
 				"networkPolicy":  map[string]any{"enabled": true},
 				"rbac":           map[string]any{"actions": allActions, "namespaces": []any{"solana-dapps", "solana-dapps-canary"}},
 			},
-			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"},
+			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "PrometheusRule", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"},
 			check: func(t *testing.T, m manifests, _ map[string]any) {
 				d := m.one(t, "Deployment")
 				if str(d, "spec", "strategy", "type") != "" {
@@ -412,6 +460,23 @@ func TestHelmChart(t *testing.T) {
 				if s := m.one(t, "Service"); str(s, "metadata", "labels", "app.kubernetes.io/name") != "incidentbot" {
 					t.Error("Service: app.kubernetes.io/name must be incidentbot, the job label IncidentbotDown queries")
 				}
+				pr := m.one(t, "PrometheusRule")
+				if str(pr, "metadata", "labels", "release") != "prom" {
+					t.Errorf("PrometheusRule labels %v: want the configured release: prom", get(pr, "metadata", "labels"))
+				}
+				checkChartRules(t, pr)
+			},
+		},
+		{
+			name:      "PrometheusRule with the default labels",
+			values:    map[string]any{"prometheusRule": map[string]any{"enabled": true}},
+			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			check: func(t *testing.T, m manifests, _ map[string]any) {
+				pr := m.one(t, "PrometheusRule")
+				if str(pr, "metadata", "labels", "release") != "kube-prometheus-stack" {
+					t.Errorf("PrometheusRule labels %v: want release: kube-prometheus-stack, what kube-prometheus-stack's default ruleSelector selects", get(pr, "metadata", "labels"))
+				}
+				checkChartRules(t, pr)
 			},
 		},
 		{
@@ -513,6 +578,35 @@ func TestHelmChart(t *testing.T) {
 	}
 }
 
+// checkChartRules compares the chart's PrometheusRule with the
+// incidentbot.rules group of prometheus/rules.yml.
+func checkChartRules(t *testing.T, pr map[string]any) {
+	t.Helper()
+	var plain struct {
+		Groups []ruleGroup `yaml:"groups"`
+	}
+	decodeFile(t, "prometheus/rules.yml", &plain)
+	var want ruleGroup
+	for _, g := range plain.Groups {
+		if g.Name == "incidentbot.rules" {
+			want = g
+		}
+	}
+	b, err := yaml.Marshal(get(pr, "spec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Groups []ruleGroup `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Groups) != 1 || !reflect.DeepEqual(spec.Groups[0], want) {
+		t.Errorf("chart PrometheusRule groups:\n%+v\nwant the incidentbot.rules group of prometheus/rules.yml:\n%+v", spec.Groups, want)
+	}
+}
+
 // TestHelmRBACMatchesActions keeps the chart's per-action rules equal to
 // what each action declares it needs (`incidentbot actions`).
 func TestHelmRBACMatchesActions(t *testing.T) {
@@ -594,12 +688,24 @@ func checkCommon(t *testing.T, m manifests, values map[string]any) {
 		}
 	}
 	data := str(cm, field, "config.yaml")
-	cfg, err := config.Parse("configmap config.yaml", []byte(data))
-	if err != nil {
+	if _, err := config.Parse("configmap config.yaml", []byte(data)); err != nil {
 		t.Fatalf("config.yaml from the ConfigMap: %v", err)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Errorf("config.yaml from the ConfigMap: %v", err)
+	// Validated as the pod's serve validates it: the container's
+	// environment and --listen on top, its secret files not read here.
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, e := range get(c, "env").([]any) {
+		if v, ok := get(e, "value").(string); ok {
+			env = append(env, str(e, "name")+"="+v)
+		}
+	}
+	cfg, err := config.Options{SkipSecrets: true, Overrides: []func(*config.Config){func(c *config.Config) { c.Listen = "0.0.0.0:8080" }}}.Load(cfgFile, env)
+	if err != nil {
+		t.Errorf("config.yaml from the ConfigMap, with the pod's environment: %v", err)
 	}
 	if cfg.Bus.URL != str(values, "config", "bus", "url") {
 		t.Errorf("bus.url %q, want the value's %q", cfg.Bus.URL, str(values, "config", "bus", "url"))

@@ -86,6 +86,22 @@ func HumanDuration(d time.Duration) string {
 	}
 }
 
+// StepLines splits an assessment step's text into its lines, each with
+// its spaces folded, empty ones dropped; at least one (maybe empty) line.
+// Sinks render them apart: "Cause — X: symptoms" then "Check: command".
+func StepLines(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{""}
+	}
+	return out
+}
+
 // SortedKeys returns m's keys in order, for stable rendering.
 func SortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))

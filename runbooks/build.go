@@ -94,7 +94,13 @@ func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
 		prev = after
 		r.Escalation = append(r.Escalation, notify.EscalationLevel{Name: e.Name, After: after, Who: e.Notify})
 	}
-	if len(r.Remediation) == 0 && !sp.Fallback {
+	// Count the steps written, not those that loaded: a step that failed
+	// validation is already an error, not a missing step.
+	written := len(sp.Remediation)
+	for _, cs := range sp.Causes {
+		written += len(cs.Remediation)
+	}
+	if written == 0 && !sp.Fallback {
 		c.warn("", "runbook %q has no remediation steps", sp.Name)
 	}
 	if len(sp.Assessment) == 0 {

@@ -13,11 +13,17 @@ import (
 // The YAML format of a runbook file. One file may hold several runbooks
 // as separate YAML documents; shipped/*.yaml are the examples.
 type runbookSpec struct {
-	Name         string            `yaml:"name" required:"true"`
-	Title        actions.Template  `yaml:"title" required:"true"`
-	Summary      actions.Template  `yaml:"summary"`
-	Description  string            `yaml:"description"`
-	RunbookURL   actions.Template  `yaml:"runbook_url"`
+	Name        string           `yaml:"name" required:"true"`
+	Title       actions.Template `yaml:"title" required:"true"`
+	Summary     actions.Template `yaml:"summary"`
+	Description string           `yaml:"description"`
+	RunbookURL  actions.Template `yaml:"runbook_url"`
+	// Priority decides between runbooks that match the same signal: the
+	// highest wins (default 0); between equal priorities the more specific
+	// match (more matchers, a source or type list) wins, then the one
+	// loaded first. Shipped runbooks use 10 to 20: give a runbook of your
+	// own that should win over a shipped one a higher priority, or the same
+	// name to replace it. A runbook that can never win is a load warning.
 	Priority     int               `yaml:"priority"`
 	Fallback     bool              `yaml:"fallback"`
 	Match        matchSpec         `yaml:"match"`

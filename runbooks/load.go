@@ -62,20 +62,33 @@ type source struct {
 // empty, the *.yaml/*.yml files in it: a runbook there with a shipped
 // runbook's name replaces it, other names are added.
 func LoadDefault(overrideDir string, reg *actions.Registry) (*Set, Warnings, error) {
-	base, err := shippedSources()
-	if err != nil {
-		return nil, nil, err
-	}
 	var over []source
 	if overrideDir != "" {
+		var err error
 		if over, err = dirSources(overrideDir); err != nil {
 			return nil, nil, err
 		}
 	}
-	rbs, warns, errs := parseAll(reg, base)
+	return loadOver(reg, over, nil)
+}
+
+// LoadOver loads the shipped runbooks with runbook files and directories
+// over them, as LoadDefault does with runbooks.dir: `incidentbot check DIR`
+// checks DIR the way serve would load it.
+func LoadOver(reg *actions.Registry, paths ...string) (*Set, Warnings, error) {
+	over, errs := pathSources(paths)
+	return loadOver(reg, over, errs)
+}
+
+func loadOver(reg *actions.Registry, over []source, errs []*Problem) (*Set, Warnings, error) {
+	base, err := shippedSources()
+	if err != nil {
+		return nil, nil, err
+	}
+	rbs, warns, perrs := parseAll(reg, base)
 	orbs, owarns, oerrs := parseAll(reg, over)
 	warns = append(warns, owarns...)
-	errs = append(errs, oerrs...)
+	errs = append(append(errs, perrs...), oerrs...)
 	pos := map[string]int{}
 	for i, r := range rbs {
 		pos[r.Name] = i
@@ -92,14 +105,27 @@ func LoadDefault(overrideDir string, reg *actions.Registry) (*Set, Warnings, err
 }
 
 // LoadFiles loads runbook files and directories (their *.yaml and *.yml
-// files, recursively), as `incidentbot check` does.
+// files, recursively) alone, without the shipped runbooks.
 func LoadFiles(reg *actions.Registry, paths ...string) (*Set, Warnings, error) {
+	srcs, errs := pathSources(paths)
+	rbs, warns, perrs := parseAll(reg, srcs)
+	return finish(rbs, warns, append(errs, perrs...))
+}
+
+// pathSources reads files and directories; each path that cannot be read
+// is one problem.
+func pathSources(paths []string) ([]source, []*Problem) {
 	var srcs []source
 	var errs []*Problem
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			errs = append(errs, &Problem{File: p, Line: 1, Msg: err.Error()})
+			// The problem names the file; say what is wrong with it once.
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			errs = append(errs, &Problem{File: p, Line: 1, Msg: "cannot read: " + err.Error()})
 			continue
 		}
 		if st.IsDir() {
@@ -117,8 +143,7 @@ func LoadFiles(reg *actions.Registry, paths ...string) (*Set, Warnings, error) {
 		}
 		srcs = append(srcs, s)
 	}
-	rbs, warns, perrs := parseAll(reg, srcs)
-	return finish(rbs, warns, append(errs, perrs...))
+	return srcs, errs
 }
 
 // Parse loads runbooks from one file's content; name is used in problems.
@@ -220,6 +245,7 @@ func finish(rbs []*Runbook, warns, errs []*Problem) (*Set, Warnings, error) {
 		warns = append(warns, &Problem{File: rbs[0].File, Line: rbs[0].Line,
 			Msg: "no fallback runbook: signals no runbook matches will not open an incident"})
 	}
+	warns = append(warns, shadowed(rbs)...)
 	if err := joinProblems(errs); err != nil {
 		return nil, warns, err
 	}
@@ -252,6 +278,7 @@ func parseFile(reg *actions.Registry, name string, data []byte) ([]*Runbook, []*
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var rbs []*Runbook
 	var warns, errs []*Problem
+	docs := 0
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
@@ -265,6 +292,7 @@ func parseFile(reg *actions.Registry, name string, data []byte) ([]*Runbook, []*
 		if len(doc.Content) == 0 || (doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null") {
 			continue
 		}
+		docs++
 		c := &collector{file: name, root: &doc}
 		r := build(c, reg, &doc)
 		warns = append(warns, c.warns...)
@@ -272,6 +300,9 @@ func parseFile(reg *actions.Registry, name string, data []byte) ([]*Runbook, []*
 		if r != nil && len(c.errs) == 0 {
 			rbs = append(rbs, r)
 		}
+	}
+	if docs == 0 && len(errs) == 0 {
+		errs = append(errs, &Problem{File: name, Line: 1, Msg: "empty runbook file: no runbook in it"})
 	}
 	return rbs, warns, errs
 }

@@ -208,7 +208,7 @@ func TestRender(t *testing.T) {
 			rb = p
 		}
 	}
-	if !strings.Contains(rb.Error, `program "{{ .Labels.program_id }}" rendered to "": "" is not a valid program id`) {
+	if rb.Error != `solana.program_rollback: program: add the label "program_id" to the alert rule ({{ .Labels.program_id }} is empty)` {
 		t.Errorf("rollback-program %+v", rb)
 	}
 	if he.Title != "High error rate on api" {
@@ -558,4 +558,74 @@ func FuzzLoad(f *testing.F) {
 			_ = r.Render(context.Background(), actions.PlanData{})
 		}
 	})
+}
+
+// TestCheckFriction covers what `incidentbot check` reports about a
+// runbook directory: shadowed runbooks, empty files, and no "no
+// remediation steps" warning beside a step that failed validation.
+func TestCheckFriction(t *testing.T) {
+	reg := actions.Default()
+	t.Run("shadowed by a shipped runbook", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, dir, "mine.yaml", `name: my-error-rate
+title: Errors
+match: {matchers: ['alertname="HighErrorRate"', 'service="api"']}
+assessment: [{text: Look}]
+remediation: [{id: a, title: A, action: manual, params: {text: call}}]
+escalation: [{name: L1, after: 0s, notify: "@me"}]
+`)
+		_, w, err := LoadOver(reg, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `mine.yaml:1: runbook "my-error-rate" can never match: runbook "high-error-rate" (runbooks/shipped/high-error-rate.yaml:2) matches every signal it matches and wins (priority 10 over 0); change its match or priority`
+		if len(w) != 1 || !strings.HasSuffix(w[0].Error(), want) {
+			t.Errorf("warnings:\n%swant one ending %q", w, want)
+		}
+		// With a higher priority it wins, and nothing is said.
+		write(t, dir, "mine.yaml", "priority: 11\n"+readFile(t, filepath.Join(dir, "mine.yaml")))
+		if _, w, err := LoadOver(reg, dir); err != nil || len(w) != 0 {
+			t.Errorf("priority 11: warnings %v, err %v", w, err)
+		}
+	})
+	t.Run("same match, same priority: the first loaded wins", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, dir, "a.yaml", customRunbook)
+		write(t, dir, "b.yaml", strings.Replace(customRunbook, "name: custom", "name: custom-two", 1))
+		_, w, err := LoadFiles(reg, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(w.String(), `runbook "custom-two" can never match: runbook "custom"`) || !strings.Contains(w.String(), "same match and priority 0, loaded first") {
+			t.Errorf("warnings:\n%s", w)
+		}
+	})
+	t.Run("empty file", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, dir, "empty.yaml", "# nothing yet\n")
+		_, _, err := LoadFiles(reg, filepath.Join(dir, "empty.yaml"))
+		if err == nil || !strings.HasSuffix(err.Error(), "empty.yaml:1: empty runbook file: no runbook in it") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("a failed step is not a missing step", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, dir, "x.yaml", validHead+"remediation: [{id: a, title: A, action: kubernetes.rollbak}]\n")
+		_, w, err := LoadFiles(reg, dir)
+		if err == nil || !strings.Contains(err.Error(), `unknown action "kubernetes.rollbak"`) {
+			t.Fatalf("err = %v", err)
+		}
+		if strings.Contains(w.String(), "no remediation steps") {
+			t.Errorf("false warning beside the error:\n%s", w)
+		}
+	})
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -6,6 +6,7 @@ package secret
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -51,11 +52,20 @@ func (s Secret) Equal(presented string) bool {
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && s != ""
 }
 
-// FromFile reads a secret from path, trimming a trailing newline.
+// ErrEmpty is returned by FromFile for a file that is empty or holds only
+// whitespace: an empty secret file is a mistake (a Secret not mounted yet, a
+// key left blank), never a way to say "no secret".
+var ErrEmpty = errors.New("secret file is empty")
+
+// FromFile reads a secret from path, trimming a trailing newline. An empty
+// or whitespace-only file is an error wrapping ErrEmpty.
 func FromFile(path string) (Secret, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("read secret file: %w", err)
+	}
+	if strings.TrimSpace(string(b)) == "" {
+		return "", fmt.Errorf("%s: %w", path, ErrEmpty)
 	}
 	return Secret(strings.TrimRight(string(b), "\r\n")), nil
 }

@@ -3,6 +3,7 @@ package secret_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -52,5 +53,11 @@ func TestFromFile(t *testing.T) {
 	}
 	if _, err := secret.FromFile(p + "-missing"); err == nil {
 		t.Fatal("missing file: want error")
+	}
+	for _, blank := range []string{"", "\n", " \t\r\n"} {
+		os.WriteFile(p, []byte(blank), 0o600)
+		if _, err := secret.FromFile(p); !errors.Is(err, secret.ErrEmpty) || !strings.Contains(err.Error(), p) {
+			t.Errorf("file %q: err = %v, want ErrEmpty naming the file", blank, err)
+		}
 	}
 }

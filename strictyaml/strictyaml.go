@@ -95,7 +95,7 @@ type Duration time.Duration
 // UnmarshalStrictYAML parses the duration.
 func (d *Duration) UnmarshalStrictYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		return errors.New("expected a duration like 15m or 1h")
+		return fmt.Errorf("expected a duration like 30s, 15m or 1h, got %s", kindName(n))
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
@@ -111,16 +111,16 @@ func ParseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
 		if err != nil || n < 0 || n > 3650 {
-			return 0, fmt.Errorf("invalid duration %q", s)
+			return 0, fmt.Errorf("invalid duration %q: want a duration like 30s, 15m, 1h30m or 2d", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: want e.g. 90s, 15m, 1h30m, 2d", s)
+		return 0, fmt.Errorf("invalid duration %q: want a duration like 30s, 15m, 1h30m or 2d", s)
 	}
 	if v < 0 {
-		return 0, fmt.Errorf("invalid duration %q: negative", s)
+		return 0, fmt.Errorf("invalid duration %q: negative; want a duration like 30s", s)
 	}
 	return v, nil
 }
@@ -128,6 +128,7 @@ func ParseDuration(s string) (time.Duration, error) {
 var (
 	nodeType        = reflect.TypeFor[yaml.Node]()
 	unmarshalerType = reflect.TypeFor[Unmarshaler]()
+	durationType    = reflect.TypeFor[time.Duration]()
 )
 
 // Decode decodes n into out (a non-nil pointer) and returns every problem
@@ -201,6 +202,15 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 			}
 			d.fail(n, path, "%s", err.Error())
 		}
+		return
+	}
+	if v.Type() == durationType {
+		var dd Duration
+		if err := dd.UnmarshalStrictYAML(n); err != nil {
+			d.fail(n, path, "%s", err.Error())
+			return
+		}
+		v.SetInt(int64(dd))
 		return
 	}
 	switch v.Kind() {
@@ -280,11 +290,23 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 			return
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
-		if err != nil || v.OverflowInt(i) || i > math.MaxInt32 || i < math.MinInt32 {
+		// int is kept within 32 bits so a value means the same everywhere.
+		if err != nil || v.OverflowInt(i) || (v.Kind() == reflect.Int && (i > math.MaxInt32 || i < math.MinInt32)) {
 			d.fail(n, path, "integer %s out of range", n.Value)
 			return
 		}
 		v.SetInt(i)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+			d.fail(n, path, "expected a non-negative integer, got %s", kindName(n))
+			return
+		}
+		u, err := strconv.ParseUint(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+		if err != nil || v.OverflowUint(u) {
+			d.fail(n, path, "expected a non-negative integer, got %s", n.Value)
+			return
+		}
+		v.SetUint(u)
 	case reflect.Float32, reflect.Float64:
 		if n.Kind != yaml.ScalarNode || (n.Tag != "!!float" && n.Tag != "!!int") {
 			d.fail(n, path, "expected a number, got %s", kindName(n))

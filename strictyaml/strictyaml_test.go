@@ -63,3 +63,41 @@ func TestDecode(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeGoDurationsAndWideIntegers: configuration structs use
+// time.Duration, int64 and uint64 fields directly.
+func TestDecodeGoDurationsAndWideIntegers(t *testing.T) {
+	type wide struct {
+		D time.Duration `yaml:"d"`
+		I int64         `yaml:"i"`
+		U uint64        `yaml:"u"`
+	}
+	tests := []struct {
+		in   string
+		want string
+	}{
+		{"d: 90s\ni: 4294967296\nu: 2000000000\n", ""},
+		{"d: 300\n", `line 1: d: invalid duration "300": want a duration like 30s, 15m, 1h30m or 2d`},
+		{"d: -5m\n", `line 1: d: invalid duration "-5m": negative; want a duration like 30s`},
+		{"d: [1]\n", `line 1: d: expected a duration like 30s, 15m or 1h, got a list`},
+		{"u: -1\n", `line 1: u: expected a non-negative integer, got -1`},
+		{"u: lots\n", `line 1: u: expected a non-negative integer, got a string`},
+	}
+	for _, tt := range tests {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(tt.in), &n); err != nil {
+			t.Fatal(err)
+		}
+		var w wide
+		err := Decode(&n, "", &w)
+		if tt.want == "" {
+			if err != nil || w.D != 90*time.Second || w.I != 1<<32 || w.U != 2e9 {
+				t.Errorf("%q: %+v, %v", tt.in, w, err)
+			}
+			continue
+		}
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%q: err %v, want %q", tt.in, err, tt.want)
+		}
+	}
+}

@@ -8,53 +8,98 @@ import (
 	"strings"
 
 	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/runbooks"
 )
 
-// check validates the configuration and runbooks. With paths it checks
-// those runbook files and directories; without, the shipped runbooks plus
-// runbooks.dir from the configuration. Every problem is printed with its
-// file:line; the exit code is non-zero when there is any error.
+// check validates the configuration and runbooks as serve would load
+// them: the shipped runbooks with runbooks.dir over them, or with the
+// runbook files and directories given over them (--only: those alone). The
+// configuration is validated as serve validates it. Every problem is
+// printed with its file:line, files missing on this host apart from
+// malformed configuration; the exit code is non-zero when there is any
+// problem.
 func check(args []string, stdout, stderr io.Writer, environ []string) error {
-	fs := newFlags("check", stderr)
+	fs := newFlags("check", "[--config FILE] [--skip-secrets] [--only] [FILES|DIRS...]",
+		"Validates the configuration as serve does and the runbooks as serve loads them: the shipped runbooks\n"+
+			"with runbooks.dir, or with FILES and DIRS, over them. Every problem is printed as file:line: path:\n"+
+			"message; the exit code is 1 when there is any.",
+		stdout, stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML) to validate as well")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	skipSecrets := fs.Bool("skip-secrets", false, "check the configuration's shape only: do not read the files it names (*_file secrets, bus.creds_file, runbooks.dir), for a configuration written for another host")
+	only := fs.Bool("only", false, "check the given runbook files and directories alone, without the shipped runbooks")
+	if err := fs.parse(args); err != nil {
+		return err
 	}
-	var errs []error
-	cfg, err := loadConfig(*cfgPath, environ)
-	if err != nil {
-		errs = append(errs, err)
+	if *only && fs.NArg() == 0 {
+		return usageError{"check --only needs runbook files or directories"}
+	}
+	var errs, missing []string
+	cfg, err := loadConfig(*cfgPath, environ, config.Options{SkipSecrets: *skipSecrets})
+	for _, p := range config.Problems(errors.Unwrap(err)) {
+		if p.Missing {
+			missing = append(missing, p.Error())
+		} else {
+			errs = append(errs, p.Error())
+		}
 	}
 	reg := actions.Default()
 	var set *runbooks.Set
 	var warns runbooks.Warnings
-	if paths := fs.Args(); len(paths) > 0 {
-		for _, p := range paths {
-			if _, err := os.Stat(p); err != nil {
-				errs = append(errs, fmt.Errorf("runbooks: %w", err))
-			}
-		}
+	switch paths := fs.Args(); {
+	case *only:
 		set, warns, err = runbooks.LoadFiles(reg, paths...)
-	} else {
-		set, warns, err = runbooks.LoadDefault(cfg.Runbooks.Dir, reg)
+	case len(paths) > 0:
+		set, warns, err = runbooks.LoadOver(reg, paths...)
+	default:
+		dir := cfg.Runbooks.Dir
+		if st, err := os.Stat(dir); dir != "" && (err != nil || !st.IsDir()) {
+			// Reported with the configuration (or skipped with
+			// --skip-secrets): check the shipped runbooks alone.
+			dir = ""
+		}
+		set, warns, err = runbooks.LoadDefault(dir, reg)
 	}
 	if err != nil {
-		errs = append(errs, err)
+		errs = append(errs, strings.Split(err.Error(), "\n")...)
 	}
 	for _, w := range warns {
 		fmt.Fprintln(stderr, "warning:", w.Error())
 	}
-	if err := errors.Join(errs...); err != nil {
-		n := strings.Count(err.Error(), "\n") + 1
-		fmt.Fprintln(stderr, err)
+	for _, e := range errs {
+		fmt.Fprintln(stderr, e)
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(stderr, "files the configuration names are missing on this host (check the shape alone with --skip-secrets):\n")
+		for _, m := range missing {
+			fmt.Fprintln(stderr, "  "+m)
+		}
+	}
+	if n := len(errs) + len(missing); n > 0 {
 		return fmt.Errorf("check failed: %d problem(s)", n)
 	}
-	fmt.Fprintf(stdout, "ok: %d runbooks, configuration valid\n", len(set.All()))
+	what := "configuration valid"
+	if *skipSecrets {
+		what = "configuration valid (shape only: secret files not read)"
+	}
+	fmt.Fprintf(stdout, "ok: %d runbooks, %s\n", len(set.All()), what)
 	return nil
 }
 
-func listActions(stdout io.Writer) error {
+// listActions prints what each remediation action does, its parameters
+// and the Kubernetes permissions it will need once actions run. Today
+// actions only validate their parameters and render dry-run plans.
+func listActions(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("actions", "", "Lists the remediation actions runbooks may propose, with their parameters. In this release an\n"+
+		"action only validates its parameters and renders a dry-run plan on the incident card: nothing runs.", stdout, stderr)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"actions takes no arguments"}
+	}
+	fmt.Fprint(stdout, "Remediation actions. In this release they render dry-run plans only: nothing runs, nothing\n"+
+		"is changed. \"rbac\" is what an action will need once running lands; the Helm chart's Role grants it.\n\n")
 	for _, a := range actions.Default().All() {
 		d := a.Describe()
 		fmt.Fprintf(stdout, "%s\n  %s\n", d.Name, d.Description)
@@ -70,10 +115,10 @@ func listActions(stdout io.Writer) error {
 			if group == "" {
 				group = "core"
 			}
-			fmt.Fprintf(stdout, "    rbac: %s %s: %s\n", group, strings.Join(perm.Resources, ","), strings.Join(perm.Verbs, ","))
+			fmt.Fprintf(stdout, "    rbac (once it runs): %s %s: %s\n", group, strings.Join(perm.Resources, ","), strings.Join(perm.Verbs, ","))
 		}
 		if len(d.Needs) > 0 {
-			fmt.Fprintf(stdout, "    needs: %s\n", strings.Join(d.Needs, ", "))
+			fmt.Fprintf(stdout, "    needs (once it runs): %s\n", strings.Join(d.Needs, ", "))
 		}
 		fmt.Fprintln(stdout)
 	}

@@ -12,7 +12,7 @@ import (
 
 func TestCheckShippedRunbooks(t *testing.T) {
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"check"}, &out, &errb, nil); err != nil {
+	if err := run(context.Background(), []string{"check"}, nil, &out, &errb, nil); err != nil {
 		t.Fatalf("check: %v\n%s", err, errb.String())
 	}
 	if !strings.Contains(out.String(), "ok:") {
@@ -25,7 +25,7 @@ func TestCheckReportsPositionsAndFails(t *testing.T) {
 	bad := "name: broken\ntitle: Broken\nmatch:\n  matchers: ['alertname=\"X\"']\nremediation:\n  - id: a\n    title: A\n    action: kubernetes.rollbak\n"
 	os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte(bad), 0o600)
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"check", dir}, &out, &errb, nil)
+	err := run(context.Background(), []string{"check", dir}, nil, &out, &errb, nil)
 	if err == nil || exitCode(err) != 1 {
 		t.Fatalf("check of a broken runbook: err=%v", err)
 	}
@@ -36,7 +36,7 @@ func TestCheckReportsPositionsAndFails(t *testing.T) {
 
 func TestReplayShowsRunbookAndPage(t *testing.T) {
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"replay", "../../handlers/alertmanager/testdata/webhook.firing.grouped.json"}, &out, &errb, nil)
+	err := run(context.Background(), []string{"replay", "../../handlers/alertmanager/testdata/webhook.firing.grouped.json"}, nil, &out, &errb, nil)
 	if err != nil {
 		t.Fatalf("replay: %v\n%s", err, errb.String())
 	}
@@ -50,7 +50,7 @@ func TestReplayShowsRunbookAndPage(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	var out, errb bytes.Buffer
 	for _, args := range [][]string{nil, {"frobnicate"}, {"replay"}} {
-		if err := run(context.Background(), args, &out, &errb, nil); exitCode(err) != 2 {
+		if err := run(context.Background(), args, nil, &out, &errb, nil); exitCode(err) != 2 {
 			t.Errorf("run %v: err=%v, want usage error", args, err)
 		}
 	}
@@ -64,8 +64,8 @@ func TestServeListenFlagIsValidated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // if it did start, stop it
 	defer cancel()
 	var out, errb bytes.Buffer
-	err := run(ctx, []string{"serve", "--listen=0.0.0.0:0"}, &out, &errb, env)
-	if err == nil || !strings.Contains(err.Error(), "allow_unauthenticated is only allowed when listen (0.0.0.0:0) is a loopback address") {
+	err := run(ctx, []string{"serve", "--listen=0.0.0.0:0"}, nil, &out, &errb, env)
+	if err == nil || !strings.Contains(err.Error(), "alertmanager.allow_unauthenticated: only allowed when listen (0.0.0.0:0) is a loopback address") {
 		t.Fatalf("serve --listen=0.0.0.0:0 with allow_unauthenticated: err=%v, want the loopback rule", err)
 	}
 }

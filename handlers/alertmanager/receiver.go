@@ -24,8 +24,8 @@ const Path = "/webhook/alertmanager"
 const DefaultMaxBodyBytes = 1 << 20
 
 // Auth is how Alertmanager authenticates, as its http_config offers:
-// `authorization` (a bearer token) or `basic_auth`. Either configured
-// credential is accepted, so a token can be rotated by configuring both.
+// `authorization` (a bearer token) or `basic_auth`. One of the two is
+// configured: Alertmanager sends one, and configuring both is refused.
 type Auth struct {
 	BearerToken secret.Secret `yaml:"bearer_token"`
 	Username    string        `yaml:"username"`
@@ -34,6 +34,15 @@ type Auth struct {
 
 // Configured reports whether any credential is set.
 func (a Auth) Configured() bool { return a.BearerToken.IsSet() || a.Password.IsSet() }
+
+// challenge is the WWW-Authenticate value of a 401: the configured scheme
+// only.
+func (a Auth) challenge() string {
+	if a.BearerToken.IsSet() {
+		return `Bearer realm="incidentbot"`
+	}
+	return `Basic realm="incidentbot", charset="UTF-8"`
+}
 
 // check validates the Authorization header in constant time.
 func (a Auth) check(r *http.Request) bool {
@@ -80,6 +89,9 @@ func NewReceiver(pub bus.Publisher, o Options) (*Receiver, error) {
 	if o.Auth.Password.IsSet() && o.Auth.Username == "" {
 		return nil, errors.New("alertmanager receiver: basic auth password set without a username")
 	}
+	if o.Auth.BearerToken.IsSet() && o.Auth.Password.IsSet() {
+		return nil, errors.New("alertmanager receiver: both a bearer token and basic auth configured; configure the one Alertmanager sends")
+	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -118,7 +130,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
 		return "method_not_allowed"
 	}
 	if rc.auth.Configured() && !rc.auth.check(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="incidentbot", Basic realm="incidentbot"`)
+		w.Header().Set("WWW-Authenticate", rc.auth.challenge())
 		reply(w, http.StatusUnauthorized, response{Status: "error", Error: "unauthorized"})
 		rc.log.Warn("alertmanager webhook rejected: bad or missing credentials", "remote", r.RemoteAddr)
 		return "unauthorized"
@@ -171,8 +183,11 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
 			firing++
 		}
 	}
-	rc.m.firing.Add(float64(firing))
-	rc.m.resolved.Add(float64(len(msg.Alerts) - firing))
+	if !res.Duplicate {
+		// A retry or the HA peer's copy carries the same alerts again.
+		rc.m.firing.Add(float64(firing))
+		rc.m.resolved.Add(float64(len(msg.Alerts) - firing))
+	}
 	if msg.TruncatedAlerts > 0 {
 		rc.log.Warn("alertmanager truncated the notification (max_alerts)", "group", msg.GroupKey, "truncated", msg.TruncatedAlerts)
 	}
@@ -222,7 +237,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "incidentbot", Name: "alerts_received_total",
-			Help: "Alerts received from Alertmanager, by status.",
+			Help: "Alerts received from Alertmanager, by status; duplicate deliveries (retries, an HA pair's copies) are not counted.",
 		}, []string{"status"}),
 	}
 	m.firing, m.resolved = m.alerts.WithLabelValues("firing"), m.alerts.WithLabelValues("resolved")

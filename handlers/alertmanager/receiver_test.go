@@ -123,6 +123,59 @@ func TestReceiverAcceptsAndDeduplicates(t *testing.T) {
 	if got := counterValue(t, h.reg, "incidentbot_webhooks_total", "duplicate"); got != 2 {
 		t.Fatalf("duplicate counter = %v, want 2", got)
 	}
+	// 5 firing, then 3 firing and 2 resolved; the duplicates add nothing.
+	if got := labelledValue(t, h.reg, "incidentbot_alerts_received_total", "status", "firing"); got != 8 {
+		t.Errorf("alerts_received_total{status=firing} = %v, want 8 (duplicates not counted)", got)
+	}
+	if got := labelledValue(t, h.reg, "incidentbot_alerts_received_total", "status", "resolved"); got != 2 {
+		t.Errorf("alerts_received_total{status=resolved} = %v, want 2", got)
+	}
+}
+
+// TestUnauthorizedAdvertisesTheConfiguredScheme: a 401 names the one
+// scheme the receiver accepts.
+func TestUnauthorizedAdvertisesTheConfiguredScheme(t *testing.T) {
+	for _, tc := range []struct {
+		auth alertmanager.Auth
+		want string
+	}{
+		{alertmanager.Auth{BearerToken: token}, `Bearer realm="incidentbot"`},
+		{alertmanager.Auth{Username: "am", Password: "pw"}, `Basic realm="incidentbot", charset="UTF-8"`},
+	} {
+		h := newHarness(t, alertmanager.Options{Auth: tc.auth})
+		req, _ := http.NewRequest(http.MethodPost, h.srv.URL+alertmanager.Path, bytes.NewReader(fixture(t, "webhook.firing.single.json")))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Values("WWW-Authenticate"); resp.StatusCode != 401 || len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%d WWW-Authenticate %q, want 401 with %q", resp.StatusCode, got, tc.want)
+		}
+	}
+	if _, err := alertmanager.NewReceiver(nil, alertmanager.Options{Auth: alertmanager.Auth{BearerToken: token, Username: "am", Password: "pw"}}); err == nil {
+		t.Error("bearer token and basic auth both configured: want an error")
+	}
+}
+
+// labelledValue reads the counter name{label=value} from reg.
+func labelledValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == name && l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{%s=%q}", name, label, value)
+	return 0
 }
 
 // counterValue reads the counter name{result=result} from reg.

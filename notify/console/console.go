@@ -11,18 +11,44 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/incidentbot/incidentbot/notify"
 )
 
 // Console writes cards, replies and pages to an io.Writer. It is safe for
-// concurrent use: each card or page is written in one piece.
+// concurrent use: each card or page is written in one piece, framed and set
+// apart by blank lines from whatever else shares the terminal (the log),
+// with the time it was printed.
 type Console struct {
 	mu  sync.Mutex
 	w   io.Writer
 	seq int
 	// Observer, when set, is told the outcome of every call.
 	Observer notify.Observer
+	// Now stamps each card, reply and page; time.Now when nil.
+	Now func() time.Time
+}
+
+// rule closes a card; wide enough to tell a card from a log line at a glance.
+var rule = strings.Repeat("━", 78)
+
+// stamp is the time printed on a card, reply or page.
+func (c *Console) stamp() string {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	return now().UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// frame prints a card between a header line and a closing rule.
+func (c *Console) frame(ref notify.CardRef, what string, inc notify.Incident) error {
+	head := fmt.Sprintf("┏━━ %s ━━ card %s %s (%s) ", c.stamp(), ref.Channel, ref.TS, what)
+	if n := 80 - utf8.RuneCountInString(head); n > 0 {
+		head += strings.Repeat("━", n)
+	}
+	return c.write("\n%s\n%s┗%s\n\n", head, Card(inc), rule)
 }
 
 var (
@@ -40,7 +66,7 @@ func (c *Console) PostCard(ctx context.Context, channel string, inc notify.Incid
 	c.mu.Lock()
 	c.seq++
 	ref := notify.CardRef{Channel: channel, TS: fmt.Sprintf("console-%d", c.seq)}
-	err := c.write("┏━ card %s %s (new)\n%s┗━\n", ref.Channel, ref.TS, Card(inc))
+	err := c.frame(ref, "new", inc)
 	c.mu.Unlock()
 	c.Observer.Observe("console", "post_card", start, err)
 	if err != nil {
@@ -60,7 +86,7 @@ func (c *Console) FindCard(ctx context.Context, channel string, tag notify.CardT
 func (c *Console) UpdateCard(ctx context.Context, ref notify.CardRef, inc notify.Incident) error {
 	start := time.Now()
 	c.mu.Lock()
-	err := c.write("┏━ card %s %s (updated)\n%s┗━\n", ref.Channel, ref.TS, Card(inc))
+	err := c.frame(ref, "updated", inc)
 	c.mu.Unlock()
 	c.Observer.Observe("console", "update_card", start, err)
 	return err
@@ -74,22 +100,22 @@ func (c *Console) Reply(ctx context.Context, ref notify.CardRef, inc notify.Inci
 		text = "[" + u.Kind + "] " + text
 	}
 	c.mu.Lock()
-	err := c.write("  ↳ %s %s %s: %s\n", ref.Channel, ref.TS, inc.ID, indent(text, "    "))
+	err := c.write("  ↳ %s · reply to card %s %s · %s: %s\n", c.stamp(), ref.Channel, ref.TS, inc.ID, indent(text, "    "))
 	c.mu.Unlock()
 	c.Observer.Observe("console", "reply", start, err)
 	return err
 }
 
-// Page prints the page. The routing key is never printed, only whether
-// the page carries its own.
+// Page prints the page. The routing key is never printed, only which one
+// PagerDuty would be sent: the configured default or the runbook's own.
 func (c *Console) Page(ctx context.Context, p notify.Page) error {
 	start := time.Now()
-	routing := "default"
+	routing := "the default PagerDuty service (pagerduty.routing_key)"
 	if p.RoutingKey != "" {
-		routing = "page's own"
+		routing = "the runbook's own PagerDuty service (routing.<severity>.pagerduty_key_ref; key not shown)"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "☎  PAGE %s dedup_key=%s routing_key=<%s>\n", strings.ToUpper(string(p.Action)), p.DedupKey, routing)
+	fmt.Fprintf(&b, "\n☎  %s ━━ PAGE %s · dedup_key=%s\n   to %s\n", c.stamp(), strings.ToUpper(string(p.Action)), p.DedupKey, routing)
 	if p.Action == notify.PageTrigger {
 		inc := p.Incident
 		fmt.Fprintf(&b, "   %s %s %s: %s\n", notify.SeverityEmoji(inc.Severity), inc.Severity, inc.ID, oneLine(inc.Title))
@@ -97,6 +123,7 @@ func (c *Console) Page(ctx context.Context, p notify.Page) error {
 			fmt.Fprintf(&b, "   %s\n", oneLine(inc.Summary))
 		}
 	}
+	b.WriteString("\n")
 	c.mu.Lock()
 	err := c.write("%s", b.String())
 	c.mu.Unlock()
@@ -163,10 +190,15 @@ func Card(inc notify.Incident) string {
 	if len(inc.Assessment) > 0 {
 		line("assessment:")
 		for i, s := range inc.Assessment {
+			// Each line of a step stands on its own line (a cause's
+			// check below its symptoms), indented under the number.
+			ls := notify.StepLines(s.Text)
 			if s.Link != "" {
-				line("  %d. %s <%s>", i+1, oneLine(s.Text), s.Link)
-			} else {
-				line("  %d. %s", i+1, oneLine(s.Text))
+				ls[0] += " <" + s.Link + ">"
+			}
+			line("  %d. %s", i+1, ls[0])
+			for _, l := range ls[1:] {
+				line("     %s", l)
 			}
 		}
 	}

@@ -19,10 +19,11 @@ func incident() notify.Incident {
 		Status: notify.StatusFiring, Labels: map[string]string{"service": "api"}, StartedAt: t0,
 		Alerts:          []notify.Alert{{Name: "SolanaRPCDown", Status: notify.StatusFiring, Summary: "behind"}},
 		TruncatedAlerts: 2,
-		Assessment:      []notify.Step{{Text: "Check dashboard", Link: "https://grafana.example.com"}},
-		Remediation:     []notify.Proposal{{Title: "Switch RPC", Action: "kubernetes.set_env", Plan: "set X=b", Approval: "one approver"}},
-		Escalation:      []notify.EscalationLevel{{Name: "L1", Who: "@oncall"}},
-		RunbookURL:      "https://runbooks.example.com/rpc",
+		Assessment: []notify.Step{{Text: "Check dashboard", Link: "https://grafana.example.com"},
+			{Text: "Cause — RPC Endpoint Issues: timeouts\nCheck: solana cluster-version --url rpc-a"}},
+		Remediation: []notify.Proposal{{Title: "Switch RPC", Action: "kubernetes.set_env", Plan: "set X=b", Approval: "one approver"}},
+		Escalation:  []notify.EscalationLevel{{Name: "L1", Who: "@oncall"}},
+		RunbookURL:  "https://runbooks.example.com/rpc",
 	}
 }
 
@@ -47,6 +48,7 @@ func (s *syncBuffer) String() string {
 func TestConsoleFlow(t *testing.T) {
 	var out syncBuffer
 	c := console.New(&out)
+	c.Now = func() time.Time { return time.Date(2025, 8, 13, 14, 5, 0, 0, time.UTC) }
 	ctx := t.Context()
 	tag := notify.CardTag{IncidentID: "INC-1", Nonce: "n1"}
 	ref, err := c.PostCard(ctx, "#incidents", incident(), tag)
@@ -68,12 +70,24 @@ func TestConsoleFlow(t *testing.T) {
 	if err := c.Page(ctx, notify.Page{Action: notify.PageTrigger, DedupKey: "dk", RoutingKey: "R0UTINGKEYSECRET", Incident: incident()}); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Page(ctx, notify.Page{Action: notify.PageResolve, DedupKey: "dk"}); err != nil {
+		t.Fatal(err)
+	}
 	s := out.String()
 	for _, want := range []string{
-		"card #incidents console-1 (new)", "🔴 INC-1 · RPC down", "FIRING · critical", "rpc-a is behind\n┃ by 212 slots",
-		"Alertmanager left out 2 more", "1. Check dashboard <https://grafana.example.com>", "Switch RPC [kubernetes.set_env]",
-		"(updated)", "RESOLVED", "resolved after 42m", "↳ #incidents console-1 INC-1: [resolved] all clear",
-		"PAGE TRIGGER dedup_key=dk routing_key=<page's own>",
+		// Each card starts after a blank line with the time it was printed,
+		// and ends with a rule and a blank line: apart from log lines.
+		"\n┏━━ 2025-08-13 14:05:00 UTC ━━ card #incidents console-1 (new) ━",
+		"\n┗━━━━━━━━━━", "━━━━━━━━━━\n\n",
+		"🔴 INC-1 · RPC down", "FIRING · critical", "rpc-a is behind\n┃ by 212 slots",
+		"Alertmanager left out 2 more", "1. Check dashboard <https://grafana.example.com>",
+		// A step's lines render apart, under its number.
+		"┃   2. Cause — RPC Endpoint Issues: timeouts\n┃      Check: solana cluster-version --url rpc-a\n",
+		"Switch RPC [kubernetes.set_env]",
+		"card #incidents console-1 (updated)", "RESOLVED", "resolved after 42m",
+		"↳ 2025-08-13 14:05:00 UTC · reply to card #incidents console-1 · INC-1: [resolved] all clear",
+		"\n☎  2025-08-13 14:05:00 UTC ━━ PAGE TRIGGER · dedup_key=dk\n   to the runbook's own PagerDuty service (routing.<severity>.pagerduty_key_ref; key not shown)\n",
+		"PAGE RESOLVE · dedup_key=dk\n   to the default PagerDuty service (pagerduty.routing_key)\n",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)

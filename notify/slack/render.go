@@ -227,12 +227,17 @@ func alertLine(a notify.Alert, common map[string]string) string {
 func assessmentText(steps []notify.Step) string {
 	var ls []string
 	for i, st := range steps {
-		text := oneLine(st.Text)
+		// Each line of a step on its own line, indented under its
+		// number: a cause's check below its symptoms.
+		text := notify.StepLines(st.Text)
 		l := fmt.Sprintf("%d. ", i+1)
 		if st.Link != "" {
-			l += link(st.Link, notify.Truncate(text, 200))
+			l += link(st.Link, notify.Truncate(text[0], 200))
 		} else {
-			l += escN(text, 300)
+			l += escN(text[0], 300)
+		}
+		for _, more := range text[1:] {
+			l += "\n      " + escN(more, 300)
 		}
 		ls = append(ls, l)
 	}

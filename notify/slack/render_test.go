@@ -160,3 +160,16 @@ func TestHeaderMentionsAreEscaped(t *testing.T) {
 		t.Errorf("an unescaped <!channel> reached the card: %s", b)
 	}
 }
+
+// TestAssessmentLinesRenderApart: a step's lines (a cause's check below
+// its symptoms) stand on lines of their own, indented under the number.
+func TestAssessmentLinesRenderApart(t *testing.T) {
+	got := assessmentText([]notify.Step{
+		{Text: "Check the endpoint"},
+		{Text: "Cause — RPC Endpoint Issues: timeouts\nCheck: solana cluster-version --url <rpc-url>"},
+	})
+	want := "*Assessment*\n1. Check the endpoint\n2. Cause — RPC Endpoint Issues: timeouts\n      Check: solana cluster-version --url &lt;rpc-url&gt;"
+	if got != want {
+		t.Errorf("assessment:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -1,0 +1,196 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Use says what a configuration is loaded for: each command checks, and
+// reads the secrets of, only the parts it uses.
+type Use int
+
+const (
+	// Serve is the whole bot: receiver, engine, sinks and watchers.
+	Serve Use = iota
+	// Watch is `incidentbot watch`: the Solana watchers publishing to a
+	// shared bus. It needs no Slack, PagerDuty or receiver secrets.
+	Watch
+)
+
+// Validate reports every problem of a configuration meant for serve, at
+// once, each naming its YAML key.
+func (c Config) Validate() error { return join(c.problems(Serve)) }
+
+// problems checks c for use; the problems are not yet placed.
+func (c Config) problems(use Use) []*Problem {
+	var ps []*Problem
+	add := func(path, format string, args ...any) { ps = append(ps, problemf(path, format, args...)) }
+	positive := func(path string, d time.Duration) {
+		if d <= 0 {
+			add(path, "must be a positive duration like 30s, got %s", d)
+		}
+	}
+
+	if msg := checkAddr(c.Listen); msg != "" {
+		add("listen", "%s", msg)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level", "%q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		add("log_format", "%q: want text or json", c.LogFormat)
+	}
+	positive("shutdown_timeout", c.ShutdownTimeout)
+	ps = append(ps, c.busProblems(use)...)
+
+	if use == Watch {
+		if c.Bus.URL == "" {
+			add("bus.url", "watch publishes to a shared NATS: set bus.url (serve runs the watchers itself)")
+		}
+		if !c.Solana.Enabled() {
+			add("solana.endpoints", "watch needs at least one endpoint to watch")
+		}
+	}
+	if use == Serve {
+		positive("engine.reopen_window", c.Engine.ReopenWindow)
+		positive("engine.effect_timeout", c.Engine.EffectTimeout)
+		positive("engine.retry_max", c.Engine.RetryMax)
+		positive("engine.sweep_interval", c.Engine.SweepInterval)
+		if strings.TrimSpace(c.Runbooks.DefaultChannel) == "" {
+			add("runbooks.default_channel", "empty: want a Slack channel like #incidents")
+		}
+		ps = append(ps, c.receiverProblems()...)
+		for _, u := range []struct{ path, raw string }{{"slack.api_url", c.Slack.APIURL}, {"pagerduty.events_url", c.PagerDuty.EventsURL}} {
+			if p, err := url.Parse(u.raw); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+				add(u.path, "%q: want an http(s) URL", u.raw)
+			}
+		}
+	}
+	if c.Solana.Enabled() {
+		ps = append(ps, solanaProblems(c.Solana.Validate())...)
+	}
+	return ps
+}
+
+func (c Config) busProblems(use Use) []*Problem {
+	var ps []*Problem
+	add := func(path, format string, args ...any) { ps = append(ps, problemf(path, format, args...)) }
+	b := c.Bus
+	if b.URL == "" {
+		if use == Serve && strings.TrimSpace(b.DataDir) == "" {
+			add("bus.data_dir", "empty: the embedded bus needs a directory for its store")
+		}
+		if b.Listen != "" {
+			if msg := checkAddr(b.Listen); msg != "" {
+				add("bus.listen", "%s", msg)
+			}
+		}
+	} else {
+		for _, s := range strings.Split(b.URL, ",") {
+			u, err := url.Parse(strings.TrimSpace(s))
+			if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
+				add("bus.url", "%q: want nats://host:port (several separated by commas)", strings.TrimSpace(s))
+				break
+			}
+		}
+		if b.Listen != "" {
+			add("bus.listen", "applies to the embedded server only; unset it or bus.url")
+		}
+	}
+	if b.Prefix == "" || strings.ContainsAny(b.Prefix, ". \t\r\n*>") {
+		add("bus.prefix", "%q: want one NATS subject token (no dots, spaces or wildcards)", b.Prefix)
+	}
+	if b.Replicas < 1 || b.Replicas > 5 {
+		add("bus.replicas", "%d: want 1 to 5 (1 for the embedded bus)", b.Replicas)
+	}
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+	}{{"bus.duplicate_window", b.DuplicateWindow}, {"bus.events_max_age", b.EventsMaxAge}, {"bus.publish_timeout", b.PublishTimeout}} {
+		if d.v <= 0 {
+			add(d.path, "must be a positive duration like 30s, got %s", d.v)
+		}
+	}
+	if b.DuplicateWindow > 0 && b.EventsMaxAge > 0 && b.DuplicateWindow > b.EventsMaxAge {
+		add("bus.duplicate_window", "%s is longer than bus.events_max_age (%s): ids cannot be remembered longer than the events", b.DuplicateWindow, b.EventsMaxAge)
+	}
+	return ps
+}
+
+// receiverProblems checks the Alertmanager receiver's authentication the
+// way serve builds it: a *_file counts as set before it is read.
+func (c Config) receiverProblems() []*Problem {
+	var ps []*Problem
+	add := func(path, format string, args ...any) { ps = append(ps, problemf(path, format, args...)) }
+	am := c.Alertmanager
+	bearer := am.BearerToken.IsSet() || am.BearerTokenFile != ""
+	password := am.Password.IsSet() || am.PasswordFile != ""
+	basic := password || am.Username != ""
+	switch {
+	case password && am.Username == "":
+		add("alertmanager.password", "set without alertmanager.username")
+	case am.Username != "" && !password:
+		add("alertmanager.username", "set without alertmanager.password (or password_file)")
+	}
+	if bearer && basic {
+		add("alertmanager.bearer_token", "both a bearer token and basic auth are configured: Alertmanager sends one, configure one")
+	}
+	loopback := c.ListenIsLoopback()
+	if am.AllowUnauthenticated && !loopback {
+		add("alertmanager.allow_unauthenticated", "only allowed when listen (%s) is a loopback address", c.Listen)
+	}
+	if !bearer && !basic && !am.AllowUnauthenticated && !loopback && checkAddr(c.Listen) == "" {
+		add("listen", "%s is not a loopback address, so webhooks must authenticate: set alertmanager.bearer_token_file (or alertmanager.username and password_file)", c.Listen)
+	}
+	if am.MaxBodyBytes <= 0 {
+		add("alertmanager.max_body_bytes", "%d: want a positive number of bytes", am.MaxBodyBytes)
+	}
+	return ps
+}
+
+// solanaProblems turns the watchers' "solana.path: message" errors into
+// problems.
+func solanaProblems(err error) []*Problem {
+	var ps []*Problem
+	for _, p := range Problems(err) {
+		path, msg, ok := strings.Cut(p.Msg, ": ")
+		if !ok || strings.ContainsAny(path, " ") {
+			path, msg = "solana", p.Msg
+		}
+		ps = append(ps, problemf(path, "%s", msg))
+	}
+	return ps
+}
+
+// checkAddr validates a host:port listen address; "" when it is fine.
+func checkAddr(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return strconv.Quote(addr) + ": want host:port, e.g. 127.0.0.1:8080"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return strconv.Quote(addr) + ": port " + strconv.Quote(port) + " is not a port number (0 to 65535)"
+	}
+	return ""
+}
+
+// ListenIsLoopback reports whether Listen only accepts local connections.
+func (c Config) ListenIsLoopback() bool {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
