@@ -99,6 +99,10 @@ const (
 	BucketRPCView   = "rpcview"
 )
 
+// BucketWatchState holds the watchers' on-chain baselines (ProgramData,
+// wallet balance state) so that restarts and replicas continue from them.
+const BucketWatchState = "watchstate"
+
 // Bus is a connection to NATS JetStream with incidentbot's streams and
 // buckets in place.
 type Bus struct {
@@ -239,7 +243,7 @@ func (b *Bus) provision(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", b.names.auditStream(), err)
 	}
-	for _, name := range []string{BucketIncidents, BucketRPCView} {
+	for _, name := range []string{BucketIncidents, BucketRPCView, BucketWatchState} {
 		if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:   b.names.bucket(name),
 			History:  5,
