@@ -14,13 +14,18 @@ import (
 )
 
 // Watchers builds the Solana watchers, publishing to b and keeping the
-// RPC view in b's rpcview bucket.
+// RPC view in b's rpcview bucket and their baselines in its watchstate
+// bucket.
 func Watchers(ctx context.Context, cfg config.Config, b *bus.Bus, reg prometheus.Registerer, log *slog.Logger) (*solana.Watchers, error) {
 	kv, err := b.KV(ctx, bus.BucketRPCView)
 	if err != nil {
 		return nil, err
 	}
-	w, err := solana.New(cfg.Solana, b, rpcview.Store{KV: kv}, reg, log.With("component", "solana"))
+	state, err := b.KV(ctx, bus.BucketWatchState)
+	if err != nil {
+		return nil, err
+	}
+	w, err := solana.New(cfg.Solana, b, rpcview.Store{KV: kv}, state, reg, log.With("component", "solana"))
 	if err != nil {
 		return nil, fmt.Errorf("solana watchers: %w", err)
 	}

@@ -254,5 +254,5 @@ func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcvie
 		sig.Annotations["summary"] = fmt.Sprintf("Solana RPC endpoint %s (%s) recovered", name, ep.cfg.Role)
 		fields["reason"] = "healthy again"
 	}
-	w.emit(typ, stableID(typ, name, ep.episodeStart.UTC().Format(time.RFC3339Nano)), name, sig)
+	w.emit(typ, stableID(typ, name, ep.episodeStart.UTC().Format(time.RFC3339Nano)), name, sig, nil)
 }

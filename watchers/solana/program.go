@@ -48,6 +48,38 @@ func newProgramWatch(w *Watchers, cfg ProgramConfig, id solanago.PublicKey) (*pr
 	return p, nil
 }
 
+// run starts from the stored baseline, then follows the account through
+// the subscription and the poll until ctx ends.
+func (p *programWatch) run(ctx context.Context) {
+	p.load(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.runSubscription(ctx) }()
+	go func() { defer wg.Done(); p.runPoll(ctx) }()
+	wg.Wait()
+}
+
+// load takes the stored baseline, if any, as the last view handled, so
+// that the first view after a restart is compared with what was last
+// reported: a change made while the bot was down is reported once.
+func (p *programWatch) load(ctx context.Context) {
+	var st programState
+	if !p.w.loadStateRetrying(ctx, programKey(p.cfg.ID), &st) {
+		return
+	}
+	pd, err := st.programData()
+	if err != nil {
+		p.w.log.Warn("ignore unreadable program baseline; starting from a fresh one", "program", p.cfg.Name, "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.have, p.ctxSlot, p.last, p.alertedFor = true, st.ContextSlot, pd, st.AlertedFor
+}
+
 func (p *programWatch) runPoll(ctx context.Context) {
 	t := time.NewTicker(p.w.cfg.ProgramPollInterval)
 	defer t.Stop()
@@ -138,7 +170,7 @@ func (p *programWatch) observe(ctxSlot uint64, data []byte) {
 		p.mu.Unlock()
 		return
 	}
-	first, prev := !p.have, p.last
+	first, prev, prevAlerted := !p.have, p.last, p.alertedFor
 	p.have, p.ctxSlot, p.last = true, ctxSlot, pd
 	upgraded := !first && pd.Slot != prev.Slot
 	auth := pd.AuthorityString()
@@ -149,19 +181,31 @@ func (p *programWatch) observe(ctxSlot uint64, data []byte) {
 		p.alertedFor = auth
 		authChanged = true
 	}
+	changed := first || upgraded || auth != prev.AuthorityString() || p.alertedFor != prevAlerted
+	st := programState{Slot: pd.Slot, Authority: auth, ContextSlot: ctxSlot, AlertedFor: p.alertedFor}
 	p.mu.Unlock()
 
-	p.w.m.deploySlot.WithLabelValues(p.cfg.Name).Set(float64(pd.Slot))
+	queued := true
 	if upgraded {
-		p.emitUpgraded(pd, prev)
+		queued = p.emitUpgraded(pd, prev) && queued
 	}
 	if authChanged {
 		prevAuth := "unknown"
 		if !first {
 			prevAuth = prev.AuthorityString()
 		}
-		p.emitAuthority(pd, prevAuth)
+		queued = p.emitAuthority(pd, prevAuth) && queued
 	}
+	// The baseline is stored behind the events: once they are on the bus.
+	// An event that was not queued leaves the old baseline in place, so a
+	// restart reports the change again.
+	if changed && queued {
+		p.w.then(saveLater(p.w, programKey(p.cfg.ID), st, func(stored programState) bool {
+			return stored.ContextSlot > st.ContextSlot
+		}))
+	}
+	// Last, so that a reader of the metric knows the events are queued.
+	p.w.m.deploySlot.WithLabelValues(p.cfg.Name).Set(float64(pd.Slot))
 }
 
 func (p *programWatch) matchesExpected(pd ProgramData) bool {
@@ -184,7 +228,7 @@ func (p *programWatch) base(alertname string, now time.Time) signal.Signal {
 	}
 }
 
-func (p *programWatch) emitUpgraded(pd, prev ProgramData) {
+func (p *programWatch) emitUpgraded(pd, prev ProgramData) bool {
 	const typ = "solana.program.upgraded"
 	sig := p.base("SolanaProgramUpgraded", p.w.now())
 	sig.Fingerprint = fingerprint("program", p.cfg.ID, "upgraded")
@@ -195,10 +239,10 @@ func (p *programWatch) emitUpgraded(pd, prev ProgramData) {
 		"slot": pd.Slot, "previous_slot": prev.Slot, "authority": pd.AuthorityString(),
 		"programdata": p.pda.String(),
 	}
-	p.w.emit(typ, stableID(typ, p.cfg.ID, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig)
+	return p.w.emit(typ, stableID(typ, p.cfg.ID, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig, nil)
 }
 
-func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) {
+func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) bool {
 	const typ = "solana.program.authority_changed"
 	sig := p.base("SolanaProgramAuthorityChanged", p.w.now())
 	sig.Fingerprint = fingerprint("program", p.cfg.ID, "authority")
@@ -212,5 +256,5 @@ func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) {
 		"authority": auth, "expected_authority": p.cfg.ExpectedAuthority,
 		"previous_authority": prevAuth, "slot": pd.Slot, "programdata": p.pda.String(),
 	}
-	p.w.emit(typ, stableID(typ, p.cfg.ID, auth, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig)
+	return p.w.emit(typ, stableID(typ, p.cfg.ID, auth, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig, nil)
 }

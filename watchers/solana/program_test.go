@@ -57,11 +57,12 @@ func TestProgramUpgradeAndAuthority(t *testing.T) {
 			if tt.viaPoll {
 				cfg.ProgramPollInterval = 30 * time.Millisecond
 			}
-			// Two replicas watching the same program publish the same
-			// ids: the bus stores each event once.
+			// Two replicas watching the same program (sharing the watch
+			// state, as on one NATS) publish the same ids: the bus
+			// stores each event once.
 			pub := newRecorder()
 			h1 := start(t, cfg, pub)
-			h2 := start(t, cfg, pub)
+			h2 := startWithState(t, cfg, pub, h1.state)
 			for _, h := range []*harness{h1, h2} {
 				eventually(t, "baseline read", func() bool {
 					return testutil.ToFloat64(h.w.m.deploySlot.WithLabelValues("payments")) == 100

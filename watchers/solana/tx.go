@@ -309,7 +309,7 @@ func (t *txWatch) evaluate() {
 		sig.Status = signal.Resolved
 		sig.EndsAt = now.UTC()
 	}
-	t.w.emit(typ, stableID(typ, t.cfg.ID, start.UTC().Format(time.RFC3339Nano)), t.cfg.ID, sig)
+	t.w.emit(typ, stableID(typ, t.cfg.ID, start.UTC().Format(time.RFC3339Nano)), t.cfg.ID, sig, nil)
 }
 
 func explorerURL(address string) string {
