@@ -254,5 +254,10 @@ func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcvie
 		sig.Annotations["summary"] = fmt.Sprintf("Solana RPC endpoint %s (%s) recovered", name, ep.cfg.Role)
 		fields["reason"] = "healthy again"
 	}
+	// Health is not an on-chain fact: each replica probes from where it
+	// runs, judges by its own rounds and may see an endpoint fail that
+	// another reaches. The id is this replica's episode start, so two
+	// replicas publish two events for one outage; they carry one
+	// fingerprint and group key, so they are one alert of one incident.
 	w.emit(typ, stableID(typ, name, ep.episodeStart.UTC().Format(time.RFC3339Nano)), name, sig, nil)
 }

@@ -120,7 +120,11 @@ func (o *outbox) publish(ctx context.Context, ev bus.Event) bool {
 
 // stableID hashes the parts that identify one state transition, so that a
 // repeated publish (retry, restart, second replica seeing the same
-// on-chain state) carries the same id and dedupes at the bus.
+// on-chain state) carries the same id and dedupes at the bus. The parts
+// are on-chain facts where there are some: program id, ProgramData slot
+// and authority for programs; the tipping transaction for failure rates;
+// the shared episode number for wallets. What each event kind cannot make
+// stable across replicas is said where it is emitted.
 func stableID(typ string, parts ...string) string {
 	return typ + ":" + hashParts(parts...)
 }
