@@ -51,6 +51,7 @@ type endpoint struct {
 	fails, oks   int
 	firstFailAt  time.Time
 	episodeStart time.Time
+	severity     string // of the current or last unhealthy episode
 }
 
 // New checks cfg and builds the watchers; Run starts them. pub receives
