@@ -223,18 +223,27 @@ func (p *programWatch) base(alertname string, now time.Time) signal.Signal {
 			"alertname": alertname, "severity": "critical",
 			"program": p.cfg.Name, "program_id": p.cfg.ID,
 		},
+		Annotations:  programAnnotations(p.cfg),
 		StartsAt:     now.UTC(),
 		GeneratorURL: explorerURL(p.cfg.ID),
 	}
+}
+
+// programAnnotations are the annotations every event about a program
+// carries: what the team configured for it.
+func programAnnotations(cfg ProgramConfig) map[string]string {
+	a := map[string]string{}
+	if cfg.RollbackBuffer != "" {
+		a["rollback_buffer"] = cfg.RollbackBuffer
+	}
+	return a
 }
 
 func (p *programWatch) emitUpgraded(pd, prev ProgramData) bool {
 	const typ = "solana.program.upgraded"
 	sig := p.base("SolanaProgramUpgraded", p.w.now())
 	sig.Fingerprint = fingerprint("program", p.cfg.ID, "upgraded")
-	sig.Annotations = map[string]string{
-		"summary": fmt.Sprintf("Program %s was upgraded at slot %d", p.cfg.Name, pd.Slot),
-	}
+	sig.Annotations["summary"] = fmt.Sprintf("Program %s was upgraded at slot %d", p.cfg.Name, pd.Slot)
 	sig.Fields = map[string]any{
 		"slot": pd.Slot, "previous_slot": prev.Slot, "authority": pd.AuthorityString(),
 		"programdata": p.pda.String(),
@@ -251,7 +260,7 @@ func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) bool {
 	if pd.Authority == nil {
 		summary = fmt.Sprintf("Program %s upgrade authority was revoked (program is immutable), expected %s", p.cfg.Name, p.cfg.ExpectedAuthority)
 	}
-	sig.Annotations = map[string]string{"summary": summary}
+	sig.Annotations["summary"] = summary
 	sig.Fields = map[string]any{
 		"authority": auth, "expected_authority": p.cfg.ExpectedAuthority,
 		"previous_authority": prevAuth, "slot": pd.Slot, "programdata": p.pda.String(),

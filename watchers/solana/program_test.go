@@ -127,6 +127,29 @@ func TestProgramUpgradeAndAuthority(t *testing.T) {
 	}
 }
 
+// TestProgramEventsCarryRollbackBuffer: a configured rollback buffer is
+// on every event about the program, for the runbooks' rollback step.
+func TestProgramEventsCarryRollbackBuffer(t *testing.T) {
+	srv := solanatest.NewServer()
+	defer srv.Close()
+	srv.StoreAccount(programData, solanatest.Account{Data: programDataBytes(100, key(rogue))})
+	cfg := txConfig(srv)
+	cfg.Programs[0].RollbackBuffer = hotWallet // any other key
+	cfg.Tx.MinSamples = 1
+	h := start(t, cfg, nil)
+	eventually(t, "logs subscription", func() bool { return srv.Subscriptions("logsSubscribe") == 1 })
+	srv.AddTx(programID, tx(1, true), true)
+	eventually(t, "events", func() bool {
+		return h.pub.count("solana.program.authority_changed") == 1 && h.pub.count("solana.tx.failure_rate") == 1
+	})
+	for _, typ := range []string{"solana.program.authority_changed", "solana.tx.failure_rate"} {
+		_, sigs := h.pub.ofType(typ)
+		if sigs[0].Annotations["rollback_buffer"] != hotWallet || sigs[0].Annotations["summary"] == "" {
+			t.Errorf("%s annotations %v, want rollback_buffer %s and a summary", typ, sigs[0].Annotations, hotWallet)
+		}
+	}
+}
+
 func TestProgramUnexpectedAuthorityAtStart(t *testing.T) {
 	srv := solanatest.NewServer()
 	defer srv.Close()

@@ -298,9 +298,7 @@ func (t *txWatch) evaluate() {
 			"alertname": "SolanaTxFailureRate", "severity": "critical",
 			"program": t.cfg.Name, "program_id": t.cfg.ID,
 		},
-		Annotations: map[string]string{
-			"summary": fmt.Sprintf("%.0f%% of %s transactions failed over %s", rate*100, t.cfg.Name, cfg.Window),
-		},
+		Annotations:  programAnnotations(t.cfg),
 		StartsAt:     start.UTC(),
 		GeneratorURL: explorerURL(t.cfg.ID),
 		Fields: map[string]any{
@@ -308,6 +306,7 @@ func (t *txWatch) evaluate() {
 			"window": cfg.Window.String(), "threshold": cfg.Threshold,
 		},
 	}
+	sig.Annotations["summary"] = fmt.Sprintf("%.0f%% of %s transactions failed over %s", rate*100, t.cfg.Name, cfg.Window)
 	if typ == "solana.tx.failure_rate_recovered" {
 		sig.Status = signal.Resolved
 		sig.EndsAt = now.UTC()
