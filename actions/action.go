@@ -15,6 +15,7 @@ package actions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -154,6 +155,10 @@ func (b bound[P]) Action() string { return b.name }
 func (b bound[P]) Plan(ctx context.Context, data PlanData) (string, error) {
 	p := b.p
 	s, err := b.plan(ctx, &p, data)
+	var missing *MissingError
+	if errors.As(err, &missing) {
+		err = withAllMissing(missing, &b.p, data)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", b.name, err)
 	}

@@ -200,7 +200,20 @@ func TestPlan(t *testing.T) {
 		{"rendered name invalid", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: '{{ .Labels.app }}'\n", data,
 			"", `deployment "{{ .Labels.app }}" rendered to "Bad_Name": "Bad_Name" is not a valid Kubernetes name`},
 		{"rendered name missing", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: '{{ .Labels.missing }}'\n", data,
-			"", `rendered to "": empty name`},
+			"", `kubernetes.rollout_restart: needs label missing on the alert: add it to the PrometheusRule`},
+		{"a default stands in for a missing label", "featureflag.disable", "flag: '{{ default \"enable_escrow\" .Labels.feature }}'\n", data,
+			"redis: SET feature:enable_escrow false", ""},
+		{"everything missing named at once", "solana.program_rollback", "program: '{{ .Labels.program_id }}'\nbuffer: '{{ .Annotations.rollback_buffer }}'\n", data,
+			"", `solana.program_rollback: needs label program_id and annotation rollback_buffer on the alert: add them to the PrometheusRule`},
+		{"a watcher event without the configured buffer", "solana.program_rollback", "program: '{{ .Labels.program_id }}'\nbuffer: '{{ .Annotations.rollback_buffer }}'\n",
+			PlanData{Source: "solana", Type: "solana.program.upgraded", Labels: map[string]string{"program_id": "Escrow1111111111111111111111111111111111111"}},
+			"", `solana.program_rollback: needs annotation rollback_buffer on the solana.program.upgraded event: set solana.programs[].rollback_buffer in the bot's configuration`},
+		{"a watcher event lacks what the runbook reads", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: '{{ .Labels.app }}'\n",
+			PlanData{Source: "solana", Type: "solana.balance.low"},
+			"", `kubernetes.rollout_restart: needs label app, which solana.balance.low events do not carry: the runbook must not rely on it`},
+		{"a present but invalid value is shown", "solana.program_rollback", "program: '{{ .Labels.program }}'\nbuffer: 9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin\n",
+			PlanData{Source: "solana", Type: "solana.program.upgraded", Labels: map[string]string{"program": "payments"}},
+			"", `program "{{ .Labels.program }}" rendered to "payments": "payments" is not a valid program id`},
 		{"template exec error", "manual", "text: '{{ index .Labels 1 }}'\n", data, "", "text: render"},
 		{"restart", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: api\n", data,
 			"deployment solana-dapps/api: rollout restart", ""},
@@ -236,6 +249,9 @@ func TestPlan(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
 				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("err %q is not one line", err)
+				}
 				return
 			}
 			if err != nil {
@@ -245,6 +261,28 @@ func TestPlan(t *testing.T) {
 				t.Errorf("plan %q\nwant prefix %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestTemplateRefs(t *testing.T) {
+	tests := []struct {
+		src  string
+		want []Ref
+	}{
+		{"static", nil},
+		{"{{ .Labels.program_id }}", []Ref{{"label", "program_id"}}},
+		{`{{ default "x" .Labels.feature }} {{ .Annotations.rollback_buffer }} {{ .Labels.feature }}`,
+			[]Ref{{"label", "feature"}, {"annotation", "rollback_buffer"}}},
+		{`{{ if eq .Type "a" }}{{ .Fields.slot }}{{ else }}{{ .Labels.x }}{{ end }}`, []Ref{{"field", "slot"}, {"label", "x"}}},
+		{`{{ with .Fields.healthiest_backup }}{{ .name }}{{ else }}{{ .Labels.endpoint }}{{ end }}`,
+			[]Ref{{"field", "healthiest_backup"}, {"label", "endpoint"}}},
+		{"{{ .Source }} {{ .Labels }}", nil},
+	}
+	for _, tt := range tests {
+		got := MustTemplate(tt.src).Refs()
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Refs(%q) = %v, want %v", tt.src, got, tt.want)
+		}
 	}
 }
 

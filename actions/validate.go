@@ -48,7 +48,9 @@ func (v *validator) check(key string, t Template, f func(string) error) {
 
 func (v *validator) err() error { return strictyaml.Join(v.errs) }
 
-// render renders t for data and validates the result with check.
+// render renders t for data and validates the result with check. A value
+// that fails because the signal lacks what the template reads is a
+// *MissingError, which says what to add.
 func render(key string, t Template, data PlanData, check func(string) error) (string, error) {
 	s, err := t.Render(data)
 	if err != nil {
@@ -58,6 +60,9 @@ func render(key string, t Template, data PlanData, check func(string) error) (st
 		if err := check(s); err != nil {
 			if t.Static() {
 				return "", fmt.Errorf("%s: %w", key, err)
+			}
+			if missing := missingRefs(t, data); len(missing) > 0 {
+				return "", &MissingError{Source: data.Source, Type: data.Type, Missing: missing}
 			}
 			return "", fmt.Errorf("%s %q rendered to %q: %w", key, t.String(), s, err)
 		}

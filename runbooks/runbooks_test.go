@@ -200,15 +200,17 @@ func TestRender(t *testing.T) {
 		t.Errorf("manual step failed: %+v", out.Remediation[1])
 	}
 
-	// A program bug step whose labels are missing gets a clear error.
-	he := s.Get("high-error-rate").Render(t.Context(), actions.PlanData{Labels: map[string]string{"alertname": "HighErrorRate"}})
+	// A program bug step whose labels are missing says, in one line, what
+	// to add to the alert.
+	he := s.Get("high-error-rate").Render(t.Context(), actions.PlanData{Source: "alertmanager", Type: "alertmanager.alert",
+		Labels: map[string]string{"alertname": "HighErrorRate"}})
 	var rb notify.Proposal
 	for _, p := range he.Remediation {
 		if p.ID == "rollback-program" {
 			rb = p
 		}
 	}
-	if !strings.Contains(rb.Error, `program "{{ .Labels.program_id }}" rendered to "": "" is not a valid program id`) {
+	if rb.Error != "solana.program_rollback: needs label program_id and annotation rollback_buffer on the alert: add them to the PrometheusRule" {
 		t.Errorf("rollback-program %+v", rb)
 	}
 	if he.Title != "High error rate on api" {
