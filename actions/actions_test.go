@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/incidentbot/incidentbot/rpcview"
+	"github.com/incidentbot/incidentbot/signal"
 	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
@@ -261,6 +263,26 @@ func TestPlan(t *testing.T) {
 				t.Errorf("plan %q\nwant prefix %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestDataFromSignalWholeNumbers: watcher fields decoded from JSON are
+// float64; templates must print slots and lamports as integers, and
+// percent must still read a rate of exactly 1.
+func TestDataFromSignalWholeNumbers(t *testing.T) {
+	var sig signal.Signal
+	if err := json.Unmarshal([]byte(`{"fields": {"slot": 356102417, "min_lamports": 1000000, "failure_rate": 1,
+		"share": 0.25, "backup": {"lag": 2}, "list": [3]}}`), &sig); err != nil {
+		t.Fatal(err)
+	}
+	data := DataFromSignal(sig, nil)
+	tmpl := MustTemplate(`{{ .Fields.slot }} {{ default "?" .Fields.min_lamports }} {{ percent .Fields.failure_rate }} {{ percent .Fields.share }} {{ .Fields.backup.lag }} {{ index .Fields.list 0 }}`)
+	got, err := tmpl.Render(data)
+	if want := "356102417 1000000 100.0% 25.0% 2 3"; err != nil || got != want {
+		t.Errorf("rendered %q (%v), want %q", got, err, want)
+	}
+	if sig.Fields["slot"] != float64(356102417) {
+		t.Errorf("the signal's own fields changed: %T", sig.Fields["slot"])
 	}
 }
 

@@ -40,6 +40,10 @@ var Funcs = template.FuncMap{
 			return fmt.Sprintf("%.1f%%", f*100)
 		case float32:
 			return fmt.Sprintf("%.1f%%", f*100)
+		case int64: // a rate of exactly 0 or 1, see DataFromSignal
+			return fmt.Sprintf("%.1f%%", float64(f)*100)
+		case int:
+			return fmt.Sprintf("%.1f%%", float64(f)*100)
 		}
 		return fmt.Sprint(v)
 	},
