@@ -111,19 +111,28 @@ func (m *memKV) Put(_ context.Context, k string, v []byte) (uint64, error) {
 	return m.rev, nil
 }
 
-func (m *memKV) Create(ctx context.Context, k string, v []byte) (uint64, error) {
-	if _, err := m.Get(ctx, k); err == nil {
+// Create and Update check and write under one lock, like a real
+// compare-and-set.
+func (m *memKV) Create(_ context.Context, k string, v []byte) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.data[k]; ok {
 		return 0, bus.ErrKeyExists
 	}
-	return m.Put(ctx, k, v)
+	m.rev++
+	m.data[k] = bus.Entry{Key: k, Value: append([]byte(nil), v...), Revision: m.rev}
+	return m.rev, nil
 }
 
-func (m *memKV) Update(ctx context.Context, k string, v []byte, rev uint64) (uint64, error) {
-	e, err := m.Get(ctx, k)
-	if err != nil || e.Revision != rev {
+func (m *memKV) Update(_ context.Context, k string, v []byte, rev uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.data[k]; !ok || e.Revision != rev {
 		return 0, bus.ErrRevisionMismatch
 	}
-	return m.Put(ctx, k, v)
+	m.rev++
+	m.data[k] = bus.Entry{Key: k, Value: append([]byte(nil), v...), Revision: m.rev}
+	return m.rev, nil
 }
 
 func (m *memKV) Delete(_ context.Context, k string) error {
