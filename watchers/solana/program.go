@@ -248,6 +248,8 @@ func (p *programWatch) emitUpgraded(pd, prev ProgramData) bool {
 		"slot": pd.Slot, "previous_slot": prev.Slot, "authority": pd.AuthorityString(),
 		"programdata": p.pda.String(),
 	}
+	// Named by the program id and the new ProgramData slot: an upgrade
+	// lands in one slot, so replicas and restarts name it alike.
 	return p.w.emit(typ, stableID(typ, p.cfg.ID, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig, nil)
 }
 
@@ -265,5 +267,11 @@ func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) bool {
 		"authority": auth, "expected_authority": p.cfg.ExpectedAuthority,
 		"previous_authority": prevAuth, "slot": pd.Slot, "programdata": p.pda.String(),
 	}
+	// Named by the on-chain facts (program id, authority, ProgramData
+	// slot), so every replica and every restart that sees this state names
+	// it alike. The one change they cannot tell apart is an authority set
+	// back to a key it had at the same ProgramData slot (A → B → A without
+	// an upgrade in between): within the bus's duplicate window the second
+	// report of A is dropped as a duplicate of the first.
 	return p.w.emit(typ, stableID(typ, p.cfg.ID, auth, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig, nil)
 }
