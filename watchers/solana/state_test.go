@@ -61,6 +61,7 @@ func TestProgramChangeWhileDown(t *testing.T) {
 			defer srv.Close()
 			srv.StoreAccount(programData, solanatest.Account{Data: programDataBytes(100, key(multisig))})
 			cfg := txConfig(srv)
+			cfg.ProgramPollInterval = 50 * time.Millisecond // a start whose first read fails reads again soon
 			state := newMemKV()
 
 			first := startWithState(t, cfg, nil, state)
@@ -362,6 +363,7 @@ func TestReplicasOnOneBus(t *testing.T) {
 	defer srv.Close()
 	srv.StoreAccount(programData, solanatest.Account{Data: programDataBytes(100, key(multisig))})
 	cfg := txConfig(srv)
+	cfg.ProgramPollInterval = 50 * time.Millisecond // a start whose first read fails reads again soon
 	pub := &busPublisher{b: b, results: map[string][]bus.PublishResult{}}
 	w1, _, stop1 := run(t, cfg, pub, rpcview.Store{KV: views}, state)
 	w2, _, stop2 := run(t, cfg, pub, rpcview.Store{KV: views}, state)

@@ -124,14 +124,15 @@ func Capture(t testing.TB) []Captured {
 	cfg.Wallets = []solana.WalletConfig{{Name: FeePayer, Address: FeePayerAddr, MinLamports: MinLamports}}
 	cfg.Health = solana.HealthConfig{Interval: 20 * time.Millisecond, Timeout: 300 * time.Millisecond, UnhealthyAfter: 2, HealthyAfter: 2, MaxSlotLag: 50}
 	cfg.Tx = solana.TxConfig{Window: time.Minute, Threshold: 0.5, MinSamples: 4, PollInterval: time.Hour}
-	cfg.ProgramPollInterval = time.Hour
+	cfg.ProgramPollInterval = 100 * time.Millisecond // next to the subscription, as in production
 	cfg.BalanceInterval = 20 * time.Millisecond
 	cfg.Reconnect = solana.BackoffConfig{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
 	cfg.PublishRetry = solana.BackoffConfig{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}
 
 	views := newMemKV()
 	rec := &recorder{views: rpcview.Store{KV: views}, ids: map[string]bool{}}
-	w, err := solana.New(cfg, rec, rpcview.Store{KV: views}, newMemKV(), prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	reg := prometheus.NewRegistry()
+	w, err := solana.New(cfg, rec, rpcview.Store{KV: views}, newMemKV(), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("solana watchers: %v", err)
 	}
@@ -172,9 +173,11 @@ func Capture(t testing.TB) []Captured {
 	}
 	wait("the watchers to subscribe, read their baselines and rank the endpoints", func() bool {
 		v, err := rec.views.View(ctx)
-		return primary.Subscriptions("accountSubscribe")+backup.Subscriptions("accountSubscribe") == 2 &&
+		return gauge(t, reg, "solana_program_deploy_slot", "program", Escrow) == 100 &&
+			gauge(t, reg, "solana_program_deploy_slot", "program", Payments) == 100 &&
+			gauge(t, reg, "solana_wallet_balance_lamports", "wallet", FeePayer) == 5*MinLamports &&
+			primary.Subscriptions("accountSubscribe")+backup.Subscriptions("accountSubscribe") == 2 &&
 			primary.Subscriptions("logsSubscribe")+backup.Subscriptions("logsSubscribe") == 2 &&
-			primary.Calls("getBalance")+backup.Calls("getBalance") > 0 &&
 			err == nil && len(v.Endpoints) == 2 && v.Endpoints[0].Healthy && v.Endpoints[1].Healthy
 	})
 
@@ -215,6 +218,28 @@ func Capture(t testing.TB) []Captured {
 	}, "solana.rpc.recovered", "solana.rpc.recovered")
 
 	return rec.captured()
+}
+
+// gauge reads one series of a gauge from reg, -1 when absent.
+func gauge(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // programData builds a ProgramData header; authority "" is none.
