@@ -45,9 +45,9 @@ func (w *Watchers) runBalances(ctx context.Context) {
 // recovered only at min_lamports × (1 + balance_hysteresis) or more.
 //
 // Event ids are the wallet address and the episode number, which lives in
-// the shared watch state: the replicas read it before each decision, so
-// the ones that see one crossing publish one id and the bus keeps one
-// event. The crossing itself has no on-chain identity a replica could
+// the shared watch state: a replica reads it before reporting a crossing,
+// so the replicas that see one crossing publish one id (or find it
+// reported) and the bus keeps one event. The crossing itself has no on-chain identity a replica could
 // read: getBalance answers at the slot of the read, not of the transfer
 // that crossed the minimum, and each replica reads at its own time. If the
 // watch state is lost the numbering restarts at 1, and a low episode
@@ -69,8 +69,9 @@ func (w *Watchers) checkBalance(ctx context.Context, ww *walletWatch) error {
 	w.m.balance.WithLabelValues(ww.cfg.Name).Set(float64(bal))
 	min := ww.cfg.MinLamports
 	recoverAt := uint64(float64(min) * (1 + w.cfg.BalanceHysteresis))
-	// Only a crossing consults the shared state: a replica whose node
-	// lags never undoes an episode another replica reported.
+	// Only a crossing this replica sees consults the shared state: one
+	// whose node shows no crossing (it lags, or read between two) leaves
+	// another replica's episode alone.
 	if crosses := (!ww.st.Low && bal < min) || (ww.st.Low && bal >= recoverAt); !crosses {
 		return nil
 	}
