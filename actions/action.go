@@ -15,7 +15,9 @@ package actions
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -93,17 +95,48 @@ type PlanData struct {
 	RPC rpcview.Reader
 }
 
-// DataFromSignal builds PlanData from a signal and the RPC view (may be nil).
+// DataFromSignal builds PlanData from a signal and the RPC view (may be
+// nil). Whole numbers in the fields become integers: decoded from JSON
+// they are float64, which templates would print as 3.56102417e+08.
 func DataFromSignal(s signal.Signal, rpc rpcview.Reader) PlanData {
+	fields, _ := wholeNumbers(s.Fields).(map[string]any)
 	return PlanData{
 		Source:      s.Source,
 		Type:        s.Type,
 		GroupKey:    s.GroupKey,
 		Labels:      s.Labels,
 		Annotations: s.Annotations,
-		Fields:      s.Fields,
+		Fields:      fields,
 		RPC:         rpc,
 	}
+}
+
+// wholeNumbers returns a copy of v with every float64 that holds a whole
+// number (within the range a float64 counts exactly) as an int64.
+func wholeNumbers(v any) any {
+	switch v := v.(type) {
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) <= 1<<53 {
+			return int64(v)
+		}
+		return v
+	case map[string]any:
+		if v == nil {
+			return v
+		}
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = wholeNumbers(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = wholeNumbers(x)
+		}
+		return out
+	}
+	return v
 }
 
 // spec builds an Action from a typed parameter struct P: decoding is
@@ -154,6 +187,10 @@ func (b bound[P]) Action() string { return b.name }
 func (b bound[P]) Plan(ctx context.Context, data PlanData) (string, error) {
 	p := b.p
 	s, err := b.plan(ctx, &p, data)
+	var missing *MissingError
+	if errors.As(err, &missing) {
+		err = withAllMissing(missing, &b.p, data)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", b.name, err)
 	}

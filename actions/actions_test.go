@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/incidentbot/incidentbot/rpcview"
+	"github.com/incidentbot/incidentbot/signal"
 	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
@@ -200,11 +202,20 @@ func TestPlan(t *testing.T) {
 		{"rendered name invalid", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: '{{ .Labels.app }}'\n", data,
 			"", `deployment "{{ .Labels.app }}" rendered to "Bad_Name": "Bad_Name" is not a valid Kubernetes name`},
 		{"rendered name missing", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: '{{ .Labels.missing }}'\n", data,
-			"", `kubernetes.rollout_restart: deployment: add the label "missing" to the alert rule ({{ .Labels.missing }} is empty)`},
-		{"rendered from a missing annotation", "solana.program_rollback", "program: '{{ .Labels.program_id }}'\nbuffer: '{{ .Annotations.rollback_buffer }}'\n", PlanData{Labels: map[string]string{"program_id": "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"}},
-			"", `buffer: add the annotation "rollback_buffer" to the alert rule ({{ .Annotations.rollback_buffer }} is empty)`},
-		{"rendered from a missing event value", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: '{{ .Labels.app }}'\n", PlanData{Source: "solana"},
-			"", `deployment: the event has no value "app" ({{ .Labels.app }} is empty)`},
+			"", `kubernetes.rollout_restart: needs label missing on the alert: add it to the PrometheusRule`},
+		{"a default stands in for a missing label", "featureflag.disable", "flag: '{{ default \"enable_escrow\" .Labels.feature }}'\n", data,
+			"redis: SET feature:enable_escrow false", ""},
+		{"everything missing named at once", "solana.program_rollback", "program: '{{ .Labels.program_id }}'\nbuffer: '{{ .Annotations.rollback_buffer }}'\n", data,
+			"", `solana.program_rollback: needs label program_id and annotation rollback_buffer on the alert: add them to the PrometheusRule`},
+		{"a watcher event without the configured buffer", "solana.program_rollback", "program: '{{ .Labels.program_id }}'\nbuffer: '{{ .Annotations.rollback_buffer }}'\n",
+			PlanData{Source: "solana", Type: "solana.program.upgraded", Labels: map[string]string{"program_id": "Escrow1111111111111111111111111111111111111"}},
+			"", `solana.program_rollback: needs annotation rollback_buffer on the solana.program.upgraded event: set solana.programs[].rollback_buffer in the bot's configuration`},
+		{"a watcher event lacks what the runbook reads", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: '{{ .Labels.app }}'\n",
+			PlanData{Source: "solana", Type: "solana.balance.low"},
+			"", `kubernetes.rollout_restart: needs label app, which solana.balance.low events do not carry: the runbook must not rely on it`},
+		{"a present but invalid value is shown", "solana.program_rollback", "program: '{{ .Labels.program }}'\nbuffer: 9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin\n",
+			PlanData{Source: "solana", Type: "solana.program.upgraded", Labels: map[string]string{"program": "payments"}},
+			"", `program "{{ .Labels.program }}" rendered to "payments": "payments" is not a valid program id`},
 		{"template exec error", "manual", "text: '{{ index .Labels 1 }}'\n", data, "", "text: render"},
 		{"restart", "kubernetes.rollout_restart", "namespace: solana-dapps\ndeployment: api\n", data,
 			"deployment solana-dapps/api: rollout restart", ""},
@@ -240,6 +251,9 @@ func TestPlan(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
 				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("err %q is not one line", err)
+				}
 				return
 			}
 			if err != nil {
@@ -249,6 +263,48 @@ func TestPlan(t *testing.T) {
 				t.Errorf("plan %q\nwant prefix %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestDataFromSignalWholeNumbers: watcher fields decoded from JSON are
+// float64; templates must print slots and lamports as integers, and
+// percent must still read a rate of exactly 1.
+func TestDataFromSignalWholeNumbers(t *testing.T) {
+	var sig signal.Signal
+	if err := json.Unmarshal([]byte(`{"fields": {"slot": 356102417, "min_lamports": 1000000, "failure_rate": 1,
+		"share": 0.25, "backup": {"lag": 2}, "list": [3]}}`), &sig); err != nil {
+		t.Fatal(err)
+	}
+	data := DataFromSignal(sig, nil)
+	tmpl := MustTemplate(`{{ .Fields.slot }} {{ default "?" .Fields.min_lamports }} {{ percent .Fields.failure_rate }} {{ percent .Fields.share }} {{ .Fields.backup.lag }} {{ index .Fields.list 0 }}`)
+	got, err := tmpl.Render(data)
+	if want := "356102417 1000000 100.0% 25.0% 2 3"; err != nil || got != want {
+		t.Errorf("rendered %q (%v), want %q", got, err, want)
+	}
+	if sig.Fields["slot"] != float64(356102417) {
+		t.Errorf("the signal's own fields changed: %T", sig.Fields["slot"])
+	}
+}
+
+func TestTemplateRefs(t *testing.T) {
+	tests := []struct {
+		src  string
+		want []Ref
+	}{
+		{"static", nil},
+		{"{{ .Labels.program_id }}", []Ref{{"label", "program_id"}}},
+		{`{{ default "x" .Labels.feature }} {{ .Annotations.rollback_buffer }} {{ .Labels.feature }}`,
+			[]Ref{{"label", "feature"}, {"annotation", "rollback_buffer"}}},
+		{`{{ if eq .Type "a" }}{{ .Fields.slot }}{{ else }}{{ .Labels.x }}{{ end }}`, []Ref{{"field", "slot"}, {"label", "x"}}},
+		{`{{ with .Fields.healthiest_backup }}{{ .name }}{{ else }}{{ .Labels.endpoint }}{{ end }}`,
+			[]Ref{{"field", "healthiest_backup"}, {"label", "endpoint"}}},
+		{"{{ .Source }} {{ .Labels }}", nil},
+	}
+	for _, tt := range tests {
+		got := MustTemplate(tt.src).Refs()
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Refs(%q) = %v, want %v", tt.src, got, tt.want)
+		}
 	}
 }
 

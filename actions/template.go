@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/template"
+	"text/template/parse"
 
 	"gopkg.in/yaml.v3"
 )
@@ -38,6 +40,10 @@ var Funcs = template.FuncMap{
 			return fmt.Sprintf("%.1f%%", f*100)
 		case float32:
 			return fmt.Sprintf("%.1f%%", f*100)
+		case int64: // a rate of exactly 0 or 1, see DataFromSignal
+			return fmt.Sprintf("%.1f%%", float64(f)*100)
+		case int:
+			return fmt.Sprintf("%.1f%%", float64(f)*100)
 		}
 		return fmt.Sprint(v)
 	},
@@ -108,4 +114,70 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 		return 0, errors.New("output too long")
 	}
 	return b.Buffer.Write(p)
+}
+
+// Ref is one value a template reads from the signal: a label, an
+// annotation or a field ({{ .Labels.program_id }} reads label program_id).
+type Ref struct {
+	// Kind is "label", "annotation" or "field".
+	Kind string
+	Key  string
+}
+
+// refKinds maps the PlanData maps to the kind of value they hold.
+var refKinds = map[string]string{"Labels": "label", "Annotations": "annotation", "Fields": "field"}
+
+// Refs lists the labels, annotations and fields the template reads, in
+// the order they appear, once each.
+func (t Template) Refs() []Ref {
+	if t.t == nil || t.t.Tree == nil {
+		return nil
+	}
+	var out []Ref
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.ChainNode:
+			walk(n.Node)
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe) // inside, dot is the value, not the signal
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.ElseList)
+		case *parse.FieldNode:
+			if len(n.Ident) >= 2 {
+				if kind, ok := refKinds[n.Ident[0]]; ok {
+					r := Ref{Kind: kind, Key: n.Ident[1]}
+					if !slices.Contains(out, r) {
+						out = append(out, r)
+					}
+				}
+			}
+		}
+	}
+	walk(t.t.Tree.Root)
+	return out
 }

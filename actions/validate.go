@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -49,9 +48,9 @@ func (v *validator) check(key string, t Template, f func(string) error) {
 
 func (v *validator) err() error { return strictyaml.Join(v.errs) }
 
-// render renders t for data and validates the result with check. When
-// the value is wrong because the alert lacks a label or annotation the
-// template reads, the error says, in one line, which one to add.
+// render renders t for data and validates the result with check. A value
+// that fails because the signal lacks what the template reads is a
+// *MissingError, which says what to add.
 func render(key string, t Template, data PlanData, check func(string) error) (string, error) {
 	s, err := t.Render(data)
 	if err != nil {
@@ -62,78 +61,13 @@ func render(key string, t Template, data PlanData, check func(string) error) (st
 			if t.Static() {
 				return "", fmt.Errorf("%s: %w", key, err)
 			}
-			if add := missingInputs(t, data); add != "" {
-				return "", fmt.Errorf("%s: %s (%s is empty)", key, add, t.String())
+			if missing := missingRefs(t, data); len(missing) > 0 {
+				return "", &MissingError{Source: data.Source, Type: data.Type, Missing: missing}
 			}
 			return "", fmt.Errorf("%s %q rendered to %q: %w", key, t.String(), s, err)
 		}
 	}
 	return s, nil
-}
-
-// templateInput finds what a template reads from the signal:
-// .Labels.name, .Annotations.name, .Fields.name or index .Labels "name".
-var templateInput = regexp.MustCompile(`\.(Labels|Annotations|Fields)\.([A-Za-z_][A-Za-z0-9_]*)|index\s+\.(Labels|Annotations|Fields)\s+"([^"]+)"`)
-
-// missingInputs says which labels, annotations or event fields t reads
-// that data lacks (or has empty), as what the team must add: `add the
-// label "program_id" to the alert`; "" when nothing is missing.
-func missingInputs(t Template, data PlanData) string {
-	var labels, annotations, fields []string
-	seen := map[string]bool{}
-	for _, m := range templateInput.FindAllStringSubmatch(t.String(), -1) {
-		kind, name := m[1], m[2]
-		if kind == "" {
-			kind, name = m[3], m[4]
-		}
-		if seen[kind+"."+name] {
-			continue
-		}
-		seen[kind+"."+name] = true
-		switch kind {
-		case "Labels":
-			if data.Labels[name] == "" {
-				labels = append(labels, strconv.Quote(name))
-			}
-		case "Annotations":
-			if data.Annotations[name] == "" {
-				annotations = append(annotations, strconv.Quote(name))
-			}
-		case "Fields":
-			if v, ok := data.Fields[name]; !ok || v == nil || v == "" {
-				fields = append(fields, strconv.Quote(name))
-			}
-		}
-	}
-	var parts []string
-	if len(labels) > 0 {
-		parts = append(parts, plural("the label", "the labels", labels))
-	}
-	if len(annotations) > 0 {
-		parts = append(parts, plural("the annotation", "the annotations", annotations))
-	}
-	if len(parts) > 0 && data.Source != "" && data.Source != "alertmanager" {
-		fields = append(labels, append(annotations, fields...)...)
-		parts = nil
-	}
-	if len(parts) > 0 {
-		s := "add " + strings.Join(parts, " and ") + " to the alert rule"
-		if len(fields) > 0 {
-			s += "; the event also lacks " + plural("the field", "the fields", fields)
-		}
-		return s
-	}
-	if len(fields) > 0 {
-		return "the event has no " + strings.TrimPrefix(plural("the value", "the values", fields), "the ")
-	}
-	return ""
-}
-
-func plural(one, many string, names []string) string {
-	if len(names) == 1 {
-		return one + " " + names[0]
-	}
-	return many + " " + strings.Join(names, ", ")
 }
 
 var (

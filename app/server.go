@@ -107,7 +107,11 @@ func (s *Server) addWatchers(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	w, err := solana.New(cfg.Solana, s.Bus, rpcview.Store{KV: kv}, s.Registry, s.log.With("component", "solana"))
+	state, err := s.Bus.EnsureBucket(ctx, solana.StateBucket)
+	if err != nil {
+		return err
+	}
+	w, err := solana.New(cfg.Solana, s.Bus, rpcview.Store{KV: kv}, state, s.Registry, s.log.With("component", "solana"))
 	if err != nil {
 		return fmt.Errorf("solana watchers: %w", err)
 	}

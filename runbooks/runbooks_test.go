@@ -200,76 +200,21 @@ func TestRender(t *testing.T) {
 		t.Errorf("manual step failed: %+v", out.Remediation[1])
 	}
 
-	// A program bug step whose labels are missing gets a clear error.
-	he := s.Get("high-error-rate").Render(t.Context(), actions.PlanData{Labels: map[string]string{"alertname": "HighErrorRate"}})
+	// A program bug step whose labels are missing says, in one line, what
+	// to add to the alert.
+	he := s.Get("high-error-rate").Render(t.Context(), actions.PlanData{Source: "alertmanager", Type: "alertmanager.alert",
+		Labels: map[string]string{"alertname": "HighErrorRate"}})
 	var rb notify.Proposal
 	for _, p := range he.Remediation {
 		if p.ID == "rollback-program" {
 			rb = p
 		}
 	}
-	if rb.Error != `solana.program_rollback: program: add the label "program_id" to the alert rule ({{ .Labels.program_id }} is empty)` {
+	if rb.Error != "solana.program_rollback: needs label program_id and annotation rollback_buffer on the alert: add them to the PrometheusRule" {
 		t.Errorf("rollback-program %+v", rb)
 	}
 	if he.Title != "High error rate on api" {
 		t.Errorf("title %q", he.Title)
-	}
-}
-
-func TestRenderWatcherEvents(t *testing.T) {
-	s := loadShipped(t)
-	tests := []struct {
-		typ    string
-		labels map[string]string
-		fields map[string]any
-		title  string
-		first  string
-	}{
-		{"solana.rpc.unhealthy", map[string]string{"alertname": "SolanaRPCUnhealthy", "endpoint": "primary"},
-			map[string]any{"slot_lag": 187.0, "healthiest_backup": map[string]any{"name": "backup-1", "url": "https://backup.example"}},
-			"Solana RPC primary unhealthy (187 slots behind)", "Endpoint primary: slot lag 187"},
-		{"solana.tx.failure_rate", map[string]string{"alertname": "SolanaTxFailureRate", "program": "Escrow"},
-			map[string]any{"failure_rate": 0.324, "failed": 81.0, "total": 250.0},
-			"Transaction failure rate 32.4% for Escrow", "81 of 250 recent transactions failed"},
-		{"solana.program.authority_changed", map[string]string{"alertname": "SolanaProgramAuthorityChanged", "program": "Escrow1111111111111111111111111111111111111"},
-			map[string]any{"slot": 123.0, "authority": "A", "expected_authority": "B"},
-			"Program Escrow1111111111111111111111111111111111111: upgrade authority changed", "Was this upgrade planned? Check the release calendar and the multisig's recent transactions (slot 123)"},
-		{"solana.balance.low", map[string]string{"alertname": "SolanaBalanceLow", "wallet": "FeePayer"},
-			map[string]any{"balance_lamports": 1000.0, "min_lamports": 5000.0},
-			"Wallet FeePayer balance low", "Balance 1000 lamports, minimum 5000"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.typ, func(t *testing.T) {
-			in := rules.Input{Source: "solana", Type: tt.typ, Labels: tt.labels}
-			r := s.Match(in)
-			out := r.Render(t.Context(), actions.PlanData{Source: "solana", Type: tt.typ, Labels: tt.labels, Fields: tt.fields})
-			if out.Title != tt.title {
-				t.Errorf("title %q, want %q", out.Title, tt.title)
-			}
-			if out.Assessment[0].Text != tt.first {
-				t.Errorf("assessment %q, want %q", out.Assessment[0].Text, tt.first)
-			}
-		})
-	}
-	// The RPC runbook proposes the healthiest backup from the signal's
-	// fields when no live view is configured.
-	r := s.Get("solana-rpc-unhealthy")
-	out := r.Render(t.Context(), actions.PlanData{Source: "solana", Type: "solana.rpc.unhealthy",
-		Labels: map[string]string{"endpoint": "primary"},
-		Fields: map[string]any{"healthiest_backup": map[string]any{"name": "backup-1", "url": "https://backup.example"}}})
-	if p := out.Remediation[0].Plan; !strings.Contains(p, `https://backup.example (healthiest backup "backup-1"`) {
-		t.Errorf("plan %q (err %q)", p, out.Remediation[0].Error)
-	}
-	// The tx failure runbook proposes disabling the feature flag.
-	out = s.Get("solana-tx-failure-rate").Render(t.Context(), actions.PlanData{Labels: map[string]string{"feature": "enable_escrow"}})
-	found := false
-	for _, p := range out.Remediation {
-		if p.Action == "featureflag.disable" && strings.HasPrefix(p.Plan, "redis: SET feature:enable_escrow false") {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("no featureflag.disable proposal: %+v", out.Remediation)
 	}
 }
 

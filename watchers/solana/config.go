@@ -64,12 +64,21 @@ type ProgramConfig struct {
 	// ExpectedAuthority is the expected upgrade authority (base58,
 	// typically a multisig) or "immutable".
 	ExpectedAuthority string `yaml:"expected_authority"`
+	// RollbackBuffer is the buffer account (base58) the release pipeline
+	// stages with the previous binary, e.g. with `solana program
+	// write-buffer --buffer <keypair>` at each release. Optional: when set,
+	// the program's events carry it as annotation rollback_buffer, which
+	// the shipped runbooks' rollback step reads.
+	RollbackBuffer string `yaml:"rollback_buffer"`
 }
 
 // WalletConfig is one wallet whose balance is watched.
 type WalletConfig struct {
-	Name        string `yaml:"name"`
-	Address     string `yaml:"address"`
+	// Name identifies the wallet in events and metrics.
+	Name string `yaml:"name"`
+	// Address is the wallet's public key (base58).
+	Address string `yaml:"address"`
+	// MinLamports is the balance below which the wallet is low.
 	MinLamports uint64 `yaml:"min_lamports"`
 }
 
@@ -193,6 +202,13 @@ func (c Config) Validate() error {
 		} else if p.ExpectedAuthority != Immutable {
 			if _, err := solanago.PublicKeyFromBase58(p.ExpectedAuthority); err != nil {
 				add("%s.expected_authority: %q is neither %q nor a base58 public key: %w", k, p.ExpectedAuthority, Immutable, err)
+			}
+		}
+		if p.RollbackBuffer != "" {
+			if _, err := solanago.PublicKeyFromBase58(p.RollbackBuffer); err != nil {
+				add("%s.rollback_buffer: %q is not a base58 public key: %w", k, p.RollbackBuffer, err)
+			} else if p.RollbackBuffer == p.ID {
+				add("%s.rollback_buffer: is the program id itself; want the buffer holding the previous binary", k)
 			}
 		}
 	}

@@ -36,6 +36,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad program", func(c *Config) { c.Programs[0].ID = "not-base58!"; c.Programs[0].ExpectedAuthority = "multisig" },
 			[]string{"programs[0].id", "programs[0].expected_authority"}},
 		{"missing authority", func(c *Config) { c.Programs[0].ExpectedAuthority = "" }, []string{"programs[0].expected_authority: empty"}},
+		{"rollback buffer", func(c *Config) { c.Programs[0].RollbackBuffer = rogue }, nil},
+		{"bad rollback buffer", func(c *Config) { c.Programs[0].RollbackBuffer = "buffer-1" }, []string{"programs[0].rollback_buffer: \"buffer-1\" is not a base58 public key"}},
+		{"rollback buffer is the program", func(c *Config) { c.Programs[0].RollbackBuffer = programID }, []string{"programs[0].rollback_buffer: is the program id itself"}},
 		{"bad wallet", func(c *Config) { c.Wallets[0] = WalletConfig{Name: "hot", Address: "x", MinLamports: 0} },
 			[]string{"wallets[0].address", "wallets[0].min_lamports"}},
 		{"bad numbers", func(c *Config) {

@@ -114,9 +114,26 @@ func (w *Watchers) probeRound(ctx context.Context) {
 	if err := w.view.Put(ctx, view); err != nil {
 		w.log.Warn("store rpc view", "err", err)
 	}
-	for _, t := range transitions {
-		w.emitRPC(t.ep, t.r, best, view, t.resolved)
+	allDown := true
+	for _, ep := range w.endpoints {
+		allDown = allDown && !ep.healthy
 	}
+	for _, t := range transitions {
+		if !t.resolved {
+			t.ep.severity = severityOf(t.ep.cfg.Role, allDown)
+		}
+		w.emitRPC(t.ep, t.r, best, view, t.resolved, allDown)
+	}
+}
+
+// severityOf is the severity of an endpoint going unhealthy: a backup is
+// a warning while another endpoint still serves, the primary is critical,
+// and so is the last endpoint standing (none is left to switch to).
+func severityOf(role string, allDown bool) string {
+	if role == "primary" || allDown {
+		return "critical"
+	}
+	return "warning"
 }
 
 func (w *Watchers) probe(ctx context.Context, ep *endpoint) probeResult {
@@ -211,12 +228,10 @@ func (w *Watchers) rank(results []probeResult, best uint64) rpcview.View {
 	return v
 }
 
-func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcview.View, resolved bool) {
+// emitRPC publishes an endpoint's transition. The recovered event carries
+// the severity its unhealthy event had.
+func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcview.View, resolved, allDown bool) {
 	name := ep.cfg.Name
-	severity := "warning"
-	if ep.cfg.Role == "primary" {
-		severity = "critical"
-	}
 	fields := map[string]any{
 		"endpoint":             name,
 		"url":                  ep.redacted,
@@ -225,6 +240,7 @@ func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcvie
 		"slot":                 r.slot,
 		"best_slot":            best,
 		"slot_lag":             r.lag,
+		"all_endpoints_down":   allDown,
 	}
 	for _, e := range view.Endpoints {
 		if e.Role == rpcview.RoleBackup && e.Healthy && e.Name != name {
@@ -237,7 +253,7 @@ func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcvie
 		Fingerprint: fingerprint("rpc", name, "unhealthy"),
 		Status:      signal.Firing,
 		Labels: map[string]string{
-			"alertname": "SolanaRPCUnhealthy", "severity": severity,
+			"alertname": "SolanaRPCUnhealthy", "severity": ep.severity,
 			"endpoint": name, "role": ep.cfg.Role,
 		},
 		Annotations: map[string]string{
@@ -245,6 +261,9 @@ func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcvie
 		},
 		StartsAt: ep.episodeStart.UTC(),
 		Fields:   fields,
+	}
+	if allDown {
+		sig.Annotations["summary"] += "; no healthy endpoint is left"
 	}
 	typ := "solana.rpc.unhealthy"
 	if resolved {
@@ -254,5 +273,10 @@ func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcvie
 		sig.Annotations["summary"] = fmt.Sprintf("Solana RPC endpoint %s (%s) recovered", name, ep.cfg.Role)
 		fields["reason"] = "healthy again"
 	}
-	w.emit(typ, stableID(typ, name, ep.episodeStart.UTC().Format(time.RFC3339Nano)), name, sig)
+	// Health is not an on-chain fact: each replica probes from where it
+	// runs, judges by its own rounds and may see an endpoint fail that
+	// another reaches. The id is this replica's episode start, so two
+	// replicas publish two events for one outage; they carry one
+	// fingerprint and group key, so they are one alert of one incident.
+	w.emit(typ, stableID(typ, name, ep.episodeStart.UTC().Format(time.RFC3339Nano)), name, sig, nil)
 }

@@ -3,6 +3,8 @@ package solana
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -144,5 +146,79 @@ func TestRPCHealthNoFlapping(t *testing.T) {
 	}
 	if n := h.pub.count("solana.rpc.unhealthy"); n != 0 {
 		t.Errorf("%d unhealthy events for isolated failures, want 0", n)
+	}
+}
+
+// TestRPCSeverityByRole: a backup going down is a warning while another
+// endpoint serves; the primary going down is critical, and so is the last
+// endpoint standing going down. The recovery carries its episode's
+// severity.
+func TestRPCSeverityByRole(t *testing.T) {
+	type down struct {
+		endpoint string
+		severity string
+		allDown  bool
+	}
+	tests := []struct {
+		name  string
+		roles map[string]string // endpoint name → role, in name order
+		downs []down            // taken down one after another
+	}{
+		{"primary down", map[string]string{"a-primary": "primary", "b-backup": "backup"},
+			[]down{{"a-primary", "critical", false}}},
+		{"backup down", map[string]string{"a-primary": "primary", "b-backup": "backup"},
+			[]down{{"b-backup", "warning", false}}},
+		{"all down, primary first", map[string]string{"a-primary": "primary", "b-backup": "backup"},
+			[]down{{"a-primary", "critical", false}, {"b-backup", "critical", true}}},
+		{"all down, backup first", map[string]string{"a-primary": "primary", "b-backup": "backup"},
+			[]down{{"b-backup", "warning", false}, {"a-primary", "critical", true}}},
+		{"backups only", map[string]string{"a-backup": "backup", "b-backup": "backup", "c-backup": "backup"},
+			[]down{{"a-backup", "warning", false}, {"b-backup", "warning", false}, {"c-backup", "critical", true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			nodes := map[string]*solanatest.Server{}
+			for _, name := range slices.Sorted(maps.Keys(tt.roles)) {
+				n := solanatest.NewServer()
+				defer n.Close()
+				nodes[name] = n
+				cfg.Endpoints = append(cfg.Endpoints, EndpointConfig{Name: name, URL: n.URL(), Role: tt.roles[name]})
+			}
+			h := start(t, cfg, nil)
+			store := rpcview.Store{KV: h.kv}
+			eventually(t, "all endpoints healthy in the view", func() bool {
+				v, err := store.View(context.Background())
+				return err == nil && len(v.Endpoints) == len(tt.roles) && !slices.ContainsFunc(v.Endpoints, func(e rpcview.Endpoint) bool { return !e.Healthy })
+			})
+			for i, d := range tt.downs {
+				nodes[d.endpoint].SetHealth(solanatest.HealthUnknown, 0)
+				eventually(t, d.endpoint+" unhealthy", func() bool { return h.pub.count("solana.rpc.unhealthy") == i+1 })
+				evs, sigs := h.pub.ofType("solana.rpc.unhealthy")
+				if evs[i].Subject != d.endpoint {
+					t.Fatalf("event %d for %s, want %s", i, evs[i].Subject, d.endpoint)
+				}
+				s := sigs[i]
+				if s.Labels["severity"] != d.severity || s.Labels["role"] != tt.roles[d.endpoint] || s.Fields["all_endpoints_down"] != d.allDown {
+					t.Errorf("%s down: severity %q role %q all_endpoints_down %v; want %q, %q, %v",
+						d.endpoint, s.Labels["severity"], s.Labels["role"], s.Fields["all_endpoints_down"], d.severity, tt.roles[d.endpoint], d.allDown)
+				}
+				if d.allDown != strings.Contains(s.Annotations["summary"], "no healthy endpoint is left") {
+					t.Errorf("summary %q", s.Annotations["summary"])
+				}
+			}
+			for _, d := range tt.downs {
+				nodes[d.endpoint].SetHealth(solanatest.HealthOK, 0)
+			}
+			eventually(t, "all recovered", func() bool { return h.pub.count("solana.rpc.recovered") == len(tt.downs) })
+			_, recs := h.pub.ofType("solana.rpc.recovered")
+			for _, r := range recs {
+				for _, d := range tt.downs {
+					if r.Labels["endpoint"] == d.endpoint && r.Labels["severity"] != d.severity {
+						t.Errorf("%s recovered with severity %q, its episode was %q", d.endpoint, r.Labels["severity"], d.severity)
+					}
+				}
+			}
+		})
 	}
 }

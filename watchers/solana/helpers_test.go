@@ -3,6 +3,7 @@ package solana
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -34,6 +35,7 @@ type recorder struct {
 	events   []bus.Event
 	ids      map[string]bool
 	dupes    int
+	dupIDs   []string // ids published again, in order
 	failNext int
 	attempts int
 }
@@ -53,6 +55,7 @@ func (r *recorder) Publish(_ context.Context, ev bus.Event) (bus.PublishResult, 
 	}
 	if r.ids[ev.ID] {
 		r.dupes++
+		r.dupIDs = append(r.dupIDs, ev.ID)
 		return bus.PublishResult{Stream: "EVENTS", Duplicate: true}, nil
 	}
 	r.ids[ev.ID] = true
@@ -108,19 +111,28 @@ func (m *memKV) Put(_ context.Context, k string, v []byte) (uint64, error) {
 	return m.rev, nil
 }
 
-func (m *memKV) Create(ctx context.Context, k string, v []byte, _ ...bus.KVOption) (uint64, error) {
-	if _, err := m.Get(ctx, k); err == nil {
+// Create and Update check and write under one lock, like a real
+// compare-and-set.
+func (m *memKV) Create(_ context.Context, k string, v []byte, _ ...bus.KVOption) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.data[k]; ok {
 		return 0, bus.ErrKeyExists
 	}
-	return m.Put(ctx, k, v)
+	m.rev++
+	m.data[k] = bus.Entry{Key: k, Value: append([]byte(nil), v...), Revision: m.rev}
+	return m.rev, nil
 }
 
-func (m *memKV) Update(ctx context.Context, k string, v []byte, rev uint64) (uint64, error) {
-	e, err := m.Get(ctx, k)
-	if err != nil || e.Revision != rev {
+func (m *memKV) Update(_ context.Context, k string, v []byte, rev uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.data[k]; !ok || e.Revision != rev {
 		return 0, bus.ErrRevisionMismatch
 	}
-	return m.Put(ctx, k, v)
+	m.rev++
+	m.data[k] = bus.Entry{Key: k, Value: append([]byte(nil), v...), Revision: m.rev}
+	return m.rev, nil
 }
 
 func (m *memKV) Delete(_ context.Context, k string) error {
@@ -153,22 +165,39 @@ func testConfig() Config {
 }
 
 type harness struct {
-	w    *Watchers
-	pub  *recorder
-	kv   *memKV
-	reg  *prometheus.Registry
-	stop func()
+	w     *Watchers
+	pub   *recorder
+	kv    *memKV // the RPC view's bucket
+	state *memKV // the watch state bucket
+	reg   *prometheus.Registry
+	stop  func()
 }
 
-// start builds and runs watchers; they stop at test cleanup.
+// start builds and runs watchers with a watch state of their own; they
+// stop at test cleanup.
 func start(t *testing.T, cfg Config, pub *recorder) *harness {
+	t.Helper()
+	return startWithState(t, cfg, pub, newMemKV())
+}
+
+// startWithState builds and runs watchers on a given watch state, as a
+// restarted bot or a second replica does; they stop at test cleanup.
+func startWithState(t *testing.T, cfg Config, pub *recorder, state *memKV) *harness {
 	t.Helper()
 	if pub == nil {
 		pub = newRecorder()
 	}
 	kv := newMemKV()
+	w, reg, stop := run(t, cfg, pub, rpcview.Store{KV: kv}, state)
+	return &harness{w: w, pub: pub, kv: kv, state: state, reg: reg, stop: stop}
+}
+
+// run builds and runs watchers on any publisher and buckets; stop (also
+// called at test cleanup) cancels them and waits for Run to return.
+func run(t *testing.T, cfg Config, pub bus.Publisher, view ViewWriter, state bus.KV) (*Watchers, *prometheus.Registry, func()) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	w, err := New(cfg, pub, rpcview.Store{KV: kv}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w, err := New(cfg, pub, view, state, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -184,7 +213,32 @@ func start(t *testing.T, cfg Config, pub *recorder) *harness {
 		}
 	}
 	t.Cleanup(stop)
-	return &harness{w: w, pub: pub, kv: kv, reg: reg, stop: stop}
+	return w, reg, stop
+}
+
+// drained reports whether everything queued for the bus (events and the
+// state writes behind them) has been handled.
+func (w *Watchers) drained() bool {
+	w.out.mu.Lock()
+	defer w.out.mu.Unlock()
+	return len(w.out.queue) == 0
+}
+
+// storedProgram reads a program's baseline from a watch state.
+func storedProgram(t *testing.T, state bus.KV, id string) (programState, bool) {
+	t.Helper()
+	e, err := state.Get(context.Background(), programKey(id))
+	if errors.Is(err, bus.ErrKeyNotFound) {
+		return programState{}, false
+	}
+	if err != nil {
+		t.Fatalf("read program state: %v", err)
+	}
+	var st programState
+	if err := json.Unmarshal(e.Value, &st); err != nil {
+		t.Fatalf("decode program state %s: %v", e.Value, err)
+	}
+	return st, true
 }
 
 // eventually polls cond until it holds or the deadline passes.

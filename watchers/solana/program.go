@@ -48,6 +48,38 @@ func newProgramWatch(w *Watchers, cfg ProgramConfig, id solanago.PublicKey) (*pr
 	return p, nil
 }
 
+// run starts from the stored baseline, then follows the account through
+// the subscription and the poll until ctx ends.
+func (p *programWatch) run(ctx context.Context) {
+	p.load(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.runSubscription(ctx) }()
+	go func() { defer wg.Done(); p.runPoll(ctx) }()
+	wg.Wait()
+}
+
+// load takes the stored baseline, if any, as the last view handled, so
+// that the first view after a restart is compared with what was last
+// reported: a change made while the bot was down is reported once.
+func (p *programWatch) load(ctx context.Context) {
+	var st programState
+	if !p.w.loadStateRetrying(ctx, programKey(p.cfg.ID), &st) {
+		return
+	}
+	pd, err := st.programData()
+	if err != nil {
+		p.w.log.Warn("ignore unreadable program baseline; starting from a fresh one", "program", p.cfg.Name, "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.have, p.ctxSlot, p.last, p.alertedFor = true, st.ContextSlot, pd, st.AlertedFor
+}
+
 func (p *programWatch) runPoll(ctx context.Context) {
 	t := time.NewTicker(p.w.cfg.ProgramPollInterval)
 	defer t.Stop()
@@ -138,7 +170,7 @@ func (p *programWatch) observe(ctxSlot uint64, data []byte) {
 		p.mu.Unlock()
 		return
 	}
-	first, prev := !p.have, p.last
+	first, prev, prevAlerted := !p.have, p.last, p.alertedFor
 	p.have, p.ctxSlot, p.last = true, ctxSlot, pd
 	upgraded := !first && pd.Slot != prev.Slot
 	auth := pd.AuthorityString()
@@ -149,19 +181,31 @@ func (p *programWatch) observe(ctxSlot uint64, data []byte) {
 		p.alertedFor = auth
 		authChanged = true
 	}
+	changed := first || upgraded || auth != prev.AuthorityString() || p.alertedFor != prevAlerted
+	st := programState{Slot: pd.Slot, Authority: auth, ContextSlot: ctxSlot, AlertedFor: p.alertedFor}
 	p.mu.Unlock()
 
-	p.w.m.deploySlot.WithLabelValues(p.cfg.Name).Set(float64(pd.Slot))
+	queued := true
 	if upgraded {
-		p.emitUpgraded(pd, prev)
+		queued = p.emitUpgraded(pd, prev) && queued
 	}
 	if authChanged {
 		prevAuth := "unknown"
 		if !first {
 			prevAuth = prev.AuthorityString()
 		}
-		p.emitAuthority(pd, prevAuth)
+		queued = p.emitAuthority(pd, prevAuth) && queued
 	}
+	// The baseline is stored behind the events: once they are on the bus.
+	// An event that was not queued leaves the old baseline in place, so a
+	// restart reports the change again.
+	if changed && queued {
+		p.w.then(saveLater(p.w, programKey(p.cfg.ID), st, func(stored programState) bool {
+			return stored.ContextSlot > st.ContextSlot
+		}))
+	}
+	// Last, so that a reader of the metric knows the events are queued.
+	p.w.m.deploySlot.WithLabelValues(p.cfg.Name).Set(float64(pd.Slot))
 }
 
 func (p *programWatch) matchesExpected(pd ProgramData) bool {
@@ -179,26 +223,37 @@ func (p *programWatch) base(alertname string, now time.Time) signal.Signal {
 			"alertname": alertname, "severity": "critical",
 			"program": p.cfg.Name, "program_id": p.cfg.ID,
 		},
+		Annotations:  programAnnotations(p.cfg),
 		StartsAt:     now.UTC(),
 		GeneratorURL: explorerURL(p.cfg.ID),
 	}
 }
 
-func (p *programWatch) emitUpgraded(pd, prev ProgramData) {
+// programAnnotations are the annotations every event about a program
+// carries: what the team configured for it.
+func programAnnotations(cfg ProgramConfig) map[string]string {
+	a := map[string]string{}
+	if cfg.RollbackBuffer != "" {
+		a["rollback_buffer"] = cfg.RollbackBuffer
+	}
+	return a
+}
+
+func (p *programWatch) emitUpgraded(pd, prev ProgramData) bool {
 	const typ = "solana.program.upgraded"
 	sig := p.base("SolanaProgramUpgraded", p.w.now())
 	sig.Fingerprint = fingerprint("program", p.cfg.ID, "upgraded")
-	sig.Annotations = map[string]string{
-		"summary": fmt.Sprintf("Program %s was upgraded at slot %d", p.cfg.Name, pd.Slot),
-	}
+	sig.Annotations["summary"] = fmt.Sprintf("Program %s was upgraded at slot %d", p.cfg.Name, pd.Slot)
 	sig.Fields = map[string]any{
 		"slot": pd.Slot, "previous_slot": prev.Slot, "authority": pd.AuthorityString(),
 		"programdata": p.pda.String(),
 	}
-	p.w.emit(typ, stableID(typ, p.cfg.ID, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig)
+	// Named by the program id and the new ProgramData slot: an upgrade
+	// lands in one slot, so replicas and restarts name it alike.
+	return p.w.emit(typ, stableID(typ, p.cfg.ID, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig, nil)
 }
 
-func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) {
+func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) bool {
 	const typ = "solana.program.authority_changed"
 	sig := p.base("SolanaProgramAuthorityChanged", p.w.now())
 	sig.Fingerprint = fingerprint("program", p.cfg.ID, "authority")
@@ -207,10 +262,16 @@ func (p *programWatch) emitAuthority(pd ProgramData, prevAuth string) {
 	if pd.Authority == nil {
 		summary = fmt.Sprintf("Program %s upgrade authority was revoked (program is immutable), expected %s", p.cfg.Name, p.cfg.ExpectedAuthority)
 	}
-	sig.Annotations = map[string]string{"summary": summary}
+	sig.Annotations["summary"] = summary
 	sig.Fields = map[string]any{
 		"authority": auth, "expected_authority": p.cfg.ExpectedAuthority,
 		"previous_authority": prevAuth, "slot": pd.Slot, "programdata": p.pda.String(),
 	}
-	p.w.emit(typ, stableID(typ, p.cfg.ID, auth, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig)
+	// Named by the on-chain facts (program id, authority, ProgramData
+	// slot), so every replica and every restart that sees this state names
+	// it alike. The one change they cannot tell apart is an authority set
+	// back to a key it had at the same ProgramData slot (A → B → A without
+	// an upgrade in between): within the bus's duplicate window the second
+	// report of A is dropped as a duplicate of the first.
+	return p.w.emit(typ, stableID(typ, p.cfg.ID, auth, strconv.FormatUint(pd.Slot, 10)), p.cfg.ID, sig, nil)
 }

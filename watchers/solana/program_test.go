@@ -57,11 +57,12 @@ func TestProgramUpgradeAndAuthority(t *testing.T) {
 			if tt.viaPoll {
 				cfg.ProgramPollInterval = 30 * time.Millisecond
 			}
-			// Two replicas watching the same program publish the same
-			// ids: the bus stores each event once.
+			// Two replicas watching the same program (sharing the watch
+			// state, as on one NATS) publish the same ids: the bus
+			// stores each event once.
 			pub := newRecorder()
 			h1 := start(t, cfg, pub)
-			h2 := start(t, cfg, pub)
+			h2 := startWithState(t, cfg, pub, h1.state)
 			for _, h := range []*harness{h1, h2} {
 				eventually(t, "baseline read", func() bool {
 					return testutil.ToFloat64(h.w.m.deploySlot.WithLabelValues("payments")) == 100
@@ -123,6 +124,29 @@ func TestProgramUpgradeAndAuthority(t *testing.T) {
 				t.Errorf("unexpected authority event")
 			}
 		})
+	}
+}
+
+// TestProgramEventsCarryRollbackBuffer: a configured rollback buffer is
+// on every event about the program, for the runbooks' rollback step.
+func TestProgramEventsCarryRollbackBuffer(t *testing.T) {
+	srv := solanatest.NewServer()
+	defer srv.Close()
+	srv.StoreAccount(programData, solanatest.Account{Data: programDataBytes(100, key(rogue))})
+	cfg := txConfig(srv)
+	cfg.Programs[0].RollbackBuffer = hotWallet // any other key
+	cfg.Tx.MinSamples = 1
+	h := start(t, cfg, nil)
+	eventually(t, "logs subscription", func() bool { return srv.Subscriptions("logsSubscribe") == 1 })
+	srv.AddTx(programID, tx(1, true), true)
+	eventually(t, "events", func() bool {
+		return h.pub.count("solana.program.authority_changed") == 1 && h.pub.count("solana.tx.failure_rate") == 1
+	})
+	for _, typ := range []string{"solana.program.authority_changed", "solana.tx.failure_rate"} {
+		_, sigs := h.pub.ofType(typ)
+		if sigs[0].Annotations["rollback_buffer"] != hotWallet || sigs[0].Annotations["summary"] == "" {
+			t.Errorf("%s annotations %v, want rollback_buffer %s and a summary", typ, sigs[0].Annotations, hotWallet)
+		}
 	}
 }
 

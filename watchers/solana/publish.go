@@ -31,38 +31,52 @@ type outbox struct {
 	backoff BackoffConfig
 
 	mu      sync.Mutex
-	queue   []bus.Event
+	queue   []outboxEntry
 	wake    chan struct{}
 	dropped int
+}
+
+// outboxEntry is an event to publish, then a step to run once the bus has
+// accepted it (storing the baseline the event reports on); either may be
+// absent. A step alone runs in queue order, after the events before it.
+type outboxEntry struct {
+	ev    *bus.Event
+	after func(context.Context)
 }
 
 func newOutbox(pub bus.Publisher, log *slog.Logger, b BackoffConfig) *outbox {
 	return &outbox{pub: pub, log: log, backoff: b, wake: make(chan struct{}, 1)}
 }
 
-func (o *outbox) enqueue(ev bus.Event) {
+// enqueue queues e and reports whether it was queued.
+func (o *outbox) enqueue(e outboxEntry) bool {
 	o.mu.Lock()
 	if len(o.queue) >= outboxCap {
 		o.dropped++
 		o.mu.Unlock()
-		o.log.Error("drop solana event: publish queue full", "type", ev.Type, "id", ev.ID, "subject", ev.Subject)
-		return
+		if e.ev != nil {
+			o.log.Error("drop solana event: publish queue full", "type", e.ev.Type, "id", e.ev.ID, "subject", e.ev.Subject)
+		} else {
+			o.log.Error("drop watch state write: publish queue full")
+		}
+		return false
 	}
-	o.queue = append(o.queue, ev)
+	o.queue = append(o.queue, e)
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 func (o *outbox) run(ctx context.Context) {
 	for {
 		o.mu.Lock()
-		var ev bus.Event
+		var e outboxEntry
 		have := len(o.queue) > 0
 		if have {
-			ev = o.queue[0]
+			e = o.queue[0]
 		}
 		o.mu.Unlock()
 		if !have {
@@ -73,8 +87,11 @@ func (o *outbox) run(ctx context.Context) {
 				continue
 			}
 		}
-		if !o.publish(ctx, ev) {
+		if e.ev != nil && !o.publish(ctx, *e.ev) {
 			return
+		}
+		if e.after != nil {
+			e.after(ctx)
 		}
 		o.mu.Lock()
 		o.queue = o.queue[1:]
@@ -103,7 +120,11 @@ func (o *outbox) publish(ctx context.Context, ev bus.Event) bool {
 
 // stableID hashes the parts that identify one state transition, so that a
 // repeated publish (retry, restart, second replica seeing the same
-// on-chain state) carries the same id and dedupes at the bus.
+// on-chain state) carries the same id and dedupes at the bus. The parts
+// are on-chain facts where there are some: program id, ProgramData slot
+// and authority for programs; the tipping transaction for failure rates;
+// the shared episode number for wallets. What each event kind cannot make
+// stable across replicas is said where it is emitted.
 func stableID(typ string, parts ...string) string {
 	return typ + ":" + hashParts(parts...)
 }
@@ -143,15 +164,20 @@ func newEvent(typ, id, subject string, at time.Time, sig signal.Signal) (bus.Eve
 	return ev, nil
 }
 
-// emit builds and enqueues an event, logging a build failure (a bug).
-func (w *Watchers) emit(typ, id, subject string, sig signal.Signal) {
+// emit builds and enqueues an event, logging a build failure (a bug), and
+// reports whether it was queued. after, when not nil, runs once the bus
+// has accepted the event.
+func (w *Watchers) emit(typ, id, subject string, sig signal.Signal, after func(context.Context)) bool {
 	ev, err := newEvent(typ, id, subject, w.now(), sig)
 	if err != nil {
 		w.log.Error("solana event not published", "err", err)
-		return
+		return false
 	}
-	w.out.enqueue(ev)
+	return w.out.enqueue(outboxEntry{ev: &ev, after: after})
 }
+
+// then queues f behind the events already queued.
+func (w *Watchers) then(f func(context.Context)) { w.out.enqueue(outboxEntry{after: f}) }
 
 // sanitize removes raw endpoint URLs (which may carry API keys) from an
 // error text; solana-go puts the request URL in its errors.

@@ -46,11 +46,13 @@ type txWatch struct {
 	polled       bool               // the poll has taken its baseline
 	firing       bool
 	episodeStart time.Time
+	episodeTip   solanago.Signature // the newest transaction when the rate crossed
 }
 
 type txSample struct {
 	at     time.Time
 	failed bool
+	sig    solanago.Signature
 }
 
 func newTxWatch(w *Watchers, cfg ProgramConfig, id solanago.PublicKey) *txWatch {
@@ -238,7 +240,7 @@ func (t *txWatch) record(sig solanago.Signature, failed bool) bool {
 		t.seenOrder = t.seenOrder[1:]
 	}
 	t.lastSig = sig
-	t.samples = append(t.samples, txSample{at: t.w.now(), failed: failed})
+	t.samples = append(t.samples, txSample{at: t.w.now(), failed: failed, sig: sig})
 	t.mu.Unlock()
 
 	t.w.m.txTotal.WithLabelValues(t.cfg.Name).Inc()
@@ -277,12 +279,13 @@ func (t *txWatch) evaluate() {
 	case !t.firing && total >= cfg.MinSamples && rate > cfg.Threshold:
 		t.firing = true
 		t.episodeStart = now
+		t.episodeTip = t.samples[len(t.samples)-1].sig
 		typ = "solana.tx.failure_rate"
 	case t.firing && (failed == 0 || (total >= cfg.MinSamples && rate <= cfg.Threshold)):
 		t.firing = false
 		typ = "solana.tx.failure_rate_recovered"
 	}
-	start := t.episodeStart
+	start, tip := t.episodeStart, t.episodeTip
 	t.mu.Unlock()
 	if typ == "" {
 		return
@@ -295,9 +298,7 @@ func (t *txWatch) evaluate() {
 			"alertname": "SolanaTxFailureRate", "severity": "critical",
 			"program": t.cfg.Name, "program_id": t.cfg.ID,
 		},
-		Annotations: map[string]string{
-			"summary": fmt.Sprintf("%.0f%% of %s transactions failed over %s", rate*100, t.cfg.Name, cfg.Window),
-		},
+		Annotations:  programAnnotations(t.cfg),
 		StartsAt:     start.UTC(),
 		GeneratorURL: explorerURL(t.cfg.ID),
 		Fields: map[string]any{
@@ -305,11 +306,20 @@ func (t *txWatch) evaluate() {
 			"window": cfg.Window.String(), "threshold": cfg.Threshold,
 		},
 	}
+	sig.Annotations["summary"] = fmt.Sprintf("%.0f%% of %s transactions failed over %s", rate*100, t.cfg.Name, cfg.Window)
 	if typ == "solana.tx.failure_rate_recovered" {
 		sig.Status = signal.Resolved
 		sig.EndsAt = now.UTC()
 	}
-	t.w.emit(typ, stableID(typ, t.cfg.ID, start.UTC().Format(time.RFC3339Nano)), t.cfg.ID, sig)
+	// The episode is named by the transaction that tipped the rate over
+	// the threshold (the newest in the window then), an on-chain fact
+	// replicas share: fed the same transactions, they publish one id. It
+	// is not always the same one: each replica cuts its window by its own
+	// arrival times and may count a transaction the other has not yet
+	// (or has already dropped), and then names another. The bus then
+	// keeps both events; they carry one fingerprint and group key, so they
+	// are one alert of one incident, not a second page.
+	t.w.emit(typ, stableID(typ, t.cfg.ID, tip.String()), t.cfg.ID, sig, nil)
 }
 
 func explorerURL(address string) string {

@@ -78,7 +78,15 @@ func TestTxFailureRate(t *testing.T) {
 			return h.pub.count("solana.tx.failure_rate") == st.wantFiring && h.pub.count("solana.tx.failure_rate_recovered") == st.wantRecov
 		})
 	}
-	_, fs := h.pub.ofType("solana.tx.failure_rate")
+	// Named by the transaction that tipped the rate: the 9th.
+	fevs, fs := h.pub.ofType("solana.tx.failure_rate")
+	revs, _ := h.pub.ofType("solana.tx.failure_rate_recovered")
+	if want := stableID("solana.tx.failure_rate", programID, sig(8)); fevs[0].ID != want {
+		t.Errorf("firing id %s, want %s", fevs[0].ID, want)
+	}
+	if want := stableID("solana.tx.failure_rate_recovered", programID, sig(8)); revs[0].ID != want {
+		t.Errorf("recovered id %s, want %s", revs[0].ID, want)
+	}
 	f := fs[0]
 	if f.Labels["alertname"] != "SolanaTxFailureRate" || f.Labels["program"] != "payments" || f.Labels["program_id"] != programID || f.Labels["severity"] != "critical" {
 		t.Errorf("labels = %v", f.Labels)
@@ -89,6 +97,33 @@ func TestTxFailureRate(t *testing.T) {
 	_, rs := h.pub.ofType("solana.tx.failure_rate_recovered")
 	if rs[0].Fingerprint != f.Fingerprint || rs[0].Status != "resolved" || !rs[0].StartsAt.Equal(f.StartsAt) {
 		t.Errorf("recovered %+v does not resolve %+v", rs[0], f)
+	}
+}
+
+// TestTxFailureRateReplicas: two replicas fed the same transactions name
+// the episode by the same tipping transaction; the bus stores its firing
+// and recovered events once each.
+func TestTxFailureRateReplicas(t *testing.T) {
+	srv := solanatest.NewServer()
+	defer srv.Close()
+	pub := newRecorder()
+	replicas := []*harness{start(t, txConfig(srv), pub), start(t, txConfig(srv), pub)}
+	eventually(t, "logs subscriptions", func() bool { return srv.Subscriptions("logsSubscribe") == 2 })
+	// threshold 0.5, min_samples 4: fires at 5 of 9, recovers at 6 of 12.
+	failed := []bool{false, false, false, false, true, true, true, true, true, true, false, false}
+	for i, f := range failed {
+		srv.AddTx(programID, tx(i, f), true)
+		for _, h := range replicas {
+			eventually(t, fmt.Sprintf("tx %d counted", i), func() bool { total, _ := counts(h); return total == float64(i+1) })
+		}
+	}
+	eventually(t, "one firing and one recovered event, each published twice", func() bool {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		return pub.dupes == 2
+	})
+	if pub.count("solana.tx.failure_rate") != 1 || pub.count("solana.tx.failure_rate_recovered") != 1 {
+		t.Errorf("%d firing, %d recovered events stored, want 1 each", pub.count("solana.tx.failure_rate"), pub.count("solana.tx.failure_rate_recovered"))
 	}
 }
 

@@ -23,12 +23,13 @@ type ViewWriter interface {
 
 // Watchers runs every configured Solana watcher.
 type Watchers struct {
-	cfg  Config
-	log  *slog.Logger
-	out  *outbox
-	view ViewWriter
-	m    *metrics
-	now  func() time.Time
+	cfg   Config
+	log   *slog.Logger
+	out   *outbox
+	view  ViewWriter
+	state bus.KV
+	m     *metrics
+	now   func() time.Time
 
 	endpoints []*endpoint
 	programs  []*programWatch
@@ -50,23 +51,25 @@ type endpoint struct {
 	fails, oks   int
 	firstFailAt  time.Time
 	episodeStart time.Time
+	severity     string // of the current or last unhealthy episode
 }
 
 // New checks cfg and builds the watchers; Run starts them. pub receives
-// the events, view the ranked RPC view, reg the metrics.
-func New(cfg Config, pub bus.Publisher, view ViewWriter, reg prometheus.Registerer, logger *slog.Logger) (*Watchers, error) {
+// the events, view the ranked RPC view, state the on-chain baselines
+// (StateBucket, shared by replicas), reg the metrics.
+func New(cfg Config, pub bus.Publisher, view ViewWriter, state bus.KV, reg prometheus.Registerer, logger *slog.Logger) (*Watchers, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("solana watchers config: %w", err)
 	}
-	if pub == nil || view == nil || reg == nil || logger == nil {
-		return nil, errors.New("solana watchers: publisher, view writer, registerer and logger are required")
+	if pub == nil || view == nil || state == nil || reg == nil || logger == nil {
+		return nil, errors.New("solana watchers: publisher, view writer, state bucket, registerer and logger are required")
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("register solana metrics: %w", err)
 	}
 	log := logger.With("source", source)
-	w := &Watchers{cfg: cfg, log: log, view: view, m: m, now: time.Now}
+	w := &Watchers{cfg: cfg, log: log, view: view, state: state, m: m, now: time.Now}
 	w.out = newOutbox(pub, log, cfg.PublishRetry)
 	for _, e := range cfg.Endpoints {
 		w.endpoints = append(w.endpoints, &endpoint{cfg: e, client: rpc.New(e.URL), redacted: RedactURL(e.URL), healthy: true})
@@ -102,8 +105,7 @@ func (w *Watchers) Run(ctx context.Context) error {
 		start(t.run)
 	}
 	for _, p := range w.programs {
-		start(p.runSubscription)
-		start(p.runPoll)
+		start(p.run)
 	}
 	wg.Wait()
 	return nil
