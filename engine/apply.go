@@ -125,11 +125,18 @@ func applySignals(rec *Record, ins []input.Input, env applyEnv) (*Record, Result
 			cleared = append(cleared, describe(s))
 		}
 	}
+	// How many alerts Alertmanager left out is per incident and as of the
+	// latest notification: a complete one clears the notice.
+	truncated := false
 	if t := ins[0].Truncated; t != rec.TruncatedAlerts && first.Source == "alertmanager" {
-		rec.TruncatedAlerts = t
+		rec.TruncatedAlerts, truncated = t, true
 	}
 	isNew := rec.Version == 0
 	if len(added) == 0 && len(cleared) == 0 && !isNew && result != reopened {
+		if truncated {
+			bump(rec, env)
+			return rec, Result{change: updated}
+		}
 		return rec, noop("no alert changed state")
 	}
 	rec.Severity = worstSeverity(rec, env.Severity)

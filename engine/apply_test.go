@@ -227,3 +227,20 @@ func TestEscalationLadder(t *testing.T) {
 		t.Fatalf("escalate past the top: %+v", res)
 	}
 }
+
+func TestTruncationNoticeFollowsTheLatestNotification(t *testing.T) {
+	in := sig("1", signal.Firing, t0)
+	in.Truncated = 3
+	r, _ := apply1(nil, in, t0)
+	if r.TruncatedAlerts != 3 {
+		t.Fatalf("truncated %d, want 3", r.TruncatedAlerts)
+	}
+	in.Truncated = 0 // the same alert, now in a complete notification
+	r2, res := apply1(r, in, t0.Add(time.Minute))
+	if !res.Changed() || r2.TruncatedAlerts != 0 || r2.Version <= r.Version {
+		t.Fatalf("a complete notification left the notice: %+v, truncated %d", res, r2.TruncatedAlerts)
+	}
+	if _, res := apply1(r2, in, t0.Add(2*time.Minute)); res.Changed() {
+		t.Fatalf("a repeat changed the incident: %+v", res)
+	}
+}

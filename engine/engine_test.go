@@ -8,10 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/bus"
@@ -624,5 +628,31 @@ func TestEveryDecisionAndEffectIsAudited(t *testing.T) {
 		"notify.pager.resolve", "notify.pager.trigger"}
 	if fmt.Sprint(kinds) != fmt.Sprint(want) {
 		t.Fatalf("audit trail %v, want %v", kinds, want)
+	}
+}
+
+// TestOpenIncidentsGaugeAfterRestart: the gauge comes from the stored
+// records, so a process that starts on existing data (or any replica)
+// reports the open incidents at once.
+func TestOpenIncidentsGaugeAfterRestart(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(t, fixtureEvent(t, "webhook.firing.grouped.json"))
+	reg := prometheus.NewRegistry()
+	restarted, err := engine.New(e.cfg, engine.Deps{Catalog: e.cat, Decoders: app.Decoders(),
+		Incidents: e.kvs[engine.BucketIncidents], IDs: e.kvs[engine.BucketIDs], Deliveries: e.kvs[engine.BucketDeliveries],
+		Chat: e.rec, Pager: e.rec, Publisher: e.bus, Scheduler: e.bus, Now: e.clock.Now, Metrics: engine.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted.SweepOnce(context.Background())
+	want := `
+# HELP incidentbot_open_incidents Incidents not resolved, by severity.
+# TYPE incidentbot_open_incidents gauge
+incidentbot_open_incidents{severity="critical"} 4
+incidentbot_open_incidents{severity="info"} 0
+incidentbot_open_incidents{severity="warning"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "incidentbot_open_incidents"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -153,6 +153,9 @@ func Card(inc notify.Incident) string {
 	if inc.Status == notify.StatusAcknowledged && inc.AcknowledgedBy != "" {
 		status += " · by " + inc.AcknowledgedBy
 	}
+	if inc.ResolvedBy != "" {
+		status += " · resolved by " + inc.ResolvedBy
+	}
 	if !inc.StartedAt.IsZero() {
 		status += " · started " + inc.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC")
 	}
@@ -212,9 +215,9 @@ func Card(inc notify.Incident) string {
 			case p.Plan != "":
 				line("     %s", indent(p.Plan, "┃      "))
 			}
-			policy := "needs approval"
+			policy := "would need approval (proposed: approvals are not taken yet)"
 			if p.Automatic {
-				policy = "automatic"
+				policy = "would run automatically (proposed: nothing runs yet)"
 			}
 			if p.Approval != "" {
 				policy += ": " + oneLine(p.Approval)
@@ -223,7 +226,11 @@ func Card(inc notify.Incident) string {
 		}
 	}
 	if len(inc.Escalation) > 0 {
-		line("escalation:")
+		if inc.EscalationState != "" {
+			line("escalation (%s):", inc.EscalationState)
+		} else {
+			line("escalation:")
+		}
 		for _, l := range inc.Escalation {
 			when := "immediately"
 			if l.After > 0 {

@@ -96,7 +96,7 @@ func Blocks(inc notify.Incident, opts RenderOptions) []slack.Block {
 		blocks = append(blocks, remediationBlocks(inc.Remediation, opts.MaxProposals)...)
 	}
 	if len(inc.Escalation) > 0 {
-		blocks = append(blocks, slack.NewDividerBlock(), section(escalationText(inc.Escalation)))
+		blocks = append(blocks, slack.NewDividerBlock(), section(escalationText(inc.Escalation, inc.EscalationState)))
 	}
 	if l := linksText(inc); l != "" {
 		blocks = append(blocks, contextLine(l))
@@ -121,6 +121,9 @@ func statusText(inc notify.Incident) string {
 	case notify.StatusResolved:
 		if d := inc.Duration(); d > 0 {
 			parts[0] += " after " + notify.HumanDuration(d)
+		}
+		if inc.ResolvedBy != "" {
+			parts[0] += " by " + escN(oneLine(inc.ResolvedBy), 120)
 		}
 	}
 	if inc.Severity != "" {
@@ -269,9 +272,9 @@ func remediationBlocks(ps []notify.Proposal, maxProposals int) []slack.Block {
 
 		var policy string
 		if p.Automatic {
-			policy = "⚙️ runs automatically"
+			policy = "⚙️ would run automatically (proposed: nothing runs yet)"
 		} else {
-			policy = "🔐 needs approval"
+			policy = "🔐 would need approval (proposed: approvals are not taken yet)"
 		}
 		if p.Approval != "" {
 			policy += ": " + escN(oneLine(p.Approval), 300)
@@ -287,7 +290,7 @@ func remediationBlocks(ps []notify.Proposal, maxProposals int) []slack.Block {
 	return blocks
 }
 
-func escalationText(levels []notify.EscalationLevel) string {
+func escalationText(levels []notify.EscalationLevel, state string) string {
 	var ls []string
 	for _, l := range levels {
 		when := "immediately"
@@ -300,7 +303,11 @@ func escalationText(levels []notify.EscalationLevel) string {
 		}
 		ls = append(ls, s)
 	}
-	return lines("*Escalation*", ls, maxSectionText, func(n int) string { return fmt.Sprintf("_+%d more levels_", n) })
+	title := "*Escalation*"
+	if state != "" {
+		title += " · " + esc(oneLine(state))
+	}
+	return lines(title, ls, maxSectionText, func(n int) string { return fmt.Sprintf("_+%d more levels_", n) })
 }
 
 func linksText(inc notify.Incident) string {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
@@ -171,5 +172,20 @@ func TestAssessmentLinesRenderApart(t *testing.T) {
 	want := "*Assessment*\n1. Check the endpoint\n2. Cause — RPC Endpoint Issues: timeouts\n      Check: solana cluster-version --url &lt;rpc-url&gt;"
 	if got != want {
 		t.Errorf("assessment:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestCardSaysWhoResolvedAndWhereEscalationStands(t *testing.T) {
+	inc := notify.Incident{ID: "INC-1", Title: "t", Severity: notify.SeverityCritical, Status: notify.StatusResolved,
+		ResolvedBy: "Ada (slack) — 1 alert(s) still firing in Alertmanager", EscalationState: "stopped: resolved",
+		Escalation: []notify.EscalationLevel{{Name: "L2", After: 30 * time.Minute, Who: "@senior"}}}
+	b, err := json.Marshal(Blocks(inc, RenderOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"by Ada (slack) — 1 alert(s) still firing in Alertmanager", "*Escalation* · stopped: resolved"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("card lacks %q:\n%s", want, b)
+		}
 	}
 }
