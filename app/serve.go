@@ -142,13 +142,9 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	if noCreds && allowAnon {
 		log.Warn("alertmanager webhook accepts unauthenticated requests (listening on loopback only); set alertmanager.bearer_token for production")
 	}
-	rc, err := alertmanager.NewReceiver(b, alertmanager.Options{
-		Auth:                 alertmanager.Auth{BearerToken: cfg.Alertmanager.BearerToken, Username: cfg.Alertmanager.Username, Password: cfg.Alertmanager.Password},
-		MaxBodyBytes:         cfg.Alertmanager.MaxBodyBytes,
-		AllowUnauthenticated: allowAnon,
-		Logger:               log.With("component", "alertmanager"),
-		Registerer:           s.Registry,
-	})
+	amCfg := cfg.Alertmanager
+	amCfg.AllowUnauthenticated = allowAnon
+	rc, err := alertmanager.New(amCfg, alertmanager.Deps{Publisher: b, Logger: log.With("component", "alertmanager"), Registerer: s.Registry})
 	if err != nil {
 		return nil, err
 	}

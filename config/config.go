@@ -21,6 +21,7 @@ import (
 
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/engine"
+	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 	"github.com/incidentbot/incidentbot/secret"
 	"github.com/incidentbot/incidentbot/strictyaml"
 	"github.com/incidentbot/incidentbot/watchers/solana"
@@ -36,13 +37,13 @@ type Config struct {
 	// ShutdownTimeout bounds draining in-flight work on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
-	Bus          bus.Config         `yaml:"bus"`
-	Engine       engine.Config      `yaml:"engine"`
-	Runbooks     RunbooksConfig     `yaml:"runbooks"`
-	Alertmanager AlertmanagerConfig `yaml:"alertmanager"`
-	Slack        SlackConfig        `yaml:"slack"`
-	PagerDuty    PagerDutyConfig    `yaml:"pagerduty"`
-	Solana       solana.Config      `yaml:"solana"`
+	Bus          bus.Config          `yaml:"bus"`
+	Engine       engine.Config       `yaml:"engine"`
+	Runbooks     RunbooksConfig      `yaml:"runbooks"`
+	Alertmanager alertmanager.Config `yaml:"alertmanager"`
+	Slack        SlackConfig         `yaml:"slack"`
+	PagerDuty    PagerDutyConfig     `yaml:"pagerduty"`
+	Solana       solana.Config       `yaml:"solana"`
 }
 
 // RunbooksConfig says where runbooks come from.
@@ -52,19 +53,6 @@ type RunbooksConfig struct {
 	Dir string `yaml:"dir"`
 	// DefaultChannel is used when a runbook routes a severity nowhere.
 	DefaultChannel string `yaml:"default_channel"`
-}
-
-// AlertmanagerConfig configures the webhook receiver.
-type AlertmanagerConfig struct {
-	BearerToken     secret.Secret `yaml:"bearer_token"`
-	BearerTokenFile string        `yaml:"bearer_token_file"`
-	Username        string        `yaml:"username"`
-	Password        secret.Secret `yaml:"password"`
-	PasswordFile    string        `yaml:"password_file"`
-	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
-	// AllowUnauthenticated accepts webhooks without credentials. Only
-	// honoured when Listen is a loopback address.
-	AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
 }
 
 // SlackConfig configures the Slack sink; without a token the console
@@ -97,7 +85,7 @@ func Default() Config {
 		Bus:             bus.DefaultConfig(),
 		Engine:          engine.DefaultConfig(),
 		Runbooks:        RunbooksConfig{DefaultChannel: "#incidents"},
-		Alertmanager:    AlertmanagerConfig{MaxBodyBytes: 1 << 20},
+		Alertmanager:    alertmanager.DefaultConfig(),
 		Slack:           SlackConfig{APIURL: "https://slack.com/api/"},
 		PagerDuty:       PagerDutyConfig{EventsURL: "https://events.pagerduty.com"},
 		Solana:          solana.DefaultConfig(),

@@ -114,7 +114,7 @@ func BenchmarkIngest(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer bb.Close()
-			rc, err := alertmanager.NewReceiver(bb, bearer())
+			rc, err := alertmanager.New(bearer(), alertmanager.Deps{Publisher: bb})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -27,9 +27,9 @@ const DefaultMaxBodyBytes = 1 << 20
 // `authorization` (a bearer token) or `basic_auth`. One of the two is
 // configured: Alertmanager sends one, and configuring both is refused.
 type Auth struct {
-	BearerToken secret.Secret `yaml:"bearer_token"`
-	Username    string        `yaml:"username"`
-	Password    secret.Secret `yaml:"password"`
+	BearerToken secret.Secret
+	Username    string
+	Password    secret.Secret
 }
 
 // Configured reports whether any credential is set.
@@ -68,41 +68,62 @@ type Receiver struct {
 	now          func() time.Time
 }
 
-// Options configure a Receiver.
-type Options struct {
-	Auth Auth
+// Config is the receiver's section of the configuration (alertmanager:).
+// Exactly one of a bearer token and basic auth is set in production;
+// AllowUnauthenticated is for a loopback listener only (the app decides).
+type Config struct {
+	BearerToken     secret.Secret `yaml:"bearer_token"`
+	BearerTokenFile string        `yaml:"bearer_token_file"`
+	Username        string        `yaml:"username"`
+	Password        secret.Secret `yaml:"password"`
+	PasswordFile    string        `yaml:"password_file"`
 	// MaxBodyBytes limits a request body; 0 means DefaultMaxBodyBytes.
-	MaxBodyBytes int64
-	// AllowUnauthenticated accepts requests without credentials when no
-	// Auth is configured. Without it, an unconfigured receiver rejects all.
-	AllowUnauthenticated bool
-	Logger               *slog.Logger
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// AllowUnauthenticated accepts requests without credentials when none
+	// is configured. Without it, an unconfigured receiver rejects all.
+	AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
+}
+
+// DefaultConfig returns the defaults: a 1 MiB body limit, no credentials.
+func DefaultConfig() Config { return Config{MaxBodyBytes: DefaultMaxBodyBytes} }
+
+// Auth is the credentials part of the configuration.
+func (c Config) Auth() Auth {
+	return Auth{BearerToken: c.BearerToken, Username: c.Username, Password: c.Password}
+}
+
+// Deps are the receiver's collaborators.
+type Deps struct {
+	// Publisher takes each notification durably.
+	Publisher bus.Publisher
+	Logger    *slog.Logger
 	// Registerer receives the receiver's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
 
-// NewReceiver returns a receiver that publishes to pub.
-func NewReceiver(pub bus.Publisher, o Options) (*Receiver, error) {
-	if !o.Auth.Configured() && !o.AllowUnauthenticated {
+// New returns a receiver that publishes to d.Publisher.
+func New(cfg Config, d Deps) (*Receiver, error) {
+	auth := cfg.Auth()
+	if !auth.Configured() && !cfg.AllowUnauthenticated {
 		return nil, errors.New("alertmanager receiver: no bearer_token or basic auth configured (set allow_unauthenticated only for local use)")
 	}
-	if o.Auth.Password.IsSet() && o.Auth.Username == "" {
+	if auth.Password.IsSet() && auth.Username == "" {
 		return nil, errors.New("alertmanager receiver: basic auth password set without a username")
 	}
-	if o.Auth.BearerToken.IsSet() && o.Auth.Password.IsSet() {
+	if auth.BearerToken.IsSet() && auth.Password.IsSet() {
 		return nil, errors.New("alertmanager receiver: both a bearer token and basic auth configured; configure the one Alertmanager sends")
 	}
-	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = DefaultMaxBodyBytes
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	m, err := newMetrics(o.Registerer)
+	m, err := newMetrics(d.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	return &Receiver{pub: pub, auth: o.Auth, maxBodyBytes: o.MaxBodyBytes, log: o.Logger, m: m, now: time.Now}, nil
+	return &Receiver{pub: d.Publisher, auth: auth, maxBodyBytes: cfg.MaxBodyBytes, log: d.Logger, m: m, now: time.Now}, nil
 }
 
 // response is the JSON body of every answer.

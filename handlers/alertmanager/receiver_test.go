@@ -34,18 +34,17 @@ type harness struct {
 	reg *prometheus.Registry
 }
 
-func newHarness(t *testing.T, o alertmanager.Options) *harness {
+func newHarness(t *testing.T, cfg alertmanager.Config) *harness {
 	t.Helper()
-	cfg := bus.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	b, err := bus.Open(context.Background(), cfg, discardLogger())
+	bcfg := bus.DefaultConfig()
+	bcfg.DataDir = t.TempDir()
+	b, err := bus.Open(context.Background(), bcfg, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
 	reg := prometheus.NewRegistry()
-	o.Registerer = reg
-	rc, err := alertmanager.NewReceiver(b, o)
+	rc, err := alertmanager.New(cfg, alertmanager.Deps{Publisher: b, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +80,8 @@ func (h *harness) stored(t *testing.T) uint64 {
 	return n
 }
 
-func bearer() alertmanager.Options {
-	return alertmanager.Options{Auth: alertmanager.Auth{BearerToken: token}}
+func bearer() alertmanager.Config {
+	return alertmanager.Config{BearerToken: token}
 }
 
 func TestReceiverAcceptsAndDeduplicates(t *testing.T) {
@@ -136,13 +135,13 @@ func TestReceiverAcceptsAndDeduplicates(t *testing.T) {
 // scheme the receiver accepts.
 func TestUnauthorizedAdvertisesTheConfiguredScheme(t *testing.T) {
 	for _, tc := range []struct {
-		auth alertmanager.Auth
+		auth alertmanager.Config
 		want string
 	}{
-		{alertmanager.Auth{BearerToken: token}, `Bearer realm="incidentbot"`},
-		{alertmanager.Auth{Username: "am", Password: "pw"}, `Basic realm="incidentbot", charset="UTF-8"`},
+		{alertmanager.Config{BearerToken: token}, `Bearer realm="incidentbot"`},
+		{alertmanager.Config{Username: "am", Password: "pw"}, `Basic realm="incidentbot", charset="UTF-8"`},
 	} {
-		h := newHarness(t, alertmanager.Options{Auth: tc.auth})
+		h := newHarness(t, tc.auth)
 		req, _ := http.NewRequest(http.MethodPost, h.srv.URL+alertmanager.Path, bytes.NewReader(fixture(t, "webhook.firing.single.json")))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -153,7 +152,7 @@ func TestUnauthorizedAdvertisesTheConfiguredScheme(t *testing.T) {
 			t.Errorf("%d WWW-Authenticate %q, want 401 with %q", resp.StatusCode, got, tc.want)
 		}
 	}
-	if _, err := alertmanager.NewReceiver(nil, alertmanager.Options{Auth: alertmanager.Auth{BearerToken: token, Username: "am", Password: "pw"}}); err == nil {
+	if _, err := alertmanager.New(alertmanager.Config{BearerToken: token, Username: "am", Password: "pw"}, alertmanager.Deps{}); err == nil {
 		t.Error("bearer token and basic auth both configured: want an error")
 	}
 }
@@ -248,7 +247,7 @@ func TestReceiverRejects(t *testing.T) {
 }
 
 func TestReceiverBasicAuth(t *testing.T) {
-	h := newHarness(t, alertmanager.Options{Auth: alertmanager.Auth{Username: "alertmanager", Password: secret.Secret("s3cret")}})
+	h := newHarness(t, alertmanager.Config{Username: "alertmanager", Password: secret.Secret("s3cret")})
 	body := fixture(t, "webhook.firing.single.json")
 	if code, out := h.post(t, body, func(r *http.Request) { r.SetBasicAuth("alertmanager", "s3cret") }); code != 200 {
 		t.Fatalf("good basic auth: %d %v", code, out)
@@ -279,10 +278,10 @@ func TestReceiverAnswers503WhenBusIsDown(t *testing.T) {
 }
 
 func TestReceiverRequiresAuthUnlessAllowed(t *testing.T) {
-	if _, err := alertmanager.NewReceiver(nil, alertmanager.Options{}); err == nil {
+	if _, err := alertmanager.New(alertmanager.Config{}, alertmanager.Deps{}); err == nil {
 		t.Fatal("receiver without credentials: want error")
 	}
-	if _, err := alertmanager.NewReceiver(nil, alertmanager.Options{AllowUnauthenticated: true}); err != nil {
+	if _, err := alertmanager.New(alertmanager.Config{AllowUnauthenticated: true}, alertmanager.Deps{}); err != nil {
 		t.Fatalf("explicitly unauthenticated: %v", err)
 	}
 }
