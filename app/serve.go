@@ -12,6 +12,7 @@ import (
 	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/handlers/alertmanager"
+	pdhook "github.com/incidentbot/incidentbot/handlers/pagerduty"
 	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/notify/console"
@@ -19,6 +20,7 @@ import (
 	nslack "github.com/incidentbot/incidentbot/notify/slack"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/runbooks"
+	"github.com/incidentbot/incidentbot/secret"
 )
 
 // Logger builds the process logger from configuration.
@@ -149,6 +151,14 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		return nil, err
 	}
 	rc.Routes(s.mux)
+	if pd := cfg.PagerDuty; pd.WebhookSecret.IsSet() || pd.WebhookSecretPrevious.IsSet() {
+		wh, err := pdhook.New(pdhook.Config{Secrets: []secret.Secret{pd.WebhookSecret, pd.WebhookSecretPrevious}},
+			pdhook.Deps{Commands: s.Commands, Logger: log.With("component", "pagerduty-webhook"), Registerer: s.Registry})
+		if err != nil {
+			return nil, err
+		}
+		wh.Routes(s.mux)
+	}
 	for _, c := range eng.Consumers() {
 		s.consume(c.Config, c.Handler)
 	}

@@ -72,6 +72,14 @@ type PagerDutyConfig struct {
 	// EventsURL is the Events API v2 base: https://events.pagerduty.com,
 	// or https://events.eu.pagerduty.com for the EU region.
 	EventsURL string `yaml:"events_url"`
+	// WebhookSecret is the signing secret of the webhook v3 subscription
+	// that sends acknowledgements and resolutions back (POST
+	// /webhook/pagerduty); without it the endpoint is not served.
+	// WebhookSecretPrevious is accepted too, while a rotation is under way.
+	WebhookSecret             secret.Secret `yaml:"webhook_secret"`
+	WebhookSecretFile         string        `yaml:"webhook_secret_file"`
+	WebhookSecretPrevious     secret.Secret `yaml:"webhook_secret_previous"`
+	WebhookSecretPreviousFile string        `yaml:"webhook_secret_previous_file"`
 }
 
 // Default is the embedded default: local-only HTTP, embedded NATS under
@@ -227,6 +235,8 @@ func (c *Config) readFiles(use Use) []*Problem {
 		read(&c.Alertmanager.Password, c.Alertmanager.PasswordFile, "alertmanager.password_file")
 		read(&c.Slack.Token, c.Slack.TokenFile, "slack.token_file")
 		read(&c.PagerDuty.RoutingKey, c.PagerDuty.RoutingKeyFile, "pagerduty.routing_key_file")
+		read(&c.PagerDuty.WebhookSecret, c.PagerDuty.WebhookSecretFile, "pagerduty.webhook_secret_file")
+		read(&c.PagerDuty.WebhookSecretPrevious, c.PagerDuty.WebhookSecretPreviousFile, "pagerduty.webhook_secret_previous_file")
 	}
 	if d := c.Runbooks.Dir; d != "" && use == Serve {
 		if st, err := os.Stat(d); err != nil {
