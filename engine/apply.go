@@ -342,6 +342,7 @@ func fireLevel(r *Record, env applyEnv, manual bool, by ...input.Actor) {
 		text += " → " + l.Who
 	}
 	r.addUpdate(env.Now, "escalated", text)
+	r.Timeline[len(r.Timeline)-1].Mention = l.Mention
 	r.Escalation.Next++
 	// The next level keeps its distance from this one.
 	r.Escalation.Since = env.Now.Add(-l.After)

@@ -18,7 +18,7 @@ func testEnv(now time.Time) applyEnv {
 		Now: now, ReopenWindow: time.Hour, Runbook: "rb", Key: "inc.test",
 		Severity: func(l map[string]string) notify.Severity { return notify.Severity(l["severity"]) },
 		Levels: []notify.EscalationLevel{
-			{Name: "L1", After: 0, Who: "@oncall"}, {Name: "L2", After: 30 * time.Minute, Who: "@senior"}, {Name: "L3", After: time.Hour, Who: "@arch"},
+			{Name: "L1", After: 0, Who: "@oncall"}, {Name: "L2", After: 30 * time.Minute, Who: "@senior", Mention: []string{"S0SENIORS"}}, {Name: "L3", After: time.Hour, Who: "@arch"},
 		},
 		NewID: func() string { return "INC-TEST" },
 	}
@@ -202,7 +202,7 @@ func TestEscalationLadder(t *testing.T) {
 	if res.change != escalated || r2.Escalation.Next != 2 || !r2.Escalation.DueAt.Equal(t0.Add(time.Hour)) || r2.Escalation.Token == tok {
 		t.Fatalf("L2 due: %v %+v", res, r2.Escalation)
 	}
-	if u := r2.Timeline[len(r2.Timeline)-1]; u.Kind != "escalated" || u.Text != "No acknowledgement after 30m: escalating to L2 → @senior" {
+	if u := r2.Timeline[len(r2.Timeline)-1]; u.Kind != "escalated" || u.Text != "No acknowledgement after 30m: escalating to L2 → @senior" || fmt.Sprint(u.Mention) != "[S0SENIORS]" {
 		t.Fatalf("timeline: %+v", u)
 	}
 	// The same timer again (redelivered) is fenced.

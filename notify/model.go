@@ -126,6 +126,9 @@ type EscalationLevel struct {
 	Name  string // "L1 (On-Call)"
 	After time.Duration
 	Who   string
+	// Mention lists Slack user ids (U…) and user group ids (S…) to
+	// mention when the level is called.
+	Mention []string
 }
 
 // Link is a titled URL.
@@ -142,6 +145,9 @@ type Update struct {
 	Kind string // "opened", "alerts_added", "alerts_resolved", "resolved", "reopened", ...
 	Text string
 	At   time.Time
+	// Mention lists Slack user and user group ids the update calls on
+	// (an escalation level's people); chats that can, notify them.
+	Mention []string `json:",omitempty"`
 }
 
 // CardRef locates a posted card: the channel and message timestamp for

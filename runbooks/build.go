@@ -22,6 +22,8 @@ var (
 	approverRE = regexp.MustCompile(`^([UWS][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*|role:[a-z0-9][a-z0-9_-]*)$`)
 	userIDRE   = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
 	channelRE  = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]*|[CG][A-Z0-9]{2,})$`)
+	// mentionRE is a Slack user (U…, W…) or user group (S…) id.
+	mentionRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,20}$`)
 )
 
 // build decodes and validates one runbook document.
@@ -92,7 +94,21 @@ func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
 			c.fail(strictyaml.Index("escalation", i)+".after", "%s is not after the previous level (%s)", after, prev)
 		}
 		prev = after
-		r.Escalation = append(r.Escalation, notify.EscalationLevel{Name: e.Name, After: after, Who: e.Notify})
+		for k, m := range e.Mention {
+			if !mentionRE.MatchString(m) {
+				c.fail(strictyaml.Index("escalation", i)+"."+strictyaml.Index("mention", k),
+					"%q is not a Slack user id (U…/W…) or user group id (S…); find it in the member's or group's profile", m)
+			}
+		}
+		r.Escalation = append(r.Escalation, notify.EscalationLevel{Name: e.Name, After: after, Who: e.Notify, Mention: e.Mention})
+	}
+	switch {
+	case sp.EscalationRepeat < 0 || sp.EscalationRepeat > 10:
+		c.fail("escalation_repeat", "%d: want 0 to 10 rounds", sp.EscalationRepeat)
+	case sp.EscalationRepeat > 0 && (len(r.Escalation) == 0 || r.Escalation[len(r.Escalation)-1].After <= 0):
+		c.fail("escalation_repeat", "repeats a ladder whose last level is not after 0s")
+	default:
+		r.Escalation = repeatLadder(r.Escalation, sp.EscalationRepeat)
 	}
 	// Count the steps written, not those that loaded: a step that failed
 	// validation is already an error, not a missing step.
@@ -269,4 +285,28 @@ func closest(s string, names []string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// repeatLadder appends rounds more copies of the ladder, each starting
+// where the previous ended plus the gap between its first two levels (or,
+// for a single level, its own after), named "(round N)".
+func repeatLadder(levels []notify.EscalationLevel, rounds int) []notify.EscalationLevel {
+	if rounds <= 0 || len(levels) == 0 {
+		return levels
+	}
+	period := levels[len(levels)-1].After
+	if len(levels) > 1 {
+		period += levels[1].After - levels[0].After
+	} else {
+		period += levels[0].After
+	}
+	out := slices.Clone(levels)
+	for round := 1; round <= rounds; round++ {
+		for _, l := range levels {
+			l.After += time.Duration(round) * period
+			l.Name = fmt.Sprintf("%s (round %d)", l.Name, round+1)
+			out = append(out, l)
+		}
+	}
+	return out
 }

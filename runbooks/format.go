@@ -34,7 +34,12 @@ type runbookSpec struct {
 	Causes       []causeSpec       `yaml:"causes"`
 	Remediation  []remediationSpec `yaml:"remediation"`
 	Escalation   []escalationSpec  `yaml:"escalation"`
-	PostIncident []string          `yaml:"post_incident"`
+	// EscalationRepeat starts the ladder again from the top this many
+	// times after its last level while nobody acknowledges (default 0).
+	// Each round lasts as long as the first, plus the gap between its
+	// first two levels, so the top level is called again one gap later.
+	EscalationRepeat int      `yaml:"escalation_repeat"`
+	PostIncident     []string `yaml:"post_incident"`
 }
 
 type matchSpec struct {
@@ -123,4 +128,8 @@ type escalationSpec struct {
 	Name   string              `yaml:"name" required:"true"`
 	After  strictyaml.Duration `yaml:"after" required:"true"`
 	Notify string              `yaml:"notify" required:"true"`
+	// Mention lists Slack user ids (U…, W…) and user group ids (S…) the
+	// escalation reply mentions, so the level is notified by Slack
+	// itself; Notify is the text people read.
+	Mention []string `yaml:"mention"`
 }

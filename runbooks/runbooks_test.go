@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -385,6 +386,11 @@ escalation:
 			`f.yaml:11: remediation[0].approval.expires: invalid duration "-5m"`,
 			`f.yaml:14: escalation[1].after: 30m0s is not after the previous level (1h0m0s)`,
 			`f.yaml:15: escalation[2].after: invalid duration "forever"`}},
+		{"escalation mentions and repeats", validHead + `escalation:
+  - {name: L1, after: 0s, notify: a, mention: [U0ONCALL1, "@senior"]}
+escalation_repeat: 11
+`, []string{`f.yaml:6: escalation[0].mention[1]: "@senior" is not a Slack user id (U…/W…) or user group id (S…); find it in the member's or group's profile`,
+			`f.yaml:7: escalation_repeat: 11: want 0 to 10 rounds`}},
 		{"approval policy", validHead + `remediation:
   - id: a
     title: A
@@ -573,4 +579,27 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestEscalationRepeatsFromTheTop(t *testing.T) {
+	set, _, err := LoadFiles(actions.Default(), write(t, t.TempDir(), "r.yaml", `name: r
+title: R
+match: {matchers: ['alertname="X"']}
+routing: {critical: {channel: "#c", page: true}}
+escalation:
+  - {name: L1, after: 0s, notify: a}
+  - {name: L2, after: 30m, notify: b, mention: [S0SENIORS]}
+escalation_repeat: 1
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range set.Get("r").Escalation {
+		got = append(got, fmt.Sprintf("%s@%s%v", l.Name, l.After, l.Mention))
+	}
+	want := "[L1@0s[] L2@30m0s[S0SENIORS] L1 (round 2)@1h0m0s[] L2 (round 2)@1h30m0s[S0SENIORS]]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("ladder %v, want %s", got, want)
+	}
 }

@@ -99,6 +99,9 @@ func (c *Console) Reply(ctx context.Context, ref notify.CardRef, inc notify.Inci
 	if u.Kind != "" {
 		text = "[" + u.Kind + "] " + text
 	}
+	for _, m := range u.Mention {
+		text += " @" + m
+	}
 	c.mu.Lock()
 	err := c.write("  ↳ %s · reply to card %s %s · %s: %s\n", c.stamp(), ref.Channel, ref.TS, inc.ID, indent(text, "    "))
 	c.mu.Unlock()

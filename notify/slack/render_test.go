@@ -189,3 +189,14 @@ func TestCardSaysWhoResolvedAndWhereEscalationStands(t *testing.T) {
 		}
 	}
 }
+
+func TestEscalationReplyMentionsTheLevel(t *testing.T) {
+	u := notify.Update{Kind: "escalated", Text: "escalating to L2 → @senior <!channel>", Mention: []string{"U0ADA", "S0SENIORS", "<!here>"}}
+	got := ReplyText(notify.Incident{ID: "INC-1"}, u)
+	if !strings.HasSuffix(got, "\n<@U0ADA> <!subteam^S0SENIORS>") {
+		t.Fatalf("reply %q does not end with the mentions (and only valid ids)", got)
+	}
+	if strings.Contains(got, "<!channel>") || strings.Contains(got, "<!here>") {
+		t.Fatalf("reply %q lets text or a bad id mention everyone", got)
+	}
+}

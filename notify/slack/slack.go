@@ -230,7 +230,38 @@ func ReplyText(inc notify.Incident, u notify.Update) string {
 	if s == "" {
 		s = esc(inc.ID) + " updated"
 	}
+	if m := mentions(u.Mention); m != "" {
+		s += "\n" + m
+	}
 	return s
+}
+
+// mentions renders Slack user ids as <@U…> and user group ids as
+// <!subteam^S…>, so Slack notifies them; anything else is left out.
+func mentions(ids []string) string {
+	var out []string
+	for _, id := range ids {
+		switch {
+		case !slackID(id):
+		case id[0] == 'S':
+			out = append(out, "<!subteam^"+id+">")
+		default:
+			out = append(out, "<@"+id+">")
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func slackID(id string) bool {
+	if len(id) < 3 || len(id) > 21 || !strings.ContainsRune("UWS", rune(id[0])) {
+		return false
+	}
+	for _, c := range id[1:] {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Chat) cardOptions(inc notify.Incident) []slack.MsgOption {
