@@ -24,16 +24,16 @@ type runbookSpec struct {
 	// loaded first. Shipped runbooks use 10 to 20: give a runbook of your
 	// own that should win over a shipped one a higher priority, or the same
 	// name to replace it. A runbook that can never win is a load warning.
-	Priority     int               `yaml:"priority"`
-	Fallback     bool              `yaml:"fallback"`
-	Match        matchSpec         `yaml:"match"`
-	Severity     severitySpec      `yaml:"severity"`
-	Routing      routingSpec       `yaml:"routing"`
-	Detection    string            `yaml:"detection"`
-	Assessment   []stepSpec        `yaml:"assessment"`
-	Causes       []causeSpec       `yaml:"causes"`
-	Remediation  []remediationSpec `yaml:"remediation"`
-	Escalation   []escalationSpec  `yaml:"escalation"`
+	Priority    int               `yaml:"priority"`
+	Fallback    bool              `yaml:"fallback"`
+	Match       matchSpec         `yaml:"match"`
+	Severity    severitySpec      `yaml:"severity"`
+	Routing     routingSpec       `yaml:"routing"`
+	Detection   string            `yaml:"detection"`
+	Assessment  []stepSpec        `yaml:"assessment"`
+	Causes      []causeSpec       `yaml:"causes"`
+	Remediation []remediationSpec `yaml:"remediation"`
+	Escalation  []escalationSpec  `yaml:"escalation"`
 	// EscalationRepeat starts the ladder again from the top this many
 	// times after its last level while nobody acknowledges (default 0).
 	// Each round lasts as long as the first, plus the gap between its
