@@ -93,6 +93,9 @@ func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
 		if i > 0 && after <= prev {
 			c.fail(strictyaml.Index("escalation", i)+".after", "%s is not after the previous level (%s)", after, prev)
 		}
+		if after > maxEscalationAfter {
+			c.fail(strictyaml.Index("escalation", i)+".after", "%s is too far: escalation timers reach %s at most", after, maxEscalationAfter)
+		}
 		prev = after
 		for k, m := range e.Mention {
 			if !mentionRE.MatchString(m) {
@@ -109,6 +112,9 @@ func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
 		c.fail("escalation_repeat", "repeats a ladder whose last level is not after 0s")
 	default:
 		r.Escalation = repeatLadder(r.Escalation, sp.EscalationRepeat)
+		if n := len(r.Escalation); n > 0 && r.Escalation[n-1].After > maxEscalationAfter {
+			c.fail("escalation_repeat", "%d rounds reach %s: escalation timers reach %s at most", sp.EscalationRepeat, r.Escalation[n-1].After, maxEscalationAfter)
+		}
 	}
 	// Count the steps written, not those that loaded: a step that failed
 	// validation is already an error, not a missing step.
@@ -286,6 +292,10 @@ func closest(s string, names []string) string {
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
+
+// maxEscalationAfter bounds a level's delay, repeats included: timers are
+// message schedules, kept no longer than the timer stream keeps messages.
+const maxEscalationAfter = 7 * 24 * time.Hour
 
 // repeatLadder appends rounds more copies of the ladder, each starting
 // where the previous ended plus the gap between its first two levels (or,
