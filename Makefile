@@ -34,8 +34,8 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/1000
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./handlers/alertmanager/ ./rules/
+bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/1000, the engine's apply, bus publish
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./handlers/alertmanager/ ./rules/ ./engine/ ./bus/
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/alertmanager/
