@@ -153,6 +153,11 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		return nil, err
 	}
 	rc.Routes(s.mux)
+	if cfg.Slack.SigningSecret.IsSet() || cfg.Slack.AppToken.IsSet() {
+		if err := s.addSlackInbound(cfg, cat.RPC); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range eng.Consumers() {
 		s.consume(c.Config, c.Handler)
 	}
