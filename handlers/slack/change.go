@@ -16,13 +16,16 @@ import (
 // change checks that the change still applies to the incident as it is
 // now, then sends it as a command. The answer says "accepted" only after
 // the bus has it.
-func (h *Handler) change(ctx context.Context, by input.Actor, kind input.Kind, id, text, requestID string) Reply {
+func (h *Handler) change(ctx context.Context, by input.Actor, kind input.Kind, id, text, requestID string, card bool) Reply {
 	rec, r, ok := h.get(ctx, id)
 	if !ok {
 		return r
 	}
 	if why := notApplicable(rec, kind, by); why != "" {
 		h.audit(ctx, "slack.stale", rec.ID, string(kind)+": "+why, by)
+		if card {
+			why += " (The card you used is out of date.)"
+		}
 		return Reply{Text: why}
 	}
 	c := command.Command{Verb: kind, Incident: rec.ID, By: by, Text: text, RequestID: requestID, At: h.o.Now()}
@@ -53,15 +56,15 @@ func notApplicable(rec *engine.Record, kind input.Kind, by input.Actor) string {
 	if !rec.Open() && kind != input.Note {
 		what := map[input.Kind]string{input.Ack: "acknowledge", input.Unack: "unacknowledge", input.Resolve: "resolve",
 			input.Escalate: "escalate", silenceKind: "silence"}[kind]
-		return fmt.Sprintf("%s is already resolved%s: nothing to %s. (The card you used may be out of date.)", id, resolvedBy(rec), what)
+		return fmt.Sprintf("%s is already resolved%s: nothing to %s.", id, resolvedBy(rec), what)
 	}
 	switch kind {
 	case input.Ack:
 		if rec.Ack != nil {
 			if rec.Ack.By.Via == by.Via && rec.Ack.By.ID == by.ID {
-				return fmt.Sprintf("You already acknowledged %s %s.", id, since(rec.Ack.At))
+				return fmt.Sprintf("You already acknowledged %s %s.", id, when(rec.Ack.At))
 			}
-			return fmt.Sprintf("%s is already acknowledged by %s %s.", id, esc(rec.Ack.By.String()), since(rec.Ack.At))
+			return fmt.Sprintf("%s is already acknowledged by %s %s.", id, esc(rec.Ack.By.String()), when(rec.Ack.At))
 		}
 	case input.Unack:
 		if rec.Ack == nil {
@@ -80,13 +83,13 @@ func resolvedBy(rec *engine.Record) string {
 		s = " by " + esc(rec.ManualResolve.By.String())
 	}
 	if !rec.ResolvedAt.IsZero() {
-		s += " " + since(rec.ResolvedAt)
+		s += " " + when(rec.ResolvedAt)
 	}
 	return s
 }
 
-// since renders a time as Slack shows it to each reader, in their zone.
-func since(t time.Time) string {
+// when renders a time as Slack shows it to each reader, in their zone.
+func when(t time.Time) string {
 	return fmt.Sprintf("<!date^%d^{date_short_pretty} at {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
 }
 
@@ -114,7 +117,7 @@ func notAccepted(id string, err error) string {
 	return "⚠️ Not accepted for *" + esc(id) + "*: " + esc(err.Error())
 }
 
-func (h *Handler) silence(ctx context.Context, by input.Actor, id string, d time.Duration, requestID string) Reply {
+func (h *Handler) silence(ctx context.Context, by input.Actor, id string, d time.Duration, requestID string, card bool) Reply {
 	if h.o.Silencer == nil {
 		return Reply{Text: "Not configured on this bot: " + hintSilencer + "."}
 	}
@@ -124,6 +127,9 @@ func (h *Handler) silence(ctx context.Context, by input.Actor, id string, d time
 	}
 	if why := notApplicable(rec, silenceKind, by); why != "" {
 		h.audit(ctx, "slack.stale", rec.ID, "silence: "+why, by)
+		if card {
+			why += " (The card you used is out of date.)"
+		}
 		return Reply{Text: why}
 	}
 	text, err := h.o.Silencer.Silence(ctx, rec.ID, d, by, requestID)

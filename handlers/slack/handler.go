@@ -209,13 +209,13 @@ func (h *Handler) SlashCommand(ctx context.Context, sc slack.SlashCommand, trans
 	case VerbReport:
 		return h.report(ctx, req.Incident)
 	case VerbSilence:
-		return h.silence(ctx, by, req.Incident, req.Duration, requestID)
+		return h.silence(ctx, by, req.Incident, req.Duration, requestID, false)
 	case VerbUnsilence:
 		return h.unsilence(ctx, by, req.Incident, requestID)
 	}
 	kind := map[Verb]input.Kind{VerbAck: input.Ack, VerbUnack: input.Unack, VerbResolve: input.Resolve,
 		VerbNote: input.Note, VerbEscalate: input.Escalate}[req.Verb]
-	return h.change(ctx, by, kind, req.Incident, req.Text, requestID)
+	return h.change(ctx, by, kind, req.Incident, req.Text, requestID, false)
 }
 
 // buttonKinds maps the card's buttons to the command each sends.
@@ -258,9 +258,9 @@ func (h *Handler) Interaction(ctx context.Context, ic slack.InteractionCallback,
 	}
 	h.log.Info("slack button", "action", a.ActionID, "incident", id, "card_version", version, "user", ic.User.ID, "transport", transport)
 	if a.ActionID == nslack.ActionSilence {
-		return h.silence(ctx, by, id, time.Hour, requestID), true
+		return h.silence(ctx, by, id, time.Hour, requestID, true), true
 	}
-	return h.change(ctx, by, kind, id, "", requestID), true
+	return h.change(ctx, by, kind, id, "", requestID, true), true
 }
 
 // Respond posts reply to a response_url in the background: Slack shows

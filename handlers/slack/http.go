@@ -100,6 +100,10 @@ func (x *HTTP) commands(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if form.Get("ssl_check") == "1" && form.Get("command") == "" {
+		w.WriteHeader(http.StatusOK) // Slack checking the certificate: nothing to do
+		return
+	}
 	sc := slack.SlashCommand{
 		Token: form.Get("token"), TeamID: form.Get("team_id"), TeamDomain: form.Get("team_domain"),
 		EnterpriseID: form.Get("enterprise_id"), ChannelID: form.Get("channel_id"), ChannelName: form.Get("channel_name"),

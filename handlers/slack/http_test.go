@@ -1,6 +1,7 @@
 package slack_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -12,10 +13,12 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/incidentbot/incidentbot/bus"
 	slackin "github.com/incidentbot/incidentbot/handlers/slack"
 	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
 	nslack "github.com/incidentbot/incidentbot/notify/slack"
+	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/secret"
 )
 
@@ -395,5 +398,43 @@ func TestAllowLists(t *testing.T) {
 	}
 	if n := bt.slack.Attempts("usergroups.users.list"); n != 1 {
 		t.Errorf("usergroups.users.list called %d times, want 1 (cached)", n)
+	}
+}
+
+// TestRPCAnswersTheRanking: `/incident rpc` lists the watchers' ranking
+// from the shared view, and never an endpoint's URL (it may hold an API
+// key).
+func TestRPCAnswersTheRanking(t *testing.T) {
+	var store rpcview.Store
+	bt := newBot(t, func(o *slackin.Options) {
+		kv, err := o.Audit.(*bus.Bus).EnsureBucket(context.Background(), rpcview.Bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store = rpcview.Store{KV: kv}
+		o.RPC = store
+	})
+	ask := func() string {
+		body := slash("U0ADA", "ada", "rpc", "t-rpc")
+		return reply(t, bt.post(slackin.CommandsPath, body, signed(fixtureSecret, 1755093012, body)))
+	}
+	if got := ask(); !strings.Contains(got, "No RPC view yet") {
+		t.Fatalf("before any watcher: %q", got)
+	}
+	err := store.Put(context.Background(), rpcview.View{UpdatedAt: time.Unix(1755093000, 0), Endpoints: []rpcview.Endpoint{
+		{Name: "triton", URL: "https://rpc.example/SECRETKEY", Role: rpcview.RoleBackup, Healthy: true, Slot: 100, Latency: 80 * time.Millisecond},
+		{Name: "helius", URL: "https://rpc.example/?api-key=SECRETKEY", Role: rpcview.RolePrimary, Slot: 40, SlotLag: 60, LastError: "slot lag 60"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ask()
+	for _, w := range []string{"1. ✅ *triton* (backup) · slot 100, 0 behind · 80ms", "2. ❌ *helius* (primary) · slot 40, 60 behind", "slot lag 60"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("rpc answered %q, want %q", got, w)
+		}
+	}
+	if strings.Contains(got, "SECRETKEY") || strings.Contains(got, "rpc.example") {
+		t.Errorf("rpc shows an endpoint URL: %q", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/notify"
@@ -73,9 +74,9 @@ func (h *Handler) show(ctx context.Context, id string) Reply {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s *%s* · %s\n", notify.SeverityEmoji(r.Severity), r.ID, esc(title(r)))
 	fmt.Fprintf(&b, "*%s* · %s · started %s (%s ago) · runbook `%s`\n", statusWord(r), esc(string(r.Severity)),
-		since(r.StartedAt), notify.HumanDuration(now.Sub(r.StartedAt)), esc(r.Runbook))
+		when(r.StartedAt), notify.HumanDuration(now.Sub(r.StartedAt)), esc(r.Runbook))
 	if r.Ack != nil {
-		fmt.Fprintf(&b, "Acknowledged by %s %s\n", esc(r.Ack.By.String()), since(r.Ack.At))
+		fmt.Fprintf(&b, "Acknowledged by %s %s\n", esc(r.Ack.By.String()), when(r.Ack.At))
 	}
 	if !r.Open() {
 		fmt.Fprintf(&b, "Resolved%s\n", resolvedBy(r))
@@ -100,7 +101,7 @@ func (h *Handler) show(ctx context.Context, id string) Reply {
 	if len(tl) > 0 {
 		b.WriteString("*Latest*\n")
 		for _, u := range tl {
-			fmt.Fprintf(&b, "• %s %s\n", since(u.At), esc(notify.Truncate(u.Text, 300)))
+			fmt.Fprintf(&b, "• %s %s\n", when(u.At), esc(notify.Truncate(u.Text, 300)))
 		}
 	}
 	return Reply{Text: strings.TrimRight(b.String(), "\n")}
@@ -151,13 +152,13 @@ func (h *Handler) rpc(ctx context.Context) Reply {
 		return Reply{Text: "⚠️ Could not read the RPC view: " + esc(err.Error())}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "*RPC endpoints*, best first (as of %s)\n", since(v.UpdatedAt))
+	fmt.Fprintf(&b, "*RPC endpoints*, best first (as of %s)\n", when(v.UpdatedAt))
 	for i, e := range v.Endpoints {
 		mark := "✅"
 		if !e.Healthy {
 			mark = "❌"
 		}
-		fmt.Fprintf(&b, "%d. %s *%s* (%s) · slot %d, %d behind · %s", i+1, mark, esc(e.Name), esc(string(e.Role)), e.Slot, e.SlotLag, e.Latency.Round(1e6))
+		fmt.Fprintf(&b, "%d. %s *%s* (%s) · slot %d, %d behind · %s", i+1, mark, esc(e.Name), esc(string(e.Role)), e.Slot, e.SlotLag, e.Latency.Round(time.Millisecond))
 		if e.LastError != "" {
 			b.WriteString(" · " + esc(notify.Truncate(e.LastError, 120)))
 		}

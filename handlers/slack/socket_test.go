@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slack-go/slack"
 
 	slackin "github.com/incidentbot/incidentbot/handlers/slack"
@@ -94,5 +95,22 @@ func TestSocketModeEndToEnd(t *testing.T) {
 	}
 	if n := len(bt.slack.SocketAcks()); n != 2 {
 		t.Fatalf("%d acks, want 2", n)
+	}
+}
+
+// TestTransportsShareMetrics: both transports on one registry (serve with
+// a signing secret and an app token) register the metrics once.
+func TestTransportsShareMetrics(t *testing.T) {
+	bt := newBot(t)
+	reg := prometheus.NewRegistry()
+	if _, err := slackin.NewHTTP(bt.h, slackin.Verifier{Secret: "s"}, reg); err != nil {
+		t.Fatal(err)
+	}
+	api := slack.New("xoxb-test", slack.OptionAPIURL(bt.slack.URL()), slack.OptionAppLevelToken("xapp-1-x"))
+	if _, err := slackin.NewSocket(bt.h, api, reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slackin.NewHTTP(bt.h, slackin.Verifier{}, reg); err == nil {
+		t.Fatal("HTTP without a signing secret accepted")
 	}
 }
