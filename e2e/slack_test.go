@@ -78,9 +78,9 @@ func TestSlackThroughServe(t *testing.T) {
 		return []byte(url.Values{"user_id": {"U0ADA"}, "user_name": {"ada"}, "command": {"/incident"}, "text": {text},
 			"channel_id": {"C1"}, "trigger_id": {trigger}, "response_url": {responses.URL + "/commands"}}.Encode())
 	}
-	if code, _ := slackPost(t, addr, slackin.CommandsPath, nil); code != http.StatusOK {
-		// an empty but signed body is help
-		t.Fatalf("signed empty command: %d", code)
+	// A signed but empty body is a command with no text: help.
+	if code, body := slackPost(t, addr, slackin.CommandsPath, nil); code != http.StatusOK || !strings.Contains(body, "Usage:") {
+		t.Fatalf("signed empty command: %d %s", code, body)
 	}
 	unsigned, _ := http.Post("http://"+addr+slackin.CommandsPath, "application/x-www-form-urlencoded", bytes.NewReader(form("ack "+id, "t0")))
 	unsigned.Body.Close()
