@@ -43,6 +43,7 @@ fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzParseMatchers -fuzztime 30s ./rules/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeProgramData -fuzztime 30s ./watchers/solana/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/pagerduty/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./handlers/slack/
 
 check-runbooks: ## validate the shipped runbooks (and RUNBOOKS=dir if given)
 	$(GO) run ./cmd/incidentbot check $(RUNBOOKS)

@@ -159,6 +159,11 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		}
 		wh.Routes(s.mux)
 	}
+	if cfg.Slack.SigningSecret.IsSet() || cfg.Slack.AppToken.IsSet() {
+		if err := s.addSlackInbound(cfg, cat.RPC); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range eng.Consumers() {
 		s.consume(c.Config, c.Handler)
 	}
@@ -167,6 +172,9 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		if err := s.addWatchers(ctx, cfg); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
 	}
 	ok = true
 	return s, nil

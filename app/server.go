@@ -76,13 +76,21 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	if s.listener == nil {
-		if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
-			b.Close()
-			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-		}
-	}
 	return s, nil
+}
+
+// listen opens the HTTP listener, last, once every part is built: a
+// process that answers on its port is past its start-up.
+func (s *Server) listen() error {
+	if s.listener != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.listener = ln
+	return nil
 }
 
 // NewWatcher builds `watch`: only the Solana watchers, publishing to a
@@ -94,9 +102,10 @@ func NewWatcher(ctx context.Context, cfg config.Config, log *slog.Logger, o Opti
 	}
 	if err := s.addWatchers(ctx, cfg); err != nil {
 		s.Bus.Close()
-		if s.listener != nil {
-			_ = s.listener.Close()
-		}
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		s.Bus.Close()
 		return nil, err
 	}
 	return s, nil

@@ -55,13 +55,28 @@ type RunbooksConfig struct {
 	DefaultChannel string `yaml:"default_channel"`
 }
 
-// SlackConfig configures the Slack sink; without a token the console
-// stands in.
+// SlackConfig configures the Slack sink (without a token the console
+// stands in) and Slack inbound: /incident commands and card buttons over
+// HTTP (with a signing secret) or Socket Mode (with an app token).
 type SlackConfig struct {
 	Token     secret.Secret `yaml:"token"`
 	TokenFile string        `yaml:"token_file"`
 	// APIURL is the Web API base, for proxies (default https://slack.com/api/).
 	APIURL string `yaml:"api_url"`
+	// SigningSecret verifies requests to POST /slack/commands and
+	// /slack/interactions; without it those routes are not served.
+	SigningSecret     secret.Secret `yaml:"signing_secret"`
+	SigningSecretFile string        `yaml:"signing_secret_file"`
+	// AppToken (xapp-…, scope connections:write) turns on Socket Mode, for
+	// teams with no public ingress.
+	AppToken     secret.Secret `yaml:"app_token"`
+	AppTokenFile string        `yaml:"app_token_file"`
+	// AllowedUsers (Slack user ids, U…) and AllowedGroups (user group ids,
+	// S…) may use /incident and the card buttons; when both are empty,
+	// everyone in the workspace may. Groups are resolved with
+	// usergroups.users.list, which needs the bot token's usergroups:read.
+	AllowedUsers  []string `yaml:"allowed_users"`
+	AllowedGroups []string `yaml:"allowed_groups"`
 }
 
 // PagerDutyConfig configures the PagerDuty sink; without a routing key
@@ -234,6 +249,8 @@ func (c *Config) readFiles(use Use) []*Problem {
 		read(&c.Alertmanager.BearerToken, c.Alertmanager.BearerTokenFile, "alertmanager.bearer_token_file")
 		read(&c.Alertmanager.Password, c.Alertmanager.PasswordFile, "alertmanager.password_file")
 		read(&c.Slack.Token, c.Slack.TokenFile, "slack.token_file")
+		read(&c.Slack.SigningSecret, c.Slack.SigningSecretFile, "slack.signing_secret_file")
+		read(&c.Slack.AppToken, c.Slack.AppTokenFile, "slack.app_token_file")
 		read(&c.PagerDuty.RoutingKey, c.PagerDuty.RoutingKeyFile, "pagerduty.routing_key_file")
 		read(&c.PagerDuty.WebhookSecret, c.PagerDuty.WebhookSecretFile, "pagerduty.webhook_secret_file")
 		read(&c.PagerDuty.WebhookSecretPrevious, c.PagerDuty.WebhookSecretPreviousFile, "pagerduty.webhook_secret_previous_file")

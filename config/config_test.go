@@ -203,3 +203,40 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("default invalid: %v", err)
 	}
 }
+
+// TestSlackInbound: the signing secret and app token come from files or
+// the environment like every secret, never print, and the allow lists and
+// app token are checked.
+func TestSlackInbound(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "signing-secret")
+	os.WriteFile(secretFile, []byte("8e4f2b1c9d7a6e5f4a3b2c1d0e9f8a7b\n"), 0o600)
+	path := filepath.Join(dir, "bot.yaml")
+	os.WriteFile(path, []byte("slack:\n  token: xoxb-1\n  signing_secret_file: "+secretFile+"\n  allowed_users: [U03L9P2V6XK]\n  allowed_groups: [S0ONCALL1]\n"), 0o600)
+	c, err := config.Load(path, []string{"INCIDENTBOT_SLACK_APP_TOKEN=xapp-1-A0-1-abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slack.SigningSecret.Reveal() != "8e4f2b1c9d7a6e5f4a3b2c1d0e9f8a7b" || c.Slack.AppToken.Reveal() != "xapp-1-A0-1-abc" ||
+		len(c.Slack.AllowedUsers) != 1 || len(c.Slack.AllowedGroups) != 1 {
+		t.Fatalf("slack inbound not loaded: %+v", c.Slack)
+	}
+	if s := fmt.Sprintf("%v %+v", c, c); strings.Contains(s, "8e4f2b1c") || strings.Contains(s, "xapp-1") {
+		t.Fatalf("secret printed: %s", s)
+	}
+	if _, ok := config.EnvKeys()["INCIDENTBOT_SLACK_SIGNING_SECRET"]; !ok {
+		t.Error("INCIDENTBOT_SLACK_SIGNING_SECRET not a known key")
+	}
+
+	os.WriteFile(path, []byte("slack:\n  app_token: xoxb-wrong\n  allowed_users: [dana]\n  allowed_groups: [S0ONCALL1]\n"), 0o600)
+	_, err = config.Load(path, nil)
+	for _, want := range []string{"slack.app_token: not an app-level token", `slack.allowed_users[0]: "dana": want a Slack user id`,
+		"slack.allowed_groups: needs slack.token"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "xoxb-wrong") {
+		t.Errorf("the token is printed: %v", err)
+	}
+}

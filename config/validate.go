@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"strconv"
@@ -67,6 +68,7 @@ func (c Config) problems(use Use) []*Problem {
 			add("runbooks.default_channel", "empty: want a Slack channel like #incidents")
 		}
 		ps = append(ps, c.receiverProblems()...)
+		ps = append(ps, c.slackInboundProblems()...)
 		for _, u := range []struct{ path, raw string }{{"slack.api_url", c.Slack.APIURL}, {"pagerduty.events_url", c.PagerDuty.EventsURL}} {
 			if p, err := url.Parse(u.raw); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 				add(u.path, "%q: want an http(s) URL", u.raw)
@@ -153,6 +155,49 @@ func (c Config) receiverProblems() []*Problem {
 		add("alertmanager.max_body_bytes", "%d: want a positive number of bytes", am.MaxBodyBytes)
 	}
 	return ps
+}
+
+// slackInboundProblems checks the Slack inbound settings: an app token
+// that is one, allow lists of Slack ids, and a bot token to resolve user
+// groups with.
+func (c Config) slackInboundProblems() []*Problem {
+	var ps []*Problem
+	add := func(path, format string, args ...any) { ps = append(ps, problemf(path, format, args...)) }
+	sl := c.Slack
+	if sl.AppToken.IsSet() && !strings.HasPrefix(sl.AppToken.Reveal(), "xapp-") {
+		add("slack.app_token", "not an app-level token: want xapp-… (Basic Information → App-Level Tokens, scope connections:write)")
+	}
+	if sl.SigningSecret.IsSet() && strings.HasPrefix(sl.SigningSecret.Reveal(), "xox") {
+		add("slack.signing_secret", "looks like a token (xox…): want the app's Signing Secret (Basic Information → App Credentials)")
+	}
+	for i, u := range sl.AllowedUsers {
+		if !slackID(u, "UW") {
+			add(fmt.Sprintf("slack.allowed_users[%d]", i), "%q: want a Slack user id like U0123ABCD (profile → ⋮ → Copy member ID)", u)
+		}
+	}
+	for i, g := range sl.AllowedGroups {
+		if !slackID(g, "S") {
+			add(fmt.Sprintf("slack.allowed_groups[%d]", i), "%q: want a Slack user group id like S0123ABCD", g)
+		}
+	}
+	if len(sl.AllowedGroups) > 0 && !sl.Token.IsSet() && sl.TokenFile == "" {
+		add("slack.allowed_groups", "needs slack.token (or token_file) with usergroups:read to resolve group members")
+	}
+	return ps
+}
+
+// slackID reports whether s looks like a Slack id starting with one of
+// first: upper-case letters and digits.
+func slackID(s, first string) bool {
+	if len(s) < 3 || !strings.ContainsRune(first, rune(s[0])) {
+		return false
+	}
+	for _, r := range s[1:] {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // solanaProblems turns the watchers' "solana.path: message" errors into

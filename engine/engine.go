@@ -292,7 +292,7 @@ func (e *Engine) applyOne(ctx context.Context, in input.Input, ev bus.Event, att
 	if errors.Is(err, ErrNoIncident) {
 		log.Warn("input for an unknown incident dropped", "incident", in.Incident, "kind", in.Kind)
 		e.auditf(ctx, bus.AuditRecord{Kind: "input.dropped", EventID: ev.ID, Actor: in.Actor.String(), Incident: in.Incident,
-			Detail: string(in.Kind) + ": no such incident"})
+			Detail: string(in.Kind) + ": no such incident", Attrs: actorAttrs(nil, in.Actor)})
 		return nil
 	}
 	if err != nil {
@@ -311,7 +311,7 @@ func (e *Engine) applyOne(ctx context.Context, in input.Input, ev bus.Event, att
 		log.Info("input changed nothing", "incident", ref.ID, "kind", in.Kind, "by", in.Actor.String(), "why", res.Reason)
 		if in.Kind != input.EscalationDue {
 			e.auditf(ctx, bus.AuditRecord{Kind: "input.ignored", EventID: ev.ID, Incident: ref.ID, Actor: in.Actor.String(),
-				Detail: string(in.Kind) + ": " + res.Reason})
+				Detail: string(in.Kind) + ": " + res.Reason, Attrs: actorAttrs(nil, in.Actor)})
 		}
 	}
 	return e.follow(ctx, prev, next, res, ev, attempt, in.Actor)
@@ -368,9 +368,26 @@ func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev b
 		e.log.Info("incident "+res.change.String(), "incident", rec.ID, "runbook", rec.Runbook, "severity", rec.Severity,
 			"status", rec.Status, "group", rec.GroupKey, "by", by.String())
 		e.auditf(ctx, bus.AuditRecord{Kind: "incident." + res.change.String(), Incident: rec.ID, EventID: ev.ID, Actor: by.String(),
-			Detail: lastText(rec), Attrs: map[string]string{"runbook": rec.Runbook, "severity": string(rec.Severity), "status": string(rec.Status)}})
+			Detail: lastText(rec), Attrs: actorAttrs(map[string]string{"runbook": rec.Runbook, "severity": string(rec.Severity), "status": string(rec.Status)}, by)})
 	}
 	return nil
+}
+
+// actorAttrs adds to an audit record's attributes who acted (their id in
+// the system they came from), that system, and the transport it used.
+func actorAttrs(attrs map[string]string, by input.Actor) map[string]string {
+	if by.ID == "" && by.Transport == "" {
+		return attrs
+	}
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	for k, v := range map[string]string{"actor_id": by.ID, "via": by.Via, "transport": by.Transport} {
+		if v != "" {
+			attrs[k] = v
+		}
+	}
+	return attrs
 }
 
 func lastText(r *Record) string {

@@ -51,6 +51,9 @@ type Actor struct {
 	Name string `json:"name,omitempty"`
 	// Via names the system: "slack", "pagerduty", "cli", "incidentbot".
 	Via string `json:"via"`
+	// Transport is how the request reached the bot within that system,
+	// for the audit trail: "http" or "socket" (Slack Socket Mode).
+	Transport string `json:"transport,omitempty"`
 }
 
 // String renders an actor for cards and logs: "Ada (slack)".

@@ -98,6 +98,9 @@ func Blocks(inc notify.Incident, opts RenderOptions) []slack.Block {
 	if len(inc.Escalation) > 0 {
 		blocks = append(blocks, slack.NewDividerBlock(), section(escalationText(inc.Escalation, inc.EscalationState)))
 	}
+	if a := actionsBlock(inc); a != nil {
+		blocks = append(blocks, a)
+	}
 	if l := linksText(inc); l != "" {
 		blocks = append(blocks, contextLine(l))
 	}

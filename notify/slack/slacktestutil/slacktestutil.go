@@ -1,7 +1,8 @@
 // Package slacktestutil runs a fake Slack Web API for tests of anything
 // that posts incident cards: slack-go's slacktest server, plus handlers
 // that speak Slack's wire format for chat.postMessage, chat.update,
-// conversations.history and users.conversations. It hands out a unique,
+// conversations.history, users.conversations and usergroups.users.list,
+// and Socket Mode (apps.connections.open and a /ws the test drives). It hands out a unique,
 // increasing ts per message (microseconds, like Slack), keeps each card's
 // current state, metadata and thread, maps channel names to ids as Slack
 // does, and fails on demand: before a call takes effect (HTTP 500, 429
@@ -84,6 +85,8 @@ type Server struct {
 	cards    map[string]*Message // channel id + "/" + ts
 	threads  map[string][]Message
 	chans    directory
+	groups   map[string][]string // user group id → members
+	sock     sockets             // Socket Mode connections (socketmode.go)
 }
 
 // New starts a server; call Close when done. Extra binders run after this
@@ -107,6 +110,9 @@ func New(binders ...slacktest.Binder) *Server {
 		c.Handle("/"+Update, s.route(Update, s.update))
 		c.Handle("/"+History, s.route(History, s.history))
 		c.Handle("/"+UserConversations, s.route(UserConversations, s.userConversations))
+		c.Handle("/"+UserGroupsUsersList, s.route(UserGroupsUsersList, s.userGroupsUsersList))
+		c.Handle("/"+AppsConnectionsOpen, s.appsConnectionsOpen)
+		c.Handle("/ws", s.socket)
 	}
 	s.srv = slacktest.NewTestServer(append([]slacktest.Binder{bind}, binders...)...)
 	s.srv.Start()
@@ -137,6 +143,7 @@ func (s *Server) Close() {
 		}
 	}
 	s.mu.Unlock()
+	s.closeSockets()
 	s.srv.Stop()
 }
 
@@ -309,6 +316,8 @@ func (s *Server) missingScope(method string, form url.Values) string {
 		need = []string{"chat:write"}
 	case History:
 		need = []string{"channels:history"}
+	case UserGroupsUsersList:
+		need = []string{"usergroups:read"}
 	case UserConversations:
 		types := form.Get("types")
 		if types == "" {
