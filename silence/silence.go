@@ -61,8 +61,10 @@ type Silence struct {
 type Found struct {
 	ID string
 	// State is Alertmanager's: active, pending or expired.
-	State  string
-	EndsAt time.Time
+	State string
+	// StartsAt must be sent back unchanged to extend an active silence
+	// in place (Alertmanager otherwise expires it and makes a new one).
+	StartsAt, EndsAt time.Time
 }
 
 // Client is an Alertmanager API v2 client for silences.
@@ -102,7 +104,9 @@ func New(cfg Config) (*Client, error) {
 func Marker(id string) string { return "incidentbot:" + id }
 
 // Create creates s, or updates it when s.ID is set, and returns the id
-// Alertmanager answers with.
+// Alertmanager answers with: the same one when only the end of an active
+// silence moved and StartsAt is the one it has (see Found), a new one
+// otherwise (Alertmanager expires the old).
 func (c *Client) Create(ctx context.Context, s Silence) (string, error) {
 	if len(s.Matchers) == 0 {
 		return "", &notify.Error{Op: "alertmanager create silence", Err: errors.New("no matchers: a silence without them would match every alert")}
@@ -149,6 +153,9 @@ func (c *Client) Find(ctx context.Context, marker string) (Found, bool, error) {
 			best, bestUpdated = Found{ID: *s.ID, State: state}, updated
 			if s.EndsAt != nil {
 				best.EndsAt = time.Time(*s.EndsAt)
+			}
+			if s.StartsAt != nil {
+				best.StartsAt = time.Time(*s.StartsAt)
 			}
 		}
 	}

@@ -73,8 +73,8 @@ func TestClientAgainstRealAlertmanager(t *testing.T) {
 	if err != nil || !found || f.ID != id || f.State != "active" {
 		t.Fatalf("find: %+v %v %v", f, found, err)
 	}
-	// Extending by id keeps one silence.
-	s.ID, s.EndsAt = id, now.Add(2*time.Hour)
+	// Extending by id with its start keeps the one silence and its id.
+	s.ID, s.StartsAt, s.EndsAt = id, f.StartsAt, now.Add(2*time.Hour)
 	id2, err := c.Create(ctx, s)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestClientAgainstRealAlertmanager(t *testing.T) {
 	for _, g := range silences(t, am) {
 		if g.Status.State == "active" {
 			active++
-			if g.ID != id2 || g.EndsAt.Sub(now.Add(2*time.Hour)).Abs() > time.Second {
+			if g.ID != id2 || id2 != id || g.EndsAt.Sub(now.Add(2*time.Hour)).Abs() > time.Second {
 				t.Fatalf("extended silence %+v", g)
 			}
 		}
