@@ -5,7 +5,8 @@
 // is handled in order with that incident's alerts, with a message id
 // derived from the request so retries and double clicks store one message.
 // The caller may say "accepted" only after Send returned nil: the bus has
-// it durably. The engine decodes it with Decoder.
+// it durably. The engine decodes it with Decoder. Silences are available
+// only WithSilences (alertmanager.url set).
 package command
 
 import (
