@@ -16,6 +16,7 @@ import (
 	"github.com/incidentbot/incidentbot/handlers/alertmanager"
 	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/internal/testenv"
+	silencepkg "github.com/incidentbot/incidentbot/silence"
 )
 
 // amSilence is a silence as Alertmanager's API v2 lists it.
@@ -95,6 +96,18 @@ func TestSilenceFromSlackAgainstRealAlertmanager(t *testing.T) {
 	if _, err := bot.srv.Commands.Send(ctx, tooLong); !errors.Is(err, command.ErrSilenceTooLong) || !strings.Contains(err.Error(), "2h") {
 		t.Fatalf("3h silence: %v, want ErrSilenceTooLong naming the 2h maximum", err)
 	}
+	// An earlier attempt whose outcome was unknown (the worker died after
+	// Alertmanager took it) left a silence carrying the incident's marker:
+	// the reconciler finds and extends it instead of making a second.
+	client, err := silencepkg.New(silencepkg.Config{URL: am.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := client.Create(ctx, silencepkg.Silence{Matchers: map[string]string{"alertname": "HighLatency", "service": "api", "severity": "warning"},
+		StartsAt: time.Now(), EndsAt: time.Now().Add(10 * time.Minute), CreatedBy: "Ada", Comment: rec.ID + " (" + silencepkg.Marker(rec.ID) + ")"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := bot.srv.Commands.Send(ctx, silence); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +122,9 @@ func TestSilenceFromSlackAgainstRealAlertmanager(t *testing.T) {
 	matchers := map[string]string{}
 	for _, m := range sil.Matchers {
 		matchers[m.Name] = m.Value
+	}
+	if sil.ID != orphan {
+		t.Fatalf("silence %s, want the interrupted attempt's %s extended", sil.ID, orphan)
 	}
 	if sil.CreatedBy != "Ada" || !strings.Contains(sil.Comment, "incidentbot:"+rec.ID) || len(matchers) != 3 ||
 		matchers["alertname"] != "HighLatency" || matchers["service"] != "api" || matchers["severity"] != "warning" {

@@ -180,6 +180,22 @@ func recordIncidents(t *testing.T, dir string, starts []time.Time, ttas, ttrs []
 			return r.Status == notify.StatusResolved && chat.RepliedSeq == r.Timeline[len(r.Timeline)-1].Seq
 		})
 	}
+	// Each report posted is audited, once, with when.
+	trail, err := b.AuditTrail(ctx, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	posted := map[string]int{}
+	for _, r := range trail {
+		if r.Kind == "report.posted" && !r.Time.IsZero() {
+			posted[r.Incident]++
+		}
+	}
+	for _, id := range ids {
+		if posted[id] != 1 {
+			t.Fatalf("report.posted audited %d times for %s, want once", posted[id], id)
+		}
+	}
 	return ids, out.String()
 }
 
