@@ -18,9 +18,11 @@ import (
 	"github.com/incidentbot/incidentbot/notify/console"
 	"github.com/incidentbot/incidentbot/notify/pagerduty"
 	nslack "github.com/incidentbot/incidentbot/notify/slack"
+	"github.com/incidentbot/incidentbot/report"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/runbooks"
 	"github.com/incidentbot/incidentbot/secret"
+	"github.com/incidentbot/incidentbot/silence"
 )
 
 // Logger builds the process logger from configuration.
@@ -66,6 +68,22 @@ func Sinks(cfg config.Config, out io.Writer, log *slog.Logger) (notify.Chat, not
 		log.Warn("pagerduty.routing_key not set: pages print to the console")
 	}
 	return chat, pager, nil
+}
+
+// Silencer is the Alertmanager API client for silences when
+// alertmanager.url is set; nil (silences off) otherwise.
+func Silencer(cfg config.Config, log *slog.Logger) (*silence.Client, error) {
+	am := cfg.Alertmanager
+	if am.URL == "" {
+		log.Info("alertmanager.url not set: silences from Slack are off")
+		return nil, nil
+	}
+	c, err := silence.New(silence.Config{URL: am.URL, BearerToken: am.APIBearerToken, Username: am.APIUsername,
+		Password: am.APIPassword, Timeout: cfg.Engine.EffectTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("silences: %w", err)
+	}
+	return c, nil
 }
 
 // Decoders is the one list of what feeds the engine: each event type (or
@@ -128,17 +146,31 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		// RPC view; without any, plans say none is configured.
 		cat.RPC = rpcview.Store{KV: rpcKV}
 	}
-	eng, err := engine.New(cfg.Engine, engine.Deps{
+	silencer, err := Silencer(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	reports := report.New(engine.NewReader(kvs))
+	deps := engine.Deps{
 		Catalog: cat, Decoders: Decoders(),
 		Incidents: kvs[engine.BucketIncidents], IDs: kvs[engine.BucketIDs], Deliveries: kvs[engine.BucketDeliveries],
-		Chat: chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b,
+		Archive: kvs[engine.BucketArchive],
+		Chat:    chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b,
 		Logger: log.With("component", "engine"), Metrics: engine.NewMetrics(s.Registry),
-	})
+		SilenceMax: cfg.Alertmanager.SilenceMax, Reports: reports,
+	}
+	var senderOpts []command.Option
+	if silencer != nil {
+		deps.Silencer = silencer
+		senderOpts = append(senderOpts, command.WithSilences(cfg.Alertmanager.SilenceMax))
+	}
+	eng, err := engine.New(cfg.Engine, deps)
 	if err != nil {
 		return nil, err
 	}
 	s.Engine = eng
-	s.Commands = command.NewSender(b, eng)
+	s.Commands = command.NewSender(b, eng, senderOpts...)
+	s.Reports = reports
 	noCreds := !cfg.Alertmanager.BearerToken.IsSet() && !cfg.Alertmanager.Password.IsSet()
 	allowAnon := cfg.Alertmanager.AllowUnauthenticated || (noCreds && cfg.ListenIsLoopback())
 	if noCreds && allowAnon {

@@ -21,6 +21,7 @@ import (
 	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/notify"
+	"github.com/incidentbot/incidentbot/report"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/watchers/solana"
 )
@@ -33,9 +34,10 @@ type Server struct {
 	log      *slog.Logger
 	Bus      *bus.Bus
 	Registry *prometheus.Registry
-	// Engine and Commands are set by NewServer.
+	// Engine, Commands and Reports are set by NewServer.
 	Engine   *engine.Engine
 	Commands *command.Sender
+	Reports  report.Reporter
 	mux      *http.ServeMux
 	listener net.Listener
 	parts    []func(context.Context) error

@@ -1,13 +1,18 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 
+	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/config"
 	slackin "github.com/incidentbot/incidentbot/handlers/slack"
+	"github.com/incidentbot/incidentbot/input"
+	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/rpcview"
 )
 
@@ -26,8 +31,12 @@ func (s *Server) addSlackInbound(cfg config.Config, rpc rpcview.Reader) error {
 	if len(sc.AllowedUsers)+len(sc.AllowedGroups) > 0 {
 		access = slackin.NewAccess(sc.AllowedUsers, sc.AllowedGroups, api, 0)
 	}
-	h, err := slackin.New(slackin.Options{Incidents: s.Engine, Sender: s.Commands, RPC: rpc, Access: access,
-		Audit: s.Bus, Logger: s.log.With("component", "slack-inbound")})
+	opts := slackin.Options{Incidents: s.Engine, Sender: s.Commands, RPC: rpc, Access: access,
+		Audit: s.Bus, Logger: s.log.With("component", "slack-inbound"), Reporter: s.Reports}
+	if cfg.Alertmanager.URL != "" {
+		opts.Silencer = silences{s.Commands}
+	}
+	h, err := slackin.New(opts)
 	if err != nil {
 		return err
 	}
@@ -46,4 +55,24 @@ func (s *Server) addSlackInbound(cfg config.Config, rpc rpcview.Reader) error {
 		s.Add(sock.Run)
 	}
 	return nil
+}
+
+// silences asks for silences through commands: the engine records them
+// and its silence reconciler creates and expires them in Alertmanager.
+type silences struct{ c *command.Sender }
+
+func (x silences) Silence(ctx context.Context, incident string, d time.Duration, by input.Actor, requestID string) (string, error) {
+	ref, err := x.c.Send(ctx, command.Command{Verb: input.Silence, Incident: incident, Duration: d, By: by, RequestID: requestID, At: time.Now()})
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Silence of %s's alerts for %s asked; the card shows it once Alertmanager has it.", ref.ID, notify.HumanDuration(d)), nil
+}
+
+func (x silences) Unsilence(ctx context.Context, incident string, by input.Actor, requestID string) (string, error) {
+	ref, err := x.c.Send(ctx, command.Command{Verb: input.Unsilence, Incident: incident, By: by, RequestID: requestID, At: time.Now()})
+	if err != nil {
+		return "", err
+	}
+	return "The silence of " + ref.ID + " will be expired; the card shows when it is.", nil
 }

@@ -5,7 +5,8 @@
 // is handled in order with that incident's alerts, with a message id
 // derived from the request so retries and double clicks store one message.
 // The caller may say "accepted" only after Send returned nil: the bus has
-// it durably. The engine decodes it with Decoder.
+// it durably. The engine decodes it with Decoder. Silences are available
+// only WithSilences (alertmanager.url set).
 package command
 
 import (
@@ -28,7 +29,19 @@ import (
 const Source = "command"
 
 // Verbs are the kinds of input a person may send.
-var Verbs = []input.Kind{input.Ack, input.Unack, input.Resolve, input.Note, input.Escalate}
+var Verbs = []input.Kind{input.Ack, input.Unack, input.Resolve, input.Note, input.Escalate, input.Silence, input.Unsilence}
+
+// Errors Send answers a silence with before anything is published, matched
+// with errors.Is; their text is meant for the person who asked.
+var (
+	// ErrNoSilences: no Alertmanager API is configured (alertmanager.url).
+	ErrNoSilences = errors.New(engine.ReasonNoSilencer)
+	// ErrSilenceTooLong: the duration exceeds alertmanager.silence_max.
+	ErrSilenceTooLong = errors.New("silence too long")
+	// ErrNotSilenceable: the incident's signals never went through
+	// Alertmanager (on-chain watchers), so no silence can suppress them.
+	ErrNotSilenceable = errors.New(engine.ReasonOnChain)
+)
 
 // Command is one person's request to change one incident.
 type Command struct {
@@ -39,6 +52,8 @@ type Command struct {
 	By input.Actor `json:"by"`
 	// Text is a note's text or a resolution's comment.
 	Text string `json:"text,omitempty"`
+	// Duration is how long a silence should hold (verb silence).
+	Duration time.Duration `json:"duration,omitempty"`
 	// RequestID identifies the request in the system it came from: a
 	// retried request or a second click on the same button carries the
 	// same one, so the bus stores the command once.
@@ -65,6 +80,9 @@ func (c Command) Validate() error {
 	if c.Verb == input.Note && strings.TrimSpace(c.Text) == "" {
 		errs = append(errs, errors.New("a note needs text"))
 	}
+	if c.Verb == input.Silence && c.Duration <= 0 {
+		errs = append(errs, errors.New("a silence needs a positive duration, like 1h"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -89,24 +107,84 @@ type Publisher interface {
 	PublishTo(ctx context.Context, subject string, ev bus.Event) (bus.PublishResult, error)
 }
 
+// Getter reads an incident; a Resolver that is one (the engine) lets Send
+// refuse a silence of an on-chain incident at once.
+type Getter interface {
+	Get(ctx context.Context, id string) (*engine.Record, error)
+}
+
 // Sender sends commands.
 type Sender struct {
-	pub       Publisher
-	incidents Resolver
+	pub        Publisher
+	incidents  Resolver
+	silenceMax time.Duration // 0: silences are not available
+}
+
+// Option configures a Sender.
+type Option func(*Sender)
+
+// WithSilences makes silence and unsilence available, a silence lasting at
+// most max (0 means engine.DefaultSilenceMax). Without it, Send answers
+// them with ErrNoSilences.
+func WithSilences(max time.Duration) Option {
+	return func(s *Sender) {
+		if max <= 0 {
+			max = engine.DefaultSilenceMax
+		}
+		s.silenceMax = max
+	}
 }
 
 // NewSender returns a Sender publishing on pub and resolving ids with r.
-func NewSender(pub Publisher, r Resolver) *Sender { return &Sender{pub: pub, incidents: r} }
+func NewSender(pub Publisher, r Resolver, opts ...Option) *Sender {
+	s := &Sender{pub: pub, incidents: r}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// checkSilence answers what can be known before publishing a silence: is
+// the API configured, is the duration allowed, did the incident come
+// through Alertmanager.
+func (s *Sender) checkSilence(ctx context.Context, c Command, ref engine.Ref) error {
+	if c.Verb != input.Silence && c.Verb != input.Unsilence {
+		return nil
+	}
+	if s.silenceMax == 0 {
+		return fmt.Errorf("%s %s: %w", c.Verb, ref.ID, ErrNoSilences)
+	}
+	if c.Verb == input.Silence && c.Duration > s.silenceMax {
+		return fmt.Errorf("silence %s for %s: %w: the maximum is %s (alertmanager.silence_max)",
+			ref.ID, c.Duration, ErrSilenceTooLong, s.silenceMax)
+	}
+	g, ok := s.incidents.(Getter)
+	if !ok || c.Verb != input.Silence {
+		return nil
+	}
+	rec, err := g.Get(ctx, ref.ID)
+	if err != nil {
+		return err
+	}
+	if rec.Source != "alertmanager" {
+		return fmt.Errorf("silence %s: %w", ref.ID, ErrNotSilenceable)
+	}
+	return nil
+}
 
 // Send looks the incident up and publishes the command durably. An unknown
 // incident is an error wrapping engine.ErrNoIncident; a bus that cannot
-// take it, one wrapping bus.ErrUnavailable.
+// take it, one wrapping bus.ErrUnavailable; a silence that cannot be made,
+// ErrNoSilences, ErrSilenceTooLong or ErrNotSilenceable.
 func (s *Sender) Send(ctx context.Context, c Command) (engine.Ref, error) {
 	if err := c.Validate(); err != nil {
 		return engine.Ref{}, fmt.Errorf("command: %w", err)
 	}
 	ref, err := s.incidents.Lookup(ctx, c.Incident)
 	if err != nil {
+		return engine.Ref{}, err
+	}
+	if err := s.checkSilence(ctx, c, ref); err != nil {
 		return engine.Ref{}, err
 	}
 	if c.At.IsZero() {
@@ -133,5 +211,5 @@ func Decoder(ev bus.Event) ([]input.Input, error) {
 	if err := c.Validate(); err != nil {
 		return nil, bus.Poison(fmt.Errorf("invalid command: %w", err))
 	}
-	return []input.Input{{Kind: c.Verb, ID: ev.ID, At: c.At, Incident: c.Incident, Actor: c.By, Text: c.Text}}, nil
+	return []input.Input{{Kind: c.Verb, ID: ev.ID, At: c.At, Incident: c.Incident, Actor: c.By, Text: c.Text, Duration: c.Duration}}, nil
 }

@@ -248,6 +248,8 @@ func (c *Config) readFiles(use Use) []*Problem {
 	if use == Serve {
 		read(&c.Alertmanager.BearerToken, c.Alertmanager.BearerTokenFile, "alertmanager.bearer_token_file")
 		read(&c.Alertmanager.Password, c.Alertmanager.PasswordFile, "alertmanager.password_file")
+		read(&c.Alertmanager.APIBearerToken, c.Alertmanager.APIBearerTokenFile, "alertmanager.api_bearer_token_file")
+		read(&c.Alertmanager.APIPassword, c.Alertmanager.APIPasswordFile, "alertmanager.api_password_file")
 		read(&c.Slack.Token, c.Slack.TokenFile, "slack.token_file")
 		read(&c.Slack.SigningSecret, c.Slack.SigningSecretFile, "slack.signing_secret_file")
 		read(&c.Slack.AppToken, c.Slack.AppTokenFile, "slack.app_token_file")

@@ -40,6 +40,15 @@ func TestProblemsReadLikeRunbookProblems(t *testing.T) {
 		{"bearer and basic both", "alertmanager:\n  bearer_token: t\n  username: am\n  password: p\n", []string{
 			`bot.yaml:2: alertmanager.bearer_token: both a bearer token and basic auth are configured: Alertmanager sends one, configure one`,
 		}},
+		{"alertmanager api for silences", "alertmanager:\n  url: alertmanager:9093\n  api_bearer_token: t\n  api_username: bot\n  api_password: p\n  silence_max: 0s\n", []string{
+			`bot.yaml:2: alertmanager.url: "alertmanager:9093": want Alertmanager's http(s) URL, like http://alertmanager:9093`,
+			`bot.yaml:3: alertmanager.api_bearer_token: both a bearer token and basic auth are configured for Alertmanager's API: configure one`,
+			`bot.yaml:6: alertmanager.silence_max: must be a positive duration like 30s, got 0s`,
+		}},
+		{"api credentials without the api", "alertmanager:\n  api_password_file: /x\n", []string{
+			`bot.yaml:1: alertmanager.url: empty, but API credentials are set: set the URL of Alertmanager's API, or drop them`,
+			`bot.yaml:2: alertmanager.api_password_file: /x not found on this host`,
+		}},
 		{"wrong kinds", "log_level: [info]\nsolana:\n  wallets:\n    - {name: w, address: x, min_lamports: -1}\n", []string{
 			`bot.yaml:1: log_level: expected a string, got a list`,
 			`bot.yaml:4: solana.wallets[0].min_lamports: expected a non-negative integer, got -1`,

@@ -64,6 +64,7 @@ func (c Config) problems(use Use) []*Problem {
 		positive("engine.effect_timeout", c.Engine.EffectTimeout)
 		positive("engine.retry_max", c.Engine.RetryMax)
 		positive("engine.sweep_interval", c.Engine.SweepInterval)
+		positive("alertmanager.silence_max", c.Alertmanager.SilenceMax)
 		if strings.TrimSpace(c.Runbooks.DefaultChannel) == "" {
 			add("runbooks.default_channel", "empty: want a Slack channel like #incidents")
 		}
@@ -153,6 +154,35 @@ func (c Config) receiverProblems() []*Problem {
 	}
 	if am.MaxBodyBytes <= 0 {
 		add("alertmanager.max_body_bytes", "%d: want a positive number of bytes", am.MaxBodyBytes)
+	}
+	return append(ps, c.alertmanagerAPIProblems()...)
+}
+
+// alertmanagerAPIProblems checks how the bot reaches Alertmanager's API
+// (silences): a URL, and at most one kind of credentials.
+func (c Config) alertmanagerAPIProblems() []*Problem {
+	var ps []*Problem
+	add := func(path, format string, args ...any) { ps = append(ps, problemf(path, format, args...)) }
+	am := c.Alertmanager
+	bearer := am.APIBearerToken.IsSet() || am.APIBearerTokenFile != ""
+	password := am.APIPassword.IsSet() || am.APIPasswordFile != ""
+	if am.URL == "" {
+		if bearer || password || am.APIUsername != "" {
+			add("alertmanager.url", "empty, but API credentials are set: set the URL of Alertmanager's API, or drop them")
+		}
+		return ps
+	}
+	if u, err := url.Parse(am.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("alertmanager.url", "%q: want Alertmanager's http(s) URL, like http://alertmanager:9093", am.URL)
+	}
+	switch {
+	case password && am.APIUsername == "":
+		add("alertmanager.api_password", "set without alertmanager.api_username")
+	case am.APIUsername != "" && !password:
+		add("alertmanager.api_username", "set without alertmanager.api_password (or api_password_file)")
+	}
+	if bearer && (password || am.APIUsername != "") {
+		add("alertmanager.api_bearer_token", "both a bearer token and basic auth are configured for Alertmanager's API: configure one")
 	}
 	return ps
 }

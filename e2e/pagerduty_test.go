@@ -93,7 +93,7 @@ func TestPagerDutyAcknowledgesAndResolvesTheCard(t *testing.T) {
 	}
 	resolvedReplies := 0
 	for _, m := range bot.slack.Thread(card.Channel, card.TS) {
-		if strings.Contains(m.Text, "resolved") {
+		if strings.HasPrefix(m.Text, "*resolved*") {
 			resolvedReplies++
 		}
 	}

@@ -24,10 +24,15 @@ const (
 	unacked
 	noted
 	escalated
+	silenceRequested
+	silenced
+	unsilenceRequested
+	silenceExpired
 )
 
 func (c change) String() string {
-	return [...]string{"unchanged", "opened", "updated", "reopened", "resolved", "acknowledged", "unacknowledged", "noted", "escalated"}[c]
+	return [...]string{"unchanged", "opened", "updated", "reopened", "resolved", "acknowledged", "unacknowledged", "noted", "escalated",
+		"silence_requested", "silenced", "unsilence_requested", "silence_expired"}[c]
 }
 
 // Result is what one apply decided: the change, or why nothing changed.
@@ -72,6 +77,13 @@ type applyEnv struct {
 	NewID func() string
 	// Key is the incident's KV key.
 	Key string
+	// Silences is true when a silencer is configured; SilenceMax bounds a
+	// silence's duration.
+	Silences   bool
+	SilenceMax time.Duration
+	// ReportOnResolve adds a report entry to the timeline when the
+	// incident resolves; the chat worker renders it when it posts it.
+	ReportOnResolve bool
 }
 
 // applySignals merges one event's signals for one incident into rec (nil
@@ -158,6 +170,7 @@ func applySignals(rec *Record, ins []input.Input, env applyEnv) (*Record, Result
 	}
 	if settle(rec, env) == resolved {
 		result = resolved
+		addReport(rec, env)
 	}
 	if isNew || result == reopened {
 		// The ladder's clock starts when people are told, not when the
@@ -196,6 +209,14 @@ func applyInput(rec *Record, in input.Input, env applyEnv) (*Record, Result) {
 		res = Result{change: noted}
 	case input.Escalate:
 		res = escalateNow(next, in, env)
+	case input.Silence:
+		res = silenceReq(next, in, env)
+	case input.Unsilence:
+		res = unsilenceReq(next, in, env)
+	case input.SilenceCreated:
+		res = silenceCreated(next, in, env)
+	case input.SilenceExpired:
+		res = silenceEnded(next, in, env)
 	case input.EscalationDue:
 		switch {
 		case in.Token != next.Escalation.Token:
@@ -235,6 +256,10 @@ func ack(r *Record, in input.Input, env applyEnv) Result {
 	m := Mark{By: in.Actor, At: in.At}
 	if slices.Contains(r.Acks, m) {
 		return noop("already acknowledged by " + in.Actor.String())
+	}
+	if r.FirstAck == nil || m.At.Before(r.FirstAck.At) {
+		first := m
+		r.FirstAck = &first
 	}
 	prev := r.Ack
 	r.Acks = append(r.Acks, m)
@@ -317,7 +342,20 @@ func resolveByHand(r *Record, in input.Input, env applyEnv) Result {
 	r.Status = notify.StatusResolved
 	r.ResolvedAt = in.At
 	r.addUpdate(env.Now, "resolved", text)
+	addReport(r, env)
 	return Result{change: resolved}
+}
+
+// UpdateReport is the kind of the timeline entry that stands for the
+// incident's report: added when the incident resolves (engine
+// report_on_resolve), rendered by the chat worker when it posts it, so it
+// is posted once like every thread reply.
+const UpdateReport = "report"
+
+func addReport(r *Record, env applyEnv) {
+	if env.ReportOnResolve {
+		r.addUpdate(env.Now, UpdateReport, "Incident report")
+	}
 }
 
 func escalateNow(r *Record, in input.Input, env applyEnv) Result {

@@ -110,12 +110,24 @@ func (e *Engine) chatCall(ctx context.Context, op string, rec *Record, del *Deli
 			Attrs: map[string]string{"status": string(rec.Status), "version": strconv.FormatInt(rec.Version, 10)}})
 	case "reply":
 		u := nextReply(rec, del.RepliedSeq)
+		if u.Kind == UpdateReport && e.reports != nil {
+			text, err := e.reports.RecordReport(ctx, rec)
+			if err != nil {
+				return e.failed(ctx, SinkChat, rec, del, rev, l, &notify.Error{Op: "render report", Retryable: true, Err: err})
+			}
+			u.Text = text
+		}
 		ref := notify.CardRef{Channel: del.Channel, TS: del.TS}
 		if err := e.call(ctx, SinkChat, "reply", rec, func(ctx context.Context) error { return e.chat.Reply(ctx, ref, inc, u) }); err != nil {
 			return e.failed(ctx, SinkChat, rec, del, rev, l, err)
 		}
 		if err := e.settleDelivery(ctx, SinkChat, rec, del, rev, l, func(d *Delivery) { d.RepliedSeq = max(d.RepliedSeq, u.Seq) }); err != nil {
 			return err
+		}
+		if u.Kind == UpdateReport {
+			e.auditf(ctx, bus.AuditRecord{Kind: "report.posted", Incident: rec.ID,
+				Attrs: map[string]string{"channel": ref.Channel, "thread_ts": ref.TS, "seq": strconv.FormatInt(u.Seq, 10)}})
+			return nil
 		}
 		e.auditf(ctx, bus.AuditRecord{Kind: "notify.chat.replied", Incident: rec.ID, Detail: u.Text})
 	}
@@ -131,6 +143,7 @@ func (e *Engine) recordCard(ctx context.Context, rec *Record, del *Delivery, rev
 			return // recorded already (found by another worker)
 		}
 		d.TS, d.Channel = ref.TS, ref.Channel
+		d.PostedAt = e.now()
 		d.CardVersion = rec.Version
 		d.RepliedSeq = rec.lastSeq()
 	})

@@ -37,8 +37,9 @@ var Streams = []bus.StreamSpec{DeliveriesStream, bus.TimersStreamSpec()}
 
 // Sinks, as named in job subjects, delivery keys and metrics.
 const (
-	SinkChat  = "chat"
-	SinkPager = "pager"
+	SinkChat    = "chat"
+	SinkPager   = "pager"
+	SinkSilence = "silence"
 )
 
 // JobSubject is the subject of a sink's delivery jobs, relative to the bus
@@ -48,7 +49,11 @@ func JobSubject(sink string) string { return "deliver." + sink }
 const jobEventType = "engine.deliver"
 
 func (e *Engine) queueDeliveries(ctx context.Context, r *Record) error {
-	for _, sink := range []string{SinkChat, SinkPager} {
+	sinks := []string{SinkChat, SinkPager}
+	if r.Silence != nil {
+		sinks = append(sinks, SinkSilence) // only incidents someone silenced
+	}
+	for _, sink := range sinks {
 		ev := bus.Event{ID: sink + "." + r.ID + "." + strconv.FormatInt(r.Version, 10), Source: "engine", Type: jobEventType,
 			Time: e.now(), Subject: r.Key, Data: []byte(r.Key)}
 		if _, err := e.pub.PublishTo(ctx, JobSubject(sink), ev); err != nil {
@@ -75,11 +80,23 @@ type Delivery struct {
 	TS          string `json:"ts,omitempty"`
 	CardVersion int64  `json:"card_version,omitempty"`
 	RepliedSeq  int64  `json:"replied_seq,omitempty"`
+	// PostedAt is when the card was posted (or found after an interrupted
+	// post), for reports.
+	PostedAt time.Time `json:"posted_at,omitzero"`
 
 	// Pager: the last page action delivered ("", trigger, acknowledge,
 	// resolve) and the routing key it went to.
 	State      notify.PageAction `json:"state,omitempty"`
 	RoutingKey string            `json:"routing_key,omitempty"`
+	// PagedAt is when the page was first triggered, for reports.
+	PagedAt time.Time `json:"paged_at,omitzero"`
+
+	// Silence: Alertmanager's id of the silence made for wish SilenceGen,
+	// the end it holds, and whether it was expired.
+	SilenceID      string    `json:"silence_id,omitempty"`
+	SilenceGen     int       `json:"silence_gen,omitempty"`
+	SilenceUntil   time.Time `json:"silence_until,omitzero"`
+	SilenceExpired bool      `json:"silence_expired,omitempty"`
 }
 
 // Lease is a claim on a sink call for one incident. Nonce identifies the

@@ -73,11 +73,15 @@ type Config struct {
 	// SweepInterval is how often the repair sweep looks for deliveries
 	// that fell behind and refreshes the open-incidents gauge (default 1m).
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// ReportOnResolve posts the incident's report in its thread when it
+	// resolves (default true; needs Deps.Reports).
+	ReportOnResolve bool `yaml:"report_on_resolve"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{ReopenWindow: time.Hour, EffectTimeout: 15 * time.Second, RetryMax: 10 * time.Second, SweepInterval: time.Minute}
+	return Config{ReopenWindow: time.Hour, EffectTimeout: 15 * time.Second, RetryMax: 10 * time.Second, SweepInterval: time.Minute,
+		ReportOnResolve: true}
 }
 
 func (c Config) withDefaults() Config {
@@ -118,10 +122,14 @@ type Engine struct {
 	incidents  bus.KV
 	ids        bus.KV
 	deliveries bus.KV
+	archiveKV  bus.KV
 	chat       notify.Chat
 	pager      notify.Pager
 	pub        Publisher
 	timers     Scheduler
+	silencer   Silencer
+	silenceMax time.Duration
+	reports    Reports
 	audit      bus.Auditor
 	log        *slog.Logger
 	m          *Metrics
@@ -137,8 +145,11 @@ type Deps struct {
 	Incidents  bus.KV
 	IDs        bus.KV
 	Deliveries bus.KV
-	Chat       notify.Chat
-	Pager      notify.Pager
+	// Archive keeps resolved incidents by id after a later incident of
+	// the same group takes their key (reports); nil keeps none.
+	Archive bus.KV
+	Chat    notify.Chat
+	Pager   notify.Pager
 	// Publisher queues delivery jobs; Scheduler arms escalation timers.
 	Publisher Publisher
 	Scheduler Scheduler
@@ -149,6 +160,18 @@ type Deps struct {
 	Now func() time.Time
 	// NewID names new incidents; nil means NewID.
 	NewID func() string
+	// Silencer reaches Alertmanager's API; nil refuses silences.
+	// SilenceMax bounds one (0 means DefaultSilenceMax).
+	Silencer   Silencer
+	SilenceMax time.Duration
+	// Reports renders the report posted on resolution; nil posts none.
+	Reports Reports
+}
+
+// Reports renders an incident's report (package report).
+type Reports interface {
+	// RecordReport renders the Markdown report of rec.
+	RecordReport(ctx context.Context, rec *Record) (string, error)
 }
 
 // New returns an engine.
@@ -173,8 +196,9 @@ func New(cfg Config, d Deps) (*Engine, error) {
 	if d.Audit == nil {
 		d.Audit = nopAuditor{}
 	}
-	return &Engine{cfg: cfg, catalog: d.Catalog, decoders: d.Decoders, incidents: d.Incidents, ids: d.IDs, deliveries: d.Deliveries,
+	return &Engine{cfg: cfg, catalog: d.Catalog, decoders: d.Decoders, incidents: d.Incidents, ids: d.IDs, deliveries: d.Deliveries, archiveKV: d.Archive,
 		chat: d.Chat, pager: d.Pager, pub: d.Publisher, timers: d.Scheduler, audit: d.Audit,
+		silencer: d.Silencer, silenceMax: d.SilenceMax, reports: d.Reports,
 		log: d.Logger, m: d.Metrics, now: d.Now, newID: d.NewID}, nil
 }
 
@@ -273,7 +297,8 @@ func (e *Engine) group(ins []input.Input) ([]*batch, []input.Input) {
 
 func (e *Engine) env(key string, rb Runbook) applyEnv {
 	return applyEnv{Now: e.now(), ReopenWindow: e.cfg.ReopenWindow, Runbook: rb.Name(), Severity: rb.Severity,
-		Levels: rb.Escalation(), NewID: e.newID, Key: key}
+		Levels: rb.Escalation(), NewID: e.newID, Key: key,
+		Silences: e.silencer != nil, SilenceMax: e.silenceMax, ReportOnResolve: e.cfg.ReportOnResolve && e.reports != nil}
 }
 
 func (e *Engine) applySignals(ctx context.Context, b *batch, ev bus.Event, attempt uint64) error {
@@ -363,6 +388,9 @@ func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev b
 	if err := e.queueDeliveries(ctx, rec); err != nil {
 		return err
 	}
+	if err := e.archive(ctx, rec); err != nil {
+		return err
+	}
 	if res.Changed() {
 		e.m.transitions.WithLabelValues(res.change.String()).Inc()
 		e.log.Info("incident "+res.change.String(), "incident", rec.ID, "runbook", rec.Runbook, "severity", rec.Severity,
@@ -401,6 +429,9 @@ func (e *Engine) auditf(ctx context.Context, r bus.AuditRecord) {
 	if r.Actor == "" {
 		r.Actor = "incidentbot"
 	}
+	if r.Time.IsZero() {
+		r.Time = e.now().UTC()
+	}
 	if err := e.audit.Audit(ctx, r); err != nil {
 		e.log.Error("audit append failed", "kind", r.Kind, "incident", r.Incident, "err", err)
 	}
@@ -428,5 +459,6 @@ func (e *Engine) Consumers() []Consumer {
 		{bus.ConsumerConfig{Durable: "engine-timers", Stream: bus.TimersStreamSpec().Name, FilterSubjects: []string{"timers.due.>"}}, e.Handle},
 		deliver(SinkChat, e.HandleChat),
 		deliver(SinkPager, e.HandlePager),
+		deliver(SinkSilence, e.HandleSilence),
 	}
 }

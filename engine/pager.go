@@ -64,6 +64,9 @@ func (e *Engine) HandlePager(ctx context.Context, d *bus.Delivery) error {
 			d.State = want
 			if want == notify.PageTrigger {
 				d.RoutingKey = routing
+				if d.PagedAt.IsZero() {
+					d.PagedAt = e.now()
+				}
 			}
 		}); err != nil {
 			return err

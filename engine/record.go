@@ -43,11 +43,19 @@ type Record struct {
 	AckChangedAt time.Time `json:"ack_changed_at,omitzero"`
 	// Acks are the acks received since the latest unack, earliest first.
 	Acks []Mark `json:"acks,omitempty"`
+	// FirstAck is the earliest acknowledgement ever received, kept through
+	// unacks, for the report's time to acknowledge.
+	FirstAck *Mark `json:"first_ack,omitempty"`
 	// ManualResolve is set when a person resolved the incident by hand.
 	// Alerts that started before it do not reopen the incident.
 	ManualResolve *Mark `json:"manual_resolve,omitempty"`
 	// Escalation is where the escalation ladder stands.
 	Escalation Escalation `json:"escalation"`
+	// Silence is the Alertmanager silence people asked for (nil when none
+	// ever was); UnsilencedAt is when the latest unsilence was asked, so a
+	// silence request older than it is stale whatever order they arrive in.
+	Silence      *SilenceWish `json:"silence,omitempty"`
+	UnsilencedAt time.Time    `json:"unsilenced_at,omitzero"`
 	// Notes are people's notes, by input id (a set: a redelivered note is
 	// kept once).
 	Notes map[string]Note `json:"notes,omitempty"`
@@ -76,6 +84,33 @@ type Note struct {
 	By   input.Actor `json:"by"`
 	At   time.Time   `json:"at"`
 	Text string      `json:"text"`
+}
+
+// SilenceWish is the silence people asked for: what it matches, until
+// when, and who asked; then what the silence reconciler reported back.
+type SilenceWish struct {
+	// Gen numbers an incident's silences: one asked for after an
+	// unsilence, or after the previous one ended, is a new silence.
+	Gen         int         `json:"gen"`
+	By          input.Actor `json:"by"`
+	RequestedAt time.Time   `json:"requested_at"`
+	Until       time.Time   `json:"until"`
+	// Matchers are the labels common to the incident's alerts when the
+	// silence was asked for; an extension keeps them.
+	Matchers map[string]string `json:"matchers"`
+	// ID is Alertmanager's id of the silence once created, and
+	// CreatedUntil the end it holds there.
+	ID           string    `json:"id,omitempty"`
+	CreatedUntil time.Time `json:"created_until,omitzero"`
+	// Unsilenced is who asked to expire it, and when; Expired is set once
+	// Alertmanager expired it.
+	Unsilenced *Mark `json:"unsilenced,omitempty"`
+	Expired    bool  `json:"expired,omitempty"`
+}
+
+// active reports whether the silence is wanted at now.
+func (w *SilenceWish) active(now time.Time) bool {
+	return w != nil && w.Unsilenced == nil && w.Until.After(now)
 }
 
 // Escalation is the state of the escalation ladder. Next indexes the level
@@ -157,6 +192,19 @@ func clone(r *Record) *Record {
 	if r.ManualResolve != nil {
 		m := *r.ManualResolve
 		c.ManualResolve = &m
+	}
+	if r.FirstAck != nil {
+		m := *r.FirstAck
+		c.FirstAck = &m
+	}
+	if r.Silence != nil {
+		w := *r.Silence
+		w.Matchers = maps.Clone(r.Silence.Matchers)
+		if r.Silence.Unsilenced != nil {
+			m := *r.Silence.Unsilenced
+			w.Unsilenced = &m
+		}
+		c.Silence = &w
 	}
 	c.LegacySlack, c.LegacyPage = nil, nil
 	return &c

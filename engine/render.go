@@ -51,6 +51,7 @@ func (e *Engine) render(ctx context.Context, rec *Record, rb Runbook) notify.Inc
 		Assessment: r.Assessment, Remediation: r.Remediation, Escalation: r.Escalation,
 		StartedAt: rec.StartedAt, ResolvedAt: rec.ResolvedAt, UpdatedAt: rec.UpdatedAt, Reopened: rec.Reopened,
 		EscalationState: escalationState(rec, rb.Escalation()),
+		Silence:         silenceText(rec.Silence, e.now()),
 	}
 	if inc.Title == "" {
 		inc.Title = rep.Name()

@@ -16,6 +16,7 @@ var Buckets = []bus.BucketSpec{
 	{Name: BucketIncidents, Description: "incident records: what happened", History: 5},
 	{Name: BucketIDs, Description: "incident id (and PagerDuty dedup key) to record key", History: 1},
 	{Name: BucketDeliveries, Description: "what chat and pager were sent, per incident", History: 5},
+	{Name: BucketArchive, Description: "resolved incidents by id, kept after their key moves on to a later incident", History: 1},
 }
 
 // Bucket names.
@@ -23,6 +24,7 @@ const (
 	BucketIncidents  = "incidents"
 	BucketIDs        = "incident_ids"
 	BucketDeliveries = "deliveries"
+	BucketArchive    = "incident_archive"
 )
 
 // ErrNoIncident is returned when an id names no incident.
@@ -145,9 +147,86 @@ func (e *Engine) Get(ctx context.Context, id string) (*Record, error) {
 		return nil, err
 	}
 	if r == nil || r.ID != ref.ID {
+		// A later incident of the same group took the key: the earlier
+		// one was archived when it resolved.
+		if a, err := e.archived(ctx, ref.ID); err != nil || a != nil {
+			return a, err
+		}
 		return nil, fmt.Errorf("incident %s: %w", ref.ID, ErrNoIncident)
 	}
 	return r, nil
+}
+
+// archive keeps a resolved incident under its id, so that it can still be
+// read (reports) after its key moves on to a later incident of the same
+// group. It is a put of the record as it stands: repeating it is harmless.
+func (e *Engine) archive(ctx context.Context, r *Record) error {
+	if e.archiveKV == nil || r.Open() {
+		return nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode incident %s: %w", r.ID, err)
+	}
+	if _, err := e.archiveKV.Put(ctx, idKey(r.ID), b); err != nil {
+		return fmt.Errorf("archive incident %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// archived reads an archived incident; nil when there is none.
+func (e *Engine) archived(ctx context.Context, id string) (*Record, error) {
+	if e.archiveKV == nil {
+		return nil, nil
+	}
+	ent, err := e.archiveKV.Get(ctx, idKey(id))
+	if errors.Is(err, bus.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read archived incident %s: %w", id, err)
+	}
+	return decodeRecord("", ent.Value)
+}
+
+// AllIncidents lists every incident still stored: the current one of
+// each key and the archived ones a later incident superseded, each once.
+func (e *Engine) AllIncidents(ctx context.Context) ([]*Record, error) {
+	cur, err := e.Incidents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []*Record
+	for _, r := range cur {
+		seen[r.ID] = true
+		out = append(out, r)
+	}
+	if e.archiveKV == nil {
+		return out, nil
+	}
+	keys, err := e.archiveKV.Keys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list archived incidents: %w", err)
+	}
+	for _, k := range keys {
+		ent, err := e.archiveKV.Get(ctx, k)
+		if errors.Is(err, bus.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read archived incident %s: %w", k, err)
+		}
+		r, err := decodeRecord("", ent.Value)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[r.ID] {
+			seen[r.ID] = true
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // Incidents lists every stored incident, for the CLI, the open-incidents
@@ -168,4 +247,36 @@ func (e *Engine) Incidents(ctx context.Context) (map[string]*Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// Delivery returns what sink (SinkChat, SinkPager, SinkSilence) was sent
+// for rec; an empty Delivery when nothing was.
+func (e *Engine) Delivery(ctx context.Context, sink string, rec *Record) (*Delivery, error) {
+	d, _, err := e.loadDelivery(ctx, sink, rec)
+	return d, err
+}
+
+// Reader reads incidents and their deliveries from the engine's buckets
+// without running anything, for reports and the CLI. Its methods are the
+// engine's.
+type Reader struct{ e *Engine }
+
+// NewReader returns a Reader over the engine's buckets (see Buckets), by
+// name.
+func NewReader(kvs map[string]bus.KV) *Reader {
+	return &Reader{e: &Engine{incidents: kvs[BucketIncidents], ids: kvs[BucketIDs], deliveries: kvs[BucketDeliveries],
+		archiveKV: kvs[BucketArchive]}}
+}
+
+// Get returns the incident an id names.
+func (r *Reader) Get(ctx context.Context, id string) (*Record, error) { return r.e.Get(ctx, id) }
+
+// AllIncidents lists every incident still stored, archived ones too.
+func (r *Reader) AllIncidents(ctx context.Context) ([]*Record, error) {
+	return r.e.AllIncidents(ctx)
+}
+
+// Delivery returns what sink was sent for rec.
+func (r *Reader) Delivery(ctx context.Context, sink string, rec *Record) (*Delivery, error) {
+	return r.e.Delivery(ctx, sink, rec)
 }

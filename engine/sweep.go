@@ -69,5 +69,12 @@ func (e *Engine) behind(ctx context.Context, r *Record) bool {
 		return false
 	}
 	want, _ := pageAction(r, pager, e.runbook(r).Route(r.Severity))
-	return pager.Failed == "" && want != ""
+	if pager.Failed == "" && want != "" {
+		return true
+	}
+	if r.Silence == nil {
+		return false
+	}
+	sil, _, err := e.loadDelivery(ctx, SinkSilence, r)
+	return err == nil && silenceOp(r.Silence, sil, e.now()) != ""
 }

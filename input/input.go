@@ -37,10 +37,22 @@ const (
 	// It is fenced by Token: a timer whose token is no longer the
 	// incident's does nothing.
 	EscalationDue Kind = "escalation_due"
+	// Silence asks for the incident's Alertmanager alerts to be silenced
+	// for Duration. Asking again while a silence holds extends it; it
+	// never makes a second one.
+	Silence Kind = "silence"
+	// Unsilence asks for the incident's silence to be expired now.
+	Unsilence Kind = "unsilence"
+	// SilenceCreated is the silence reconciler reporting that Alertmanager
+	// holds the silence: Text is its id, Token the wish it fulfils.
+	SilenceCreated Kind = "silence_created"
+	// SilenceExpired is the silence reconciler reporting that Alertmanager
+	// expired the silence: Text is its id, Token the wish it ended.
+	SilenceExpired Kind = "silence_expired"
 )
 
 // Kinds lists every kind, for validation and help texts.
-var Kinds = []Kind{Signal, Ack, Unack, Resolve, Note, Escalate, EscalationDue}
+var Kinds = []Kind{Signal, Ack, Unack, Resolve, Note, Escalate, EscalationDue, Silence, Unsilence, SilenceCreated, SilenceExpired}
 
 // Actor is who caused an input.
 type Actor struct {
@@ -96,8 +108,11 @@ type Input struct {
 	// Text is a note's text or a resolution's comment.
 	Text string
 	// Token fences a timer: EscalationDue applies only while the incident
-	// still holds this token.
+	// still holds this token. For SilenceCreated and SilenceExpired it
+	// names the silence wish they answer.
 	Token string
+	// Duration is how long a Silence should hold.
+	Duration time.Duration
 }
 
 // Validate reports what an input is missing.
@@ -113,6 +128,15 @@ func (in Input) Validate() error {
 	case EscalationDue:
 		if in.Token == "" {
 			return fmt.Errorf("escalation timer for %s: token is empty", in.Incident)
+		}
+	case Silence:
+		if in.Duration <= 0 {
+			return fmt.Errorf("silence for %s: duration %s is not positive", in.Incident, in.Duration)
+		}
+	case Unsilence:
+	case SilenceCreated, SilenceExpired:
+		if in.Text == "" || in.Token == "" {
+			return fmt.Errorf("%s for %s: silence id or token is empty", in.Kind, in.Incident)
 		}
 	default:
 		return fmt.Errorf("unknown input kind %q", in.Kind)

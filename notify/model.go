@@ -77,6 +77,10 @@ type Incident struct {
 	// EscalationState says where the escalation ladder stands:
 	// "next: L2 (Senior Engineer) at 03:30 UTC", "stopped: acknowledged".
 	EscalationState string
+	// Silence says whether the incident's alerts are silenced in
+	// Alertmanager: "Silenced until 04:12 UTC by Ada (slack) (silence
+	// 1a2b3c4d…)"; empty when not.
+	Silence string
 	// Notes are people's notes, oldest first.
 	Notes []Update
 	// Reopened counts how often the incident re-fired after resolving.

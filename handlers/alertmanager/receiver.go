@@ -82,10 +82,27 @@ type Config struct {
 	// AllowUnauthenticated accepts requests without credentials when none
 	// is configured. Without it, an unconfigured receiver rejects all.
 	AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
+
+	// URL is Alertmanager's own address (http://alertmanager:9093), for
+	// its API v2: silences asked for from Slack are created there. Empty
+	// leaves silences off. The settings below are the bot's credentials
+	// toward that API (for a proxy in front of it), apart from those
+	// Alertmanager presents to the webhook above.
+	URL                string        `yaml:"url"`
+	APIBearerToken     secret.Secret `yaml:"api_bearer_token"`
+	APIBearerTokenFile string        `yaml:"api_bearer_token_file"`
+	APIUsername        string        `yaml:"api_username"`
+	APIPassword        secret.Secret `yaml:"api_password"`
+	APIPasswordFile    string        `yaml:"api_password_file"`
+	// SilenceMax bounds a silence asked for by a person (default 24h).
+	SilenceMax time.Duration `yaml:"silence_max"`
 }
 
-// DefaultConfig returns the defaults: a 1 MiB body limit, no credentials.
-func DefaultConfig() Config { return Config{MaxBodyBytes: DefaultMaxBodyBytes} }
+// DefaultConfig returns the defaults: a 1 MiB body limit, no credentials,
+// no API (silences off), silences of at most 24h.
+func DefaultConfig() Config {
+	return Config{MaxBodyBytes: DefaultMaxBodyBytes, SilenceMax: 24 * time.Hour}
+}
 
 // Auth is the credentials part of the configuration.
 func (c Config) Auth() Auth {

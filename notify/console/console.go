@@ -159,6 +159,9 @@ func Card(inc notify.Incident) string {
 	if inc.ResolvedBy != "" {
 		status += " · resolved by " + inc.ResolvedBy
 	}
+	if inc.Silence != "" {
+		status += " · 🔕 " + inc.Silence
+	}
 	if !inc.StartedAt.IsZero() {
 		status += " · started " + inc.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC")
 	}

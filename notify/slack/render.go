@@ -141,6 +141,9 @@ func statusText(inc notify.Incident) string {
 	if inc.Reopened > 0 {
 		parts = append(parts, fmt.Sprintf("🔁 reopened %d×", inc.Reopened))
 	}
+	if inc.Silence != "" {
+		parts = append(parts, "🔕 "+escN(oneLine(inc.Silence), 200))
+	}
 	s := strings.Join(parts, " · ")
 
 	var meta []string
