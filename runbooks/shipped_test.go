@@ -189,14 +189,15 @@ func checkWatcherEvents(t *testing.T, s *Set, caps []watchtest.Captured) {
 
 // exprLabels are the labels each course alert's expression keeps, as
 // Prometheus evaluates it: sum() keeps none; a plain selector keeps the
-// series' labels, target labels included. solana_rpc_up and the
-// incidentbot_* series are incidentbot's own metrics, scraped from its pod.
+// series' labels, target labels included; sum by (program) keeps program.
+// solana_rpc_up, solana_tx_* and the incidentbot_* series are incidentbot's
+// own metrics, scraped from its pod.
 var exprLabels = map[string]map[string]string{
 	"HighErrorRate": {},
 	"HighLatency":   {"service": "api", "namespace": "solana-dapps", "job": "api", "instance": "10.0.3.17:8000", "pod": "api-7d9f8b6c5d-x2x9q"},
 	"PodCrashLooping": {"namespace": "solana-dapps", "pod": "api-7d9f8b6c5d-x2x9q", "container": "api",
 		"job": "kube-state-metrics", "instance": "10.0.2.5:8080"},
-	"HighTransactionFailureRate":                 {},
+	"HighTransactionFailureRate":                 {"program": watchtest.Escrow},
 	"RPCEndpointDown":                            {"endpoint": "primary", "job": "incidentbot", "instance": "10.0.4.9:8080", "namespace": "incidentbot", "pod": "incidentbot-0"},
 	"DatabaseConnectionPoolExhausted":            {"job": "api", "instance": "10.0.3.17:8000", "namespace": "solana-dapps", "pod": "api-7d9f8b6c5d-x2x9q"},
 	"IncidentbotWebhookFailures":                 {"result": "unavailable"},
