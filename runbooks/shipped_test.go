@@ -2,6 +2,7 @@ package runbooks
 
 import (
 	"maps"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -99,6 +100,7 @@ func TestShippedRunbooksOnRealInputs(t *testing.T) {
 	caps := watchtest.Capture(t)
 	t.Run("watcher events", func(t *testing.T) { checkWatcherEvents(t, s, caps) })
 	t.Run("course alerts", func(t *testing.T) { checkCourseAlerts(t, s, caps[0].RPC()) })
+	t.Run("runbook test inputs", func(t *testing.T) { checkTestInputs(t, caps, courseAlerts(t)) })
 }
 
 func checkWatcherEvents(t *testing.T, s *Set, caps []watchtest.Captured) {
@@ -209,6 +211,7 @@ var exprLabels = map[string]map[string]string{
 
 type promRule struct {
 	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
 	Labels      map[string]string `yaml:"labels"`
 	Annotations map[string]string `yaml:"annotations"`
 }
@@ -243,7 +246,8 @@ func courseAlerts(t *testing.T) map[string]signal.Signal {
 			maps.Copy(labels, r.Labels)
 			labels["alertname"] = r.Alert
 			out[r.Alert] = signal.Signal{Source: "alertmanager", Type: "alertmanager.alert", GroupKey: "{}:{alertname=\"" + r.Alert + "\"}",
-				Fingerprint: r.Alert, Status: signal.Firing, Labels: labels, Annotations: maps.Clone(r.Annotations)}
+				Fingerprint: r.Alert, Status: signal.Firing, Labels: labels, Annotations: maps.Clone(r.Annotations),
+				GeneratorURL: "http://prometheus.monitoring.svc:9090/graph?g0.expr=" + url.QueryEscape(strings.TrimSpace(r.Expr)) + "&g0.tab=1"}
 		}
 	}
 	if len(out) != len(exprLabels) {
