@@ -39,6 +39,7 @@ Usage:
   incidentbot check   [--config FILE] [--skip-secrets] [--only] [FILES|DIRS...]
                                                                         validate configuration and runbooks
   incidentbot replay  [--config FILE] [--type TYPE] PAYLOAD.json|-       show what a payload would do, without side effects
+  incidentbot test    FILE|DIR...                                         run runbook tests (see test --help for the format)
   incidentbot actions                                                   list remediation actions (dry-run plans only)
   incidentbot version [--json]
   incidentbot COMMAND --help                                            a command's flags
@@ -69,6 +70,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return check(rest, stdout, stderr, environ)
 	case "replay":
 		return replay(ctx, rest, stdin, stdout, stderr, environ)
+	case "test":
+		return testRunbooks(ctx, rest, stdout, stderr)
 	case "actions":
 		return listActions(rest, stdout, stderr)
 	case "version":
