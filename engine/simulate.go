@@ -22,7 +22,8 @@ import (
 // job they queue is run to completion before the next: what a healthy
 // deployment converges to, without its concurrency. Escalation timers fire
 // as the clock passes their due time, each delivering the event the engine
-// scheduled, exactly as the bus would.
+// scheduled, exactly as the bus would. A Simulator is not safe for
+// concurrent use.
 type Simulator struct {
 	eng *Engine
 
@@ -54,6 +55,8 @@ type SimIncident struct {
 	// Escalations lists the escalation levels called, in order: the levels
 	// due at once are called by the opening (and by a reopening).
 	Escalations []SimEscalation
+	// Levels is its runbook's escalation ladder.
+	Levels []notify.EscalationLevel
 }
 
 // SimChat is one chat call: "post", "update" or "reply" (with the
@@ -81,12 +84,12 @@ type SimEscalation struct {
 // NextEscalation is the level the incident's armed timer will call, and
 // when; false when no timer is armed (acknowledged, resolved, or every
 // level called).
-func (i SimIncident) NextEscalation(levels []notify.EscalationLevel) (notify.EscalationLevel, time.Time, bool) {
+func (i SimIncident) NextEscalation() (notify.EscalationLevel, time.Time, bool) {
 	r := i.Record
-	if r == nil || r.Escalation.Token == "" || r.Escalation.Next >= len(levels) {
+	if r == nil || r.Escalation.Token == "" || r.Escalation.Next >= len(i.Levels) {
 		return notify.EscalationLevel{}, time.Time{}, false
 	}
-	return levels[r.Escalation.Next], r.Escalation.DueAt, true
+	return i.Levels[r.Escalation.Next], r.Escalation.DueAt, true
 }
 
 type simTimer struct {
@@ -208,7 +211,7 @@ func (s *Simulator) observe(ctx context.Context) error {
 		for i := from; i < rec.Escalation.Next && i < len(levels); i++ {
 			inc.Escalations = append(inc.Escalations, SimEscalation{Level: levels[i], At: s.Now()})
 		}
-		inc.Record, inc.Route = rec, rb.Route(rec.Severity)
+		inc.Record, inc.Route, inc.Levels = rec, rb.Route(rec.Severity), levels
 	}
 	return nil
 }
@@ -237,11 +240,6 @@ func (s *Simulator) Incidents() []SimIncident {
 		out[i] = *s.byID[id]
 	}
 	return out
-}
-
-// Levels is the escalation ladder of an incident's runbook.
-func (s *Simulator) Levels(rec *Record) []notify.EscalationLevel {
-	return s.eng.runbook(rec).Escalation()
 }
 
 // Audit returns what the engine audited: unmatched signals, inputs that

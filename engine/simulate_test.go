@@ -103,7 +103,7 @@ chat reply resolved at 3h0m0s
 	if c := incs[0].Card; c.Status != notify.StatusResolved || c.EscalationState != "stopped: resolved" || len(c.Remediation) == 0 {
 		t.Errorf("card as last edited: status %s, escalation %q, %d steps", c.Status, c.EscalationState, len(c.Remediation))
 	}
-	if _, _, ok := incs[0].NextEscalation(sim.Levels(incs[0].Record)); ok {
+	if _, _, ok := incs[0].NextEscalation(); ok {
 		t.Error("a resolved incident has an escalation armed")
 	}
 	// A command for an incident that does not exist is refused before it

@@ -72,7 +72,8 @@ receives at times relative to the test's start, and what it must have decided at
           unmatched: []           # alert names no runbook took (with no fallback)
 
 Only the keys written are checked; incidents, when given, must list every incident. A failure
-prints the test file's line, what was expected and what the bot decided.`
+prints the test file's line, what was expected and what the bot decided. Keep test files out of
+runbooks.dir: it is read recursively, and a test file is not a runbook.`
 
 // fileSpec is a test file.
 type fileSpec struct {

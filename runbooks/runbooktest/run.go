@@ -191,7 +191,7 @@ func check(sim *engine.Simulator, e *expectation, set *runbooks.Set, start time.
 		return probs
 	}
 	for i, w := range want {
-		ps := compare(sim, e, i, w, got[i], set, start)
+		ps := compare(e, i, w, got[i], set, start)
 		slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
 		probs = append(probs, ps...)
 	}
@@ -199,7 +199,7 @@ func check(sim *engine.Simulator, e *expectation, set *runbooks.Set, start time.
 }
 
 // compare checks the keys an incident expectation gives.
-func compare(sim *engine.Simulator, e *expectation, i int, w *incidentWant, g engine.SimIncident, set *runbooks.Set, start time.Time) []Problem {
+func compare(e *expectation, i int, w *incidentWant, g engine.SimIncident, set *runbooks.Set, start time.Time) []Problem {
 	var probs []Problem
 	rec := g.Record
 	name := fmt.Sprintf("incident %d (%s)", i+1, rec.ID)
@@ -306,7 +306,7 @@ func compare(sim *engine.Simulator, e *expectation, i int, w *incidentWant, g en
 			want = w.next.level + " at " + since(w.next.at)
 		}
 		got := "none"
-		if l, due, ok := g.NextEscalation(sim.Levels(rec)); ok {
+		if l, due, ok := g.NextEscalation(); ok {
 			got = l.Name + " at " + rel(due)
 		}
 		field("next_escalation", []string{want}, []string{got})
