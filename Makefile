@@ -6,7 +6,7 @@ DATA_DIR  ?= data
 LISTEN    ?= 127.0.0.1:8080
 BENCHTIME ?= 2s
 
-.PHONY: help run build image test test-short lint bench fuzz check-runbooks clean
+.PHONY: help run build image test test-short test-runbooks lint bench fuzz check-runbooks clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -23,9 +23,13 @@ build: ## build bin/incidentbot
 image: ## build the container image incidentbot:$(VERSION) (needs a Docker engine)
 	docker build --build-arg VERSION=$(VERSION) -t incidentbot:$(VERSION) .
 
-test: ## run every test (needs prometheus-alertmanager; .ci/run installs it)
+test: ## run every test (needs prometheus-alertmanager; .ci/run installs it), the shipped runbook tests included
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) test-runbooks
+
+test-runbooks: ## run the runbook tests shipped for every shipped runbook (runbooks/tests; TESTS= for your own)
+	$(GO) run ./cmd/incidentbot test runbooks/tests $(TESTS)
 
 test-short: ## fast unit tests only
 	$(GO) test -short -count=1 ./...
@@ -40,6 +44,7 @@ bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/alertmanager/
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./runbooks/
+	$(GO) test -run '^$$' -fuzz FuzzLoadTest -fuzztime 30s ./runbooks/runbooktest/
 	$(GO) test -run '^$$' -fuzz FuzzParseMatchers -fuzztime 30s ./rules/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeProgramData -fuzztime 30s ./watchers/solana/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/pagerduty/

@@ -62,6 +62,13 @@ func (r runbook) Route(sev notify.Severity) engine.Route {
 
 func (r runbook) Escalation() []notify.EscalationLevel { return r.rb.Escalation }
 
+// CorrelationKey makes runbooks with a correlate section engine.Correlators.
+func (r runbook) CorrelationKey(labels map[string]string) (string, bool) {
+	return r.rb.CorrelationKey(labels)
+}
+
+var _ engine.Correlator = runbook{}
+
 func (r runbook) Render(ctx context.Context, s signal.Signal) engine.Rendered {
 	out := r.rb.Render(ctx, actions.DataFromSignal(s, r.c.RPC))
 	steps := out.Assessment

@@ -73,6 +73,10 @@ type applyEnv struct {
 	Runbook  string
 	Severity func(labels map[string]string) notify.Severity
 	Levels   []notify.EscalationLevel
+	// OwnerLevels is the ladder of the record's own runbook when Runbook
+	// matched signals that join an incident another runbook of their
+	// correlation group opened: the incident keeps its ladder.
+	OwnerLevels []notify.EscalationLevel
 	// NewID names a new incident.
 	NewID func() string
 	// Key is the incident's KV key.
@@ -122,6 +126,11 @@ func applySignals(rec *Record, ins []input.Input, env applyEnv) (*Record, Result
 			result = reopened
 		}
 	}
+	// Signals of another runbook than the incident's join it: correlated.
+	joined := rec.Runbook != env.Runbook
+	if joined {
+		env.Levels = env.OwnerLevels
+	}
 	var added, cleared []string
 	for _, in := range ins {
 		s := in.Signal
@@ -129,7 +138,12 @@ func applySignals(rec *Record, ins []input.Input, env applyEnv) (*Record, Result
 		if ok && !newer(s, cur) {
 			continue
 		}
-		rec.Alerts[s.Fingerprint] = stateOf(s)
+		st := stateOf(s)
+		st.Severity = env.Severity(s.Labels)
+		if joined {
+			st.Runbook, st.Source = env.Runbook, s.Source
+		}
+		rec.Alerts[s.Fingerprint] = st
 		switch {
 		case s.Status == signal.Firing && (!ok || cur.Status == signal.Resolved || !cur.StartsAt.Equal(s.StartsAt)):
 			added = append(added, describe(s))
@@ -161,7 +175,10 @@ func applySignals(rec *Record, ins []input.Input, env applyEnv) (*Record, Result
 			notify.HumanDuration(env.Now.Sub(lastResolved(rec, env.Now))), rec.Reopened, strings.Join(added, ", ")))
 	default:
 		result = updated
-		if len(added) > 0 {
+		switch {
+		case len(added) > 0 && joined:
+			rec.addUpdate(env.Now, "joined", "Joined from "+SourceName(first.Source)+" (runbook "+env.Runbook+"): "+strings.Join(added, ", "))
+		case len(added) > 0:
 			rec.addUpdate(env.Now, "alerts_added", "Firing: "+strings.Join(added, ", "))
 		}
 	}

@@ -244,3 +244,49 @@ func TestTruncationNoticeFollowsTheLatestNotification(t *testing.T) {
 		t.Fatalf("a repeat changed the incident: %+v", res)
 	}
 }
+
+// TestJoinKeepsTheIncidentsRunbook: signals of another runbook of the
+// correlation group join the incident: each alert keeps the severity its
+// own runbook gives it, the ladder stays the incident's, and the thread and
+// card say where the alert came from.
+func TestJoinKeepsTheIncidentsRunbook(t *testing.T) {
+	opener := sig("a", signal.Firing, t0)
+	opener.Signal.Labels["severity"] = "warning"
+	rec, res := applySignals(nil, []input.Input{opener}, testEnv(t0))
+	if res.change != opened || rec.Severity != notify.SeverityWarning || rec.Escalation.DueAt != t0.Add(30*time.Minute) {
+		t.Fatalf("opened: %v, severity %s, due %s", res, rec.Severity, rec.Escalation.DueAt)
+	}
+
+	env := testEnv(t0.Add(time.Minute))
+	env.Runbook = "other"
+	// The other runbook maps every alert to critical and escalates later.
+	env.Severity = func(map[string]string) notify.Severity { return notify.SeverityCritical }
+	env.Levels = []notify.EscalationLevel{{Name: "X1", After: 0}, {Name: "X2", After: 5 * time.Hour}}
+	env.OwnerLevels = testEnv(t0).Levels
+	joiner := sig("b", signal.Firing, t0.Add(time.Minute))
+	joiner.Signal.Source = "solana"
+	joiner.Signal.Labels["severity"] = "warning"
+	rec, res = applySignals(rec, []input.Input{joiner}, env)
+	if res.change != updated || rec.Runbook != "rb" || rec.Severity != notify.SeverityCritical {
+		t.Fatalf("joined: %v, runbook %s, severity %s", res, rec.Runbook, rec.Severity)
+	}
+	if a := rec.Alerts["a"]; a.Severity != notify.SeverityWarning || a.Runbook != "" {
+		t.Errorf("opener's alert: %+v", a)
+	}
+	if b := rec.Alerts["b"]; b.Severity != notify.SeverityCritical || b.Runbook != "other" || b.Source != "solana" {
+		t.Errorf("joined alert: %+v", b)
+	}
+	if u := rec.Timeline[len(rec.Timeline)-1]; u.Kind != "joined" || u.Text != "Joined from Solana watchers (runbook other): Ab" {
+		t.Errorf("timeline: %+v", u)
+	}
+	if rec.Escalation.Next != 1 || rec.Escalation.DueAt != t0.Add(30*time.Minute) {
+		t.Errorf("escalation %+v: want the incident's own L2 at 30m", rec.Escalation)
+	}
+
+	// The opener's alert resolving leaves the joined one firing.
+	r := sig("a", signal.Resolved, t0)
+	rec, _ = applySignals(rec, []input.Input{r}, testEnv(t0.Add(20*time.Minute)))
+	if rec.Status != notify.StatusFiring || rec.Severity != notify.SeverityCritical {
+		t.Errorf("after the opener resolved: %s %s", rec.Status, rec.Severity)
+	}
+}

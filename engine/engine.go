@@ -49,6 +49,17 @@ type Runbook interface {
 	Render(ctx context.Context, s signal.Signal) Rendered
 }
 
+// Correlator is implemented by runbooks that join incidents across
+// sources: signals of every runbook of one correlation group with equal
+// values of the group's labels share one incident, whichever arrives
+// first and on whichever replica.
+type Correlator interface {
+	// CorrelationKey returns the group key shared by every signal of the
+	// correlation group with these labels, and false when the signal is
+	// not correlated (it then opens an incident of its own).
+	CorrelationKey(labels map[string]string) (string, bool)
+}
+
 // Catalog selects runbooks.
 type Catalog interface {
 	// Match returns the runbook for a signal; false when none matches
@@ -269,10 +280,16 @@ type batch struct {
 	key     string
 	runbook Runbook
 	inputs  []input.Input
+	// uncorrelated is, for correlated signals, the key their incident had
+	// before their runbook correlated: an incident still open there keeps
+	// them (see applySignals).
+	uncorrelated string
 }
 
 // group matches signals to runbooks and groups them per incident, keeping
-// the order of first appearance.
+// the order of first appearance. A correlated signal's group key becomes
+// its correlation key, so that the Alertmanager group and the watcher's
+// group of one fault address one incident.
 func (e *Engine) group(ins []input.Input) ([]*batch, []input.Input) {
 	var out []*batch
 	byKey := map[string]*batch{}
@@ -284,9 +301,16 @@ func (e *Engine) group(ins []input.Input) ([]*batch, []input.Input) {
 			continue
 		}
 		key := incidentKey(in.Signal.GroupKey, rb.Name())
+		var uncorrelated string
+		if c, ok := rb.(Correlator); ok {
+			if ck, ok := c.CorrelationKey(in.Signal.Labels); ok {
+				uncorrelated, key = key, incidentKey(ck, "")
+				in.Signal.GroupKey = ck
+			}
+		}
 		b := byKey[key]
 		if b == nil {
-			b = &batch{key: key, runbook: rb}
+			b = &batch{key: key, runbook: rb, uncorrelated: uncorrelated}
 			byKey[key] = b
 			out = append(out, b)
 		}
@@ -301,9 +325,32 @@ func (e *Engine) env(key string, rb Runbook) applyEnv {
 		Silences: e.silencer != nil, SilenceMax: e.silenceMax, ReportOnResolve: e.cfg.ReportOnResolve && e.reports != nil}
 }
 
+// signalEnv is the env for signals rb matched, applied to cur: when cur
+// belongs to another runbook (the signals join a correlated incident), the
+// incident keeps that runbook's escalation ladder.
+func (e *Engine) signalEnv(key string, rb Runbook, cur *Record) applyEnv {
+	env := e.env(key, rb)
+	if cur != nil && cur.Runbook != env.Runbook {
+		env.OwnerLevels = e.runbook(cur).Escalation()
+	}
+	return env
+}
+
 func (e *Engine) applySignals(ctx context.Context, b *batch, ev bus.Event, attempt uint64) error {
-	prev, next, res, err := e.update(ctx, b.key, func(cur *Record) (*Record, Result) {
-		return applySignals(cur, b.inputs, e.env(b.key, b.runbook))
+	key := b.key
+	if b.uncorrelated != "" {
+		// An incident opened before its runbook correlated keeps its
+		// alerts until it resolves, so that their resolution reaches it.
+		old, _, err := e.load(ctx, b.uncorrelated)
+		if err != nil {
+			return err
+		}
+		if old != nil && old.Open() {
+			key = b.uncorrelated
+		}
+	}
+	prev, next, res, err := e.update(ctx, key, func(cur *Record) (*Record, Result) {
+		return applySignals(cur, b.inputs, e.signalEnv(key, b.runbook, cur))
 	})
 	if err != nil {
 		return err

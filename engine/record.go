@@ -136,6 +136,14 @@ type AlertState struct {
 	EndsAt       time.Time         `json:"ends_at,omitzero"`
 	GeneratorURL string            `json:"generator_url,omitempty"`
 	Fields       map[string]any    `json:"fields,omitempty"`
+	// Severity is the alert's severity as its runbook maps it (empty in
+	// records written before it was kept).
+	Severity notify.Severity `json:"severity,omitempty"`
+	// Runbook and Source are set on an alert that joined an incident of
+	// another runbook of its correlation group: the runbook that matched
+	// it and where it came from.
+	Runbook string `json:"runbook,omitempty"`
+	Source  string `json:"source,omitempty"`
 }
 
 // maxTimeline bounds the stored timeline; older entries were posted long ago.
@@ -271,6 +279,18 @@ func (r *Record) remember(id string) {
 	}
 }
 
+// SourceName names a signal source for people: "Alertmanager", "Solana
+// watchers".
+func SourceName(source string) string {
+	switch source {
+	case "alertmanager":
+		return "Alertmanager"
+	case "solana":
+		return "Solana watchers"
+	}
+	return source
+}
+
 // sortedAlerts returns the alerts firing first, then by start time.
 func (r *Record) sortedAlerts() []*AlertState {
 	out := slices.Collect(maps.Values(r.Alerts))
@@ -315,7 +335,11 @@ func worstSeverity(r *Record, sev func(map[string]string) notify.Severity) notif
 		if anyFiring && a.Status != signal.Firing {
 			continue
 		}
-		if s := sev(a.Labels); severityRank[s] > severityRank[best] {
+		s := a.Severity
+		if s == "" {
+			s = sev(a.Labels)
+		}
+		if severityRank[s] > severityRank[best] {
 			best = s
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/signal"
@@ -73,6 +74,9 @@ func (e *Engine) render(ctx context.Context, rec *Record, rb Runbook) notify.Inc
 			na.Name = a.Type
 		}
 		inc.Alerts = append(inc.Alerts, na)
+		if j := "joined from " + na.Name + " (" + SourceName(a.Source) + ", runbook " + a.Runbook + ")"; a.Runbook != "" && !slices.Contains(inc.Joined, j) {
+			inc.Joined = append(inc.Joined, j)
+		}
 	}
 	for _, n := range rec.sortedNotes() {
 		inc.Notes = append(inc.Notes, notify.Update{Kind: "note", Text: n.By.String() + ": " + n.Text, At: n.At})

@@ -57,6 +57,10 @@ type Incident struct {
 	// Alerts are the alerts (or on-chain events) the incident groups,
 	// firing ones first.
 	Alerts []Alert
+	// Joined says, one line each, which alerts joined the incident from
+	// another runbook of its correlation group: "joined from
+	// RPCEndpointDown (Alertmanager, runbook rpc-endpoint-down)".
+	Joined []string
 	// TruncatedAlerts counts alerts Alertmanager left out of its
 	// notification (max_alerts); shown so nobody thinks the list is whole.
 	TruncatedAlerts int

@@ -66,6 +66,7 @@ func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
 	}
 	r.severity = buildSeverity(c, sp.Severity)
 	r.routes = buildRoutes(c, sp.Routing)
+	r.corr = buildCorrelate(c, sp.Name, sp.Correlate)
 	for _, s := range sp.Assessment {
 		r.assessment = append(r.assessment, step{text: s.Text, link: s.Link})
 	}

@@ -29,6 +29,7 @@ type runbookSpec struct {
 	Match       matchSpec         `yaml:"match"`
 	Severity    severitySpec      `yaml:"severity"`
 	Routing     routingSpec       `yaml:"routing"`
+	Correlate   *correlateSpec    `yaml:"correlate"`
 	Detection   string            `yaml:"detection"`
 	Assessment  []stepSpec        `yaml:"assessment"`
 	Causes      []causeSpec       `yaml:"causes"`
@@ -93,6 +94,37 @@ type routeSpec struct {
 	// PagerDutyKeyRef names a routing key configured in the bot (never
 	// the key itself).
 	PagerDutyKeyRef string `yaml:"pagerduty_key_ref"`
+}
+
+// correlateSpec joins this runbook's incidents with those of runbooks
+// that see the same fault from another source, in the spirit of
+// Alertmanager's inhibit rules, but keeping both signals on one card:
+//
+//	correlate:
+//	  with: [solana-rpc-unhealthy]   # runbook names
+//	  on: [endpoint]                 # labels both sources carry
+//
+// A signal this runbook matches and a signal a runbook in with matches
+// belong to one incident when they carry equal values for every label in
+// on. Whichever arrives first opens the incident (its runbook renders the
+// card, routes, pages and escalates); the other joins it: the card lists
+// its alert with a line "joined from RPCEndpointDown (Alertmanager, runbook
+// rpc-endpoint-down)", the thread says so, the severity is the worst of
+// the alerts, and the incident resolves when every alert has. One fault,
+// one page, in either order and on any replica: the incident's key is
+// derived from the group of correlated runbooks and the label values, not
+// from Alertmanager's group key or the watcher's.
+//
+// Links are symmetric and transitive: runbooks linked by with (declared on
+// either side) form one group, and every runbook of a group that declares
+// on must declare the same labels. A signal that lacks one of the labels
+// (or has it empty) is not correlated and opens an incident of its own as
+// before. Correlated incidents are keyed by the labels, so Alertmanager's
+// grouping does not apply to them: two endpoints down in one notification
+// are two incidents, one per endpoint.
+type correlateSpec struct {
+	With []string `yaml:"with" required:"true"`
+	On   []string `yaml:"on" required:"true"`
 }
 
 type stepSpec struct {

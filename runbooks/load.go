@@ -246,6 +246,7 @@ func finish(rbs []*Runbook, warns, errs []*Problem) (*Set, Warnings, error) {
 			Msg: "no fallback runbook: signals no runbook matches will not open an incident"})
 	}
 	warns = append(warns, shadowed(rbs)...)
+	errs = append(errs, correlateSet(rbs)...)
 	if err := joinProblems(errs); err != nil {
 		return nil, warns, err
 	}

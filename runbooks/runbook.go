@@ -48,12 +48,16 @@ type Runbook struct {
 	Fallback    bool
 	Selector    rules.Selector
 	Detection   string
+	// Correlation is the group of runbooks whose incidents this one's
+	// signals join, nil when it correlates with none (see CorrelationKey).
+	Correlation *Correlation
 	// File and Line say where the runbook was defined.
 	File string
 	Line int
 
 	title, summary, runbookURL actions.Template
 	severity                   severityRule
+	corr                       *correlateDecl
 	routes                     map[notify.Severity]Route
 	assessment                 []step
 	// Causes are the common causes, in file order.

@@ -2,6 +2,7 @@ package runbooks
 
 import (
 	"maps"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -99,6 +100,7 @@ func TestShippedRunbooksOnRealInputs(t *testing.T) {
 	caps := watchtest.Capture(t)
 	t.Run("watcher events", func(t *testing.T) { checkWatcherEvents(t, s, caps) })
 	t.Run("course alerts", func(t *testing.T) { checkCourseAlerts(t, s, caps[0].RPC()) })
+	t.Run("runbook test inputs", func(t *testing.T) { checkTestInputs(t, caps, courseAlerts(t)) })
 }
 
 func checkWatcherEvents(t *testing.T, s *Set, caps []watchtest.Captured) {
@@ -189,14 +191,15 @@ func checkWatcherEvents(t *testing.T, s *Set, caps []watchtest.Captured) {
 
 // exprLabels are the labels each course alert's expression keeps, as
 // Prometheus evaluates it: sum() keeps none; a plain selector keeps the
-// series' labels, target labels included. solana_rpc_up and the
-// incidentbot_* series are incidentbot's own metrics, scraped from its pod.
+// series' labels, target labels included; sum by (program) keeps program.
+// solana_rpc_up, solana_tx_* and the incidentbot_* series are incidentbot's
+// own metrics, scraped from its pod.
 var exprLabels = map[string]map[string]string{
 	"HighErrorRate": {},
 	"HighLatency":   {"service": "api", "namespace": "solana-dapps", "job": "api", "instance": "10.0.3.17:8000", "pod": "api-7d9f8b6c5d-x2x9q"},
 	"PodCrashLooping": {"namespace": "solana-dapps", "pod": "api-7d9f8b6c5d-x2x9q", "container": "api",
 		"job": "kube-state-metrics", "instance": "10.0.2.5:8080"},
-	"HighTransactionFailureRate":                 {},
+	"HighTransactionFailureRate":                 {"program": watchtest.Escrow},
 	"RPCEndpointDown":                            {"endpoint": "primary", "job": "incidentbot", "instance": "10.0.4.9:8080", "namespace": "incidentbot", "pod": "incidentbot-0"},
 	"DatabaseConnectionPoolExhausted":            {"job": "api", "instance": "10.0.3.17:8000", "namespace": "solana-dapps", "pod": "api-7d9f8b6c5d-x2x9q"},
 	"IncidentbotWebhookFailures":                 {"result": "unavailable"},
@@ -208,6 +211,7 @@ var exprLabels = map[string]map[string]string{
 
 type promRule struct {
 	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
 	Labels      map[string]string `yaml:"labels"`
 	Annotations map[string]string `yaml:"annotations"`
 }
@@ -242,7 +246,8 @@ func courseAlerts(t *testing.T) map[string]signal.Signal {
 			maps.Copy(labels, r.Labels)
 			labels["alertname"] = r.Alert
 			out[r.Alert] = signal.Signal{Source: "alertmanager", Type: "alertmanager.alert", GroupKey: "{}:{alertname=\"" + r.Alert + "\"}",
-				Fingerprint: r.Alert, Status: signal.Firing, Labels: labels, Annotations: maps.Clone(r.Annotations)}
+				Fingerprint: r.Alert, Status: signal.Firing, Labels: labels, Annotations: maps.Clone(r.Annotations),
+				GeneratorURL: "http://prometheus.monitoring.svc:9090/graph?g0.expr=" + url.QueryEscape(strings.TrimSpace(r.Expr)) + "&g0.tab=1"}
 		}
 	}
 	if len(out) != len(exprLabels) {

@@ -39,3 +39,23 @@ func TestREADMESmallTruths(t *testing.T) {
 		t.Errorf("README does not state the minimum %q that go.mod's go line sets", strings.TrimSpace(want))
 	}
 }
+
+// TestREADMERunbookTestExample: the runbook test the README shows is one
+// the shipped tests run, word for word.
+func TestREADMERunbookTestExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n# runbooks/tests/rpc-endpoint-down.yaml \\(part\\)\ntests:\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README: no runbook test example")
+	}
+	shipped, err := os.ReadFile("../../runbooks/tests/rpc-endpoint-down.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(shipped), string(m[1])) {
+		t.Errorf("the README's runbook test is not in runbooks/tests/rpc-endpoint-down.yaml:\n%s", m[1])
+	}
+}

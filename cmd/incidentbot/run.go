@@ -40,6 +40,7 @@ Usage:
                                                                         validate configuration and runbooks
   incidentbot replay  [--config FILE] [--type TYPE] PAYLOAD.json|-       show what a payload would do, without side effects
   incidentbot report  [--config FILE] [--data-dir DIR] ID | --since 7d  an incident's report, or a summary of many
+  incidentbot test    FILE|DIR...                                         run runbook tests (see test --help for the format)
   incidentbot actions                                                   list remediation actions (dry-run plans only)
   incidentbot version [--json]
   incidentbot COMMAND --help                                            a command's flags
@@ -72,6 +73,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return replay(ctx, rest, stdin, stdout, stderr, environ)
 	case "report":
 		return reportCmd(ctx, rest, stdout, stderr, environ)
+	case "test":
+		return testRunbooks(ctx, rest, stdout, stderr)
 	case "actions":
 		return listActions(rest, stdout, stderr)
 	case "version":

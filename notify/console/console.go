@@ -196,6 +196,9 @@ func Card(inc notify.Incident) string {
 			line("  ⚠ Alertmanager left out %d more alerts (max_alerts)", inc.TruncatedAlerts)
 		}
 	}
+	for _, j := range inc.Joined {
+		line("  ⇢ %s", j)
+	}
 	if len(inc.Assessment) > 0 {
 		line("assessment:")
 		for i, s := range inc.Assessment {

@@ -141,3 +141,11 @@ func TestConsoleWriteErrorIsPermanent(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestConsoleCardSaysWhatJoined(t *testing.T) {
+	inc := incident()
+	inc.Joined = []string{"joined from RPCEndpointDown (Alertmanager, runbook rpc-endpoint-down)"}
+	if card := console.Card(inc); !strings.Contains(card, "  ⇢ joined from RPCEndpointDown (Alertmanager, runbook rpc-endpoint-down)\n") {
+		t.Errorf("card:\n%s", card)
+	}
+}

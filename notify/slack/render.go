@@ -88,6 +88,9 @@ func Blocks(inc notify.Incident, opts RenderOptions) []slack.Block {
 	if len(inc.Alerts) > 0 || inc.TruncatedAlerts > 0 {
 		blocks = append(blocks, slack.NewDividerBlock(), section(alertsText(inc, opts.MaxAlerts)))
 	}
+	if len(inc.Joined) > 0 {
+		blocks = append(blocks, contextLine("⇢ "+escN(strings.Join(inc.Joined, "; "), maxSectionText)))
+	}
 	if len(inc.Assessment) > 0 {
 		blocks = append(blocks, slack.NewDividerBlock(), section(assessmentText(inc.Assessment)))
 	}

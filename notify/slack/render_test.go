@@ -200,3 +200,18 @@ func TestEscalationReplyMentionsTheLevel(t *testing.T) {
 		t.Fatalf("reply %q lets text or a bad id mention everyone", got)
 	}
 }
+
+// TestJoinedSaysWhereAlertsCameFrom: a correlated incident's card says
+// which alert joined it from which source, escaped.
+func TestJoinedSaysWhereAlertsCameFrom(t *testing.T) {
+	inc := firingCritical()
+	inc.Joined = []string{"joined from RPCEndpointDown (Alertmanager, runbook rpc-endpoint-down)", "joined from <X>"}
+	b, _ := json.Marshal(Blocks(inc, RenderOptions{}))
+	if !strings.Contains(string(b), `⇢ joined from RPCEndpointDown (Alertmanager, runbook rpc-endpoint-down); joined from \u0026lt;X\u0026gt;`) {
+		t.Errorf("card lacks the joined line: %s", b)
+	}
+	b, _ = json.Marshal(Blocks(firingCritical(), RenderOptions{}))
+	if strings.Contains(string(b), "⇢") {
+		t.Errorf("a card with nothing joined has a joined line: %s", b)
+	}
+}
