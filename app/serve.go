@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/bus"
@@ -160,7 +159,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	deliver := func(sink string, h bus.Handler) {
 		s.consume(bus.ConsumerConfig{Durable: "deliver-" + sink, Stream: engine.DeliveriesStream.Name,
 			FilterSubjects: []string{engine.JobSubject(sink)}, MaxDeliver: -1, MaxBackoff: cfg.Engine.RetryMax,
-			AckWait: cfg.Engine.EffectTimeout + 5*time.Second, Shards: 8}, h)
+			AckWait: cfg.Engine.EffectTimeout + engine.LeaseMargin, Shards: 8}, h)
 	}
 	deliver(engine.SinkChat, eng.HandleChat)
 	deliver(engine.SinkPager, eng.HandlePager)

@@ -225,7 +225,7 @@ func consumers(eng *engine.Engine, cfg engine.Config) map[string]struct {
 	}
 	deliver := func(sink string) bus.ConsumerConfig {
 		return bus.ConsumerConfig{Durable: "deliver-" + sink, Stream: engine.DeliveriesStream.Name, FilterSubjects: []string{engine.JobSubject(sink)},
-			MaxDeliver: -1, MaxBackoff: cfg.RetryMax, AckWait: cfg.EffectTimeout + 5*time.Second}
+			MaxDeliver: -1, MaxBackoff: cfg.RetryMax, AckWait: cfg.EffectTimeout + engine.LeaseMargin}
 	}
 	return map[string]ch{
 		"engine":        {bus.ConsumerConfig{Durable: "engine"}, eng.Handle},
