@@ -5,8 +5,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 DATA_DIR  ?= data
 LISTEN    ?= 127.0.0.1:8080
 BENCHTIME ?= 2s
+TRIALS    ?= 20
+OUTAGE    ?= 40s
 
-.PHONY: help run build image test test-short test-runbooks lint bench fuzz check-runbooks clean
+.PHONY: help run build image test test-short test-runbooks crash-trials sink-outage lint bench fuzz check-runbooks clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -33,6 +35,12 @@ test-runbooks: ## run the runbook tests shipped for every shipped runbook (runbo
 
 test-short: ## fast unit tests only
 	$(GO) test -short -count=1 ./...
+
+crash-trials: ## kill -9 the built bot at a random moment of a 200-alert burst, restart, count cards and pages (TRIALS=20)
+	E2E_CRASH_TRIALS=$(TRIALS) $(GO) test -count=1 -timeout 60m -run '^TestCrashTrials$$' -v ./e2e/
+
+sink-outage: ## one sink down for OUTAGE (40s) while 100 critical alerts arrive: delays of the other sink's deliveries
+	E2E_SINK_OUTAGE=$(OUTAGE) $(GO) test -count=1 -timeout 30m -run '^TestOneSinkDownDoesNotDelayTheOther$$' -v ./e2e/
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

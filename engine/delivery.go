@@ -68,8 +68,8 @@ func (e *Engine) queueDeliveries(ctx context.Context, r *Record) error {
 // writes it, under a lease, so it never contends with changes of state.
 type Delivery struct {
 	// Lease is held only while a call to the sink is in flight, and for no
-	// longer than the effect timeout: a worker that dies mid-call blocks
-	// the sink for this incident until Until at most.
+	// longer than the effect timeout plus LeaseMargin: a worker that dies
+	// mid-call blocks the sink for this incident until Until at most.
 	Lease *Lease `json:"lease,omitempty"`
 	// Failed holds a permanent delivery error (e.g. channel_not_found).
 	Failed string `json:"failed,omitempty"`
@@ -170,6 +170,16 @@ func (e *Engine) storeDelivery(ctx context.Context, sink, id string, d *Delivery
 	return nrev, nil
 }
 
+// LeaseMargin is how long a sink lease, and a delivery job's ack wait,
+// outlast the effect timeout that bounds the call: time to record the
+// answer of a call that ran to its deadline, and for the sink to finish a
+// request its client gave up on (a later worker looks for the card before
+// posting again anyway). It is kept short because it is also the head
+// start a dead holder keeps: after kill -9 mid-call the job comes back, and
+// the lease ends, EffectTimeout+LeaseMargin after the call began, and the
+// card must be out within 20 s of a restart.
+const LeaseMargin = 2 * time.Second
+
 // errLeased means another worker holds the sink for this incident now.
 var errLeased = errors.New("another worker is delivering to this sink for this incident")
 
@@ -182,7 +192,7 @@ func (e *Engine) acquire(ctx context.Context, sink, id, op string, d *Delivery, 
 	if l := d.Lease; l != nil && now.Before(l.Until) {
 		return nil, 0, bus.Retry(errLeased, l.Until.Sub(now)+100*time.Millisecond)
 	}
-	l := &Lease{Op: op, Nonce: nonce(), Since: now, Until: now.Add(e.cfg.EffectTimeout + 5*time.Second)}
+	l := &Lease{Op: op, Nonce: nonce(), Since: now, Until: now.Add(e.cfg.EffectTimeout + LeaseMargin)}
 	next := *d
 	next.Lease = l
 	nrev, err := e.storeDelivery(ctx, sink, id, &next, rev)

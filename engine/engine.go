@@ -250,7 +250,7 @@ func (e *Engine) handle(ctx context.Context, d *bus.Delivery) error {
 			sigs = append(sigs, in)
 			continue
 		}
-		if err := e.applyOne(ctx, in, ev, d.Attempt, log); err != nil {
+		if err := e.applyOne(ctx, in, ev, log); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -261,7 +261,7 @@ func (e *Engine) handle(ctx context.Context, d *bus.Delivery) error {
 			e.auditf(ctx, bus.AuditRecord{Kind: "signal.unmatched", EventID: ev.ID, Detail: s.Signal.Name()})
 		}
 		for _, b := range batches {
-			if err := e.applySignals(ctx, b, ev, d.Attempt); err != nil {
+			if err := e.applySignals(ctx, b, ev); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -336,7 +336,7 @@ func (e *Engine) signalEnv(key string, rb Runbook, cur *Record) applyEnv {
 	return env
 }
 
-func (e *Engine) applySignals(ctx context.Context, b *batch, ev bus.Event, attempt uint64) error {
+func (e *Engine) applySignals(ctx context.Context, b *batch, ev bus.Event) error {
 	key := b.key
 	if b.uncorrelated != "" {
 		// An incident opened before its runbook correlated keeps its
@@ -355,11 +355,11 @@ func (e *Engine) applySignals(ctx context.Context, b *batch, ev bus.Event, attem
 	if err != nil {
 		return err
 	}
-	return e.follow(ctx, prev, next, res, ev, attempt, input.Bot)
+	return e.follow(ctx, prev, next, res, ev, input.Bot)
 }
 
 // applyOne applies an input addressed to an incident by id.
-func (e *Engine) applyOne(ctx context.Context, in input.Input, ev bus.Event, attempt uint64, log *slog.Logger) error {
+func (e *Engine) applyOne(ctx context.Context, in input.Input, ev bus.Event, log *slog.Logger) error {
 	ref, err := e.Lookup(ctx, in.Incident)
 	if errors.Is(err, ErrNoIncident) {
 		log.Warn("input for an unknown incident dropped", "incident", in.Incident, "kind", in.Kind)
@@ -386,7 +386,7 @@ func (e *Engine) applyOne(ctx context.Context, in input.Input, ev bus.Event, att
 				Detail: string(in.Kind) + ": " + res.Reason, Attrs: actorAttrs(nil, in.Actor)})
 		}
 	}
-	return e.follow(ctx, prev, next, res, ev, attempt, in.Actor)
+	return e.follow(ctx, prev, next, res, ev, in.Actor)
 }
 
 // update applies f to the incident at key with compare-and-set, retrying
@@ -414,20 +414,23 @@ func (e *Engine) update(ctx context.Context, key string, f func(*Record) (*Recor
 
 // follow does what a recorded change requires, each step idempotent: index
 // a new incident, arm or cancel its escalation timer, queue its deliveries,
-// audit. A redelivered event (attempt > 1) whose change was recorded by an
-// attempt that then died does it all again, since the change itself is
-// now a no-op.
-func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev bus.Event, attempt uint64, by input.Actor) error {
-	if rec == nil || (!res.Changed() && attempt <= 1) {
+// audit. An input that changes nothing may be the redelivery of one whose
+// change was recorded by an attempt that then died before its follow-up,
+// so a no-op does the follow-up again (its jobs are deduplicated by record
+// version on the bus). The delivery's attempt number cannot tell: the
+// embedded server writes consumer state about ten times a second, so after
+// kill -9 an event already delivered may come back as attempt 1.
+func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev bus.Event, by input.Actor) error {
+	if rec == nil {
 		return nil
 	}
-	fresh := prev == nil || prev.ID != rec.ID
-	if fresh || attempt > 1 {
+	redo := !res.Changed()
+	if fresh := prev == nil || prev.ID != rec.ID; fresh || redo {
 		if err := e.index(ctx, rec); err != nil {
 			return err
 		}
 	}
-	if prev == nil || prev.Escalation.Token != rec.Escalation.Token || attempt > 1 {
+	if prev == nil || prev.Escalation.Token != rec.Escalation.Token || redo {
 		if err := e.armTimer(ctx, rec); err != nil {
 			return err
 		}
@@ -494,12 +497,12 @@ type Consumer struct {
 // fired timers, and one per sink for delivery jobs. Delivery jobs never
 // give up: a sink down for an hour is retried every RetryMax until it
 // answers, and a job in flight when its process died comes back within
-// AckWait, which outlasts a lease.
+// AckWait, when the lease its worker held ends.
 func (e *Engine) Consumers() []Consumer {
 	deliver := func(sink string, h bus.Handler) Consumer {
 		return Consumer{bus.ConsumerConfig{Durable: "deliver-" + sink, Stream: DeliveriesStream.Name,
 			FilterSubjects: []string{JobSubject(sink)}, MaxDeliver: -1, MaxBackoff: e.cfg.RetryMax,
-			AckWait: e.cfg.EffectTimeout + 5*time.Second, Shards: 8}, h}
+			AckWait: e.cfg.EffectTimeout + LeaseMargin, Shards: 8}, h}
 	}
 	return []Consumer{
 		{bus.ConsumerConfig{Durable: "engine"}, e.Handle},

@@ -128,3 +128,26 @@ func newInternal(t *testing.T) (*Engine, *countingChat, *fakeClock) {
 func jobFor(r *Record) *bus.Delivery {
 	return &bus.Delivery{Event: bus.Event{ID: "job", Source: "engine", Type: jobEventType, Subject: r.Key, Data: []byte(r.Key)}, Attempt: 1}
 }
+
+// TestLeaseLeavesRoomForACardWithin20sOfARestart: a worker killed the
+// moment it took a post's lease holds the incident's chat until the lease
+// ends, and its job comes back after the same time (the consumer's ack
+// wait). With the defaults that must leave the restarted bot time to look
+// for the card and post it within the 20 s issue 7 requires.
+func TestLeaseLeavesRoomForACardWithin20sOfARestart(t *testing.T) {
+	ctx := context.Background()
+	e, _, clk := newInternal(t)
+	rec, _ := apply1(nil, sig("1", "firing", t0), t0)
+	rec.Key = "inc.test"
+	del, rev, _ := e.loadDelivery(ctx, SinkChat, rec)
+	l, _, err := e.acquire(ctx, SinkChat, rec.ID, "post", del, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l.Until.Sub(l.Since), e.cfg.EffectTimeout+LeaseMargin; got != want || !l.Since.Equal(clk.now()) {
+		t.Fatalf("lease of %s from %s, want %s from now", got, l.Since, want)
+	}
+	if held := DefaultConfig().EffectTimeout + LeaseMargin; held > 18*time.Second {
+		t.Fatalf("a dead worker holds a post for %s by default; the card could miss 20s after a restart", held)
+	}
+}

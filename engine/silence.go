@@ -404,7 +404,7 @@ func (e *Engine) confirmSilence(ctx context.Context, rec *Record, del *Delivery)
 	}
 	in.ID = string(in.Kind) + "." + del.SilenceID + "." + in.Token
 	ev := bus.Event{ID: in.ID, Source: "engine", Type: "engine." + string(in.Kind), Time: in.At, Subject: rec.GroupKey}
-	return e.applyOne(ctx, in, ev, 1, e.log.With("event", ev.ID))
+	return e.applyOne(ctx, in, ev, e.log.With("event", ev.ID))
 }
 
 func createdBy(a input.Actor) string {

@@ -48,6 +48,24 @@ func (s *Server) FailAfterPost(n int, f Failure) {
 	}
 }
 
+// Down starts an outage: until Up, every call of every method this
+// package answers fails with f before it takes effect (with f.Hang, it
+// hangs until its client gives up). Calls are still counted by Attempts;
+// failures queued by FailNext wait for the end of the outage.
+func (s *Server) Down(f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = &f
+}
+
+// Up ends an outage begun with Down: calls from now on are answered as
+// usual. Calls already hanging keep hanging until their clients give up.
+func (s *Server) Up() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = nil
+}
+
 // Hold is a call of a method kept waiting: the server has read the
 // request and answers only once Release is called (or the client gives up).
 type Hold struct {

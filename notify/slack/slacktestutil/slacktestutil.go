@@ -6,8 +6,9 @@
 // increasing ts per message (microseconds, like Slack), keeps each card's
 // current state, metadata and thread, maps channel names to ids as Slack
 // does, and fails on demand: before a call takes effect (HTTP 500, 429
-// with Retry-After, an ok=false Slack error, a missing scope) or after it
-// did (the message is posted but the client hears an error or nothing).
+// with Retry-After, an ok=false Slack error, a missing scope), after it
+// did (the message is posted but the client hears an error or nothing),
+// or every call for a while (an outage: Down, then Up).
 //
 // Usage from any package's test:
 //
@@ -82,6 +83,7 @@ type Server struct {
 	failures map[string][]Failure
 	after    map[string][]Failure
 	holds    map[string][]*Hold
+	down     *Failure            // every call fails with it while set (Down)
 	cards    map[string]*Message // channel id + "/" + ts
 	threads  map[string][]Message
 	chans    directory
@@ -246,9 +248,9 @@ func (s *Server) Thread(channel, ts string) []Message {
 	return slices.Clone(s.threads[c.id+"/"+ts])
 }
 
-// route serves method: it records the form, applies holds, queued
-// failures, scopes and the token, then h (under s.mu), then any failure
-// queued for after the call took effect.
+// route serves method: it records the form, applies holds, an outage,
+// queued failures, scopes and the token, then h (under s.mu), then any
+// failure queued for after the call took effect.
 func (s *Server) route(method string, h func(form url.Values) map[string]any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -282,7 +284,10 @@ func (s *Server) route(method string, h func(form url.Values) map[string]any) ht
 		s.attempts[method]++
 		var failure *Failure
 		var answer map[string]any
-		if q := s.failures[method]; len(q) > 0 {
+		if s.down != nil {
+			f := *s.down
+			failure = &f
+		} else if q := s.failures[method]; len(q) > 0 {
 			failure, s.failures[method] = &q[0], q[1:]
 		} else if needed := s.missingScope(method, form); needed != "" {
 			answer = map[string]any{"ok": false, "error": "missing_scope", "needed": needed, "provided": s.provided()}

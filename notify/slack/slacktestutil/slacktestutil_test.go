@@ -284,3 +284,39 @@ func TestSetScopes(t *testing.T) {
 		t.Fatalf("err = %#v, want missing_scope needing groups:read", err)
 	}
 }
+
+func TestDownUp(t *testing.T) {
+	srv := slacktestutil.Start(t)
+	api := slack.New("xoxb-t", slack.OptionAPIURL(srv.URL()))
+
+	srv.FailNext(slacktestutil.PostMessage, 1, slacktestutil.Failure{Error: "queued"})
+	srv.Down(slacktestutil.Failure{Status: 503})
+	for range 3 {
+		_, _, err := api.PostMessageContext(t.Context(), "#a", slack.MsgOptionText("x", false))
+		var sc slack.StatusCodeError
+		if !errors.As(err, &sc) || sc.Code != 503 {
+			t.Fatalf("post while down: %v, want HTTP 503", err)
+		}
+	}
+	if _, err := api.GetConversationHistoryContext(t.Context(), &slack.GetConversationHistoryParameters{ChannelID: "C1"}); err == nil {
+		t.Fatal("history while down: no error")
+	}
+
+	srv.Down(slacktestutil.Failure{Hang: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if _, _, err := api.PostMessageContext(ctx, "#a", slack.MsgOptionText("x", false)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("post while hanging: %v, want the client's timeout", err)
+	}
+
+	srv.Up()
+	if _, _, err := api.PostMessageContext(t.Context(), "#a", slack.MsgOptionText("x", false)); err == nil || err.Error() != "queued" {
+		t.Fatalf("first post after the outage: %v, want the queued failure", err)
+	}
+	if _, _, err := api.PostMessageContext(t.Context(), "#a", slack.MsgOptionText("card", false)); err != nil {
+		t.Fatal(err)
+	}
+	if n, p := srv.Attempts(slacktestutil.PostMessage), len(srv.Posts()); n != 6 || p != 1 {
+		t.Errorf("attempts %d, posts %d; want 6 and 1", n, p)
+	}
+}
