@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"os"
@@ -30,7 +29,7 @@ func TestMakeRunStopsOnSIGTERM(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	dataDir := t.TempDir()
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd := exec.Command("make", "-C", "../..", "run", "DATA_DIR="+dataDir, "LISTEN="+addr, "BIN="+filepath.Join(t.TempDir(), "incidentbot"))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own process group, so that a failing test can still clean up
@@ -43,7 +42,7 @@ func TestMakeRunStopsOnSIGTERM(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 
-	deadline := time.Now().Add(3 * time.Minute) // a cold build on two cores
+	deadline := time.Now().Add(10 * time.Minute) // a cold build on two cores, beside other packages' tests
 	for {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
