@@ -18,16 +18,18 @@ import (
 	"github.com/incidentbot/incidentbot/notify/console"
 	"github.com/incidentbot/incidentbot/notify/pagerduty"
 	nslack "github.com/incidentbot/incidentbot/notify/slack"
+	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/runbooks"
 	"github.com/incidentbot/incidentbot/secret"
 )
 
-// Logger builds the process logger from configuration.
+// Logger builds the process logger from configuration. Every URL in a log
+// line is redacted (package redact), whoever writes it.
 func Logger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact.ReplaceAttr}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

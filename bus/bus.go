@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/incidentbot/incidentbot/redact"
 )
 
 // Config says which NATS to use and how the streams are laid out.
@@ -143,7 +145,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		b.shutdownServer()
-		return nil, fmt.Errorf("connect to nats: %w", err)
+		return nil, fmt.Errorf("connect to nats: %w", redact.Error(err))
 	}
 	b.nc = nc
 	js, err := jetstream.New(nc)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/incidentbot/incidentbot/redact"
 )
 
 // Use says what a configuration is loaded for: each command checks, and
@@ -69,7 +71,7 @@ func (c Config) problems(use Use) []*Problem {
 		ps = append(ps, c.receiverProblems()...)
 		for _, u := range []struct{ path, raw string }{{"slack.api_url", c.Slack.APIURL}, {"pagerduty.events_url", c.PagerDuty.EventsURL}} {
 			if p, err := url.Parse(u.raw); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-				add(u.path, "%q: want an http(s) URL", u.raw)
+				add(u.path, "%q: want an http(s) URL", redact.URL(u.raw))
 			}
 		}
 	}
@@ -96,7 +98,7 @@ func (c Config) busProblems(use Use) []*Problem {
 		for _, s := range strings.Split(b.URL, ",") {
 			u, err := url.Parse(strings.TrimSpace(s))
 			if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
-				add("bus.url", "%q: want nats://host:port (several separated by commas)", strings.TrimSpace(s))
+				add("bus.url", "%q: want nats://host:port (several separated by commas)", redact.URL(s))
 				break
 			}
 		}
