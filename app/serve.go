@@ -54,9 +54,13 @@ func Sinks(cfg config.Config, out io.Writer, log *slog.Logger) (notify.Chat, not
 	} else {
 		log.Warn("slack.token not set: incident cards print to the console")
 	}
-	if cfg.PagerDuty.RoutingKey.IsSet() {
+	if cfg.PagerDuty.RoutingKey.IsSet() || len(cfg.PagerDuty.RoutingKeys) > 0 {
 		pc := pagerduty.DefaultConfig()
 		pc.RoutingKey = cfg.PagerDuty.RoutingKey.Reveal()
+		pc.RoutingKeys = map[string]string{}
+		for name, key := range cfg.PagerDuty.RoutingKeys {
+			pc.RoutingKeys[name] = key.Reveal()
+		}
 		pc.BaseURL = cfg.PagerDuty.EventsURL
 		pc.Logger = log
 		p, err := pagerduty.New(pc)
@@ -65,9 +69,21 @@ func Sinks(cfg config.Config, out io.Writer, log *slog.Logger) (notify.Chat, not
 		}
 		pager = p
 	} else {
-		log.Warn("pagerduty.routing_key not set: pages print to the console")
+		log.Warn("pagerduty.routing_key and routing_keys not set: pages print to the console")
 	}
 	return chat, pager, nil
+}
+
+// CheckKeyRefs refuses runbooks whose pagerduty_key_ref names a routing
+// key the configuration does not hold, each at its file:line. It checks
+// nothing when the configuration's keys are not all known here (its
+// routing_keys_dir was not read).
+func CheckKeyRefs(set *runbooks.Set, cfg config.Config) error {
+	names, complete := cfg.PagerDuty.RoutingKeyRefs()
+	if !complete {
+		return nil
+	}
+	return set.CheckKeyRefs(names)
 }
 
 // Decoders is the one list of what feeds the engine: each event type (or
@@ -85,6 +101,9 @@ func Decoders() *input.Decoders {
 // configured. Run starts them.
 func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*Server, error) {
 	set, warns, err := runbooks.LoadDefault(cfg.Runbooks.Dir, actions.Default())
+	if err == nil {
+		err = CheckKeyRefs(set, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load runbooks: %w", err)
 	}

@@ -1,13 +1,16 @@
 package config
 
 import (
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/incidentbot/incidentbot/redact"
+	"github.com/incidentbot/incidentbot/runbooks"
 )
 
 // Use says what a configuration is loaded for: each command checks, and
@@ -69,6 +72,14 @@ func (c Config) problems(use Use) []*Problem {
 			add("runbooks.default_channel", "empty: want a Slack channel like #incidents")
 		}
 		ps = append(ps, c.receiverProblems()...)
+		for _, name := range slices.Sorted(maps.Keys(c.PagerDuty.RoutingKeys)) {
+			switch {
+			case !runbooks.KeyRefRE.MatchString(name):
+				add("pagerduty.routing_keys."+name, "not a key name: want letters, digits, '.', '_' or '-' (at most 63)")
+			case !c.PagerDuty.RoutingKeys[name].IsSet():
+				add("pagerduty.routing_keys."+name, "empty routing key")
+			}
+		}
 		for _, u := range []struct{ path, raw string }{{"slack.api_url", c.Slack.APIURL}, {"pagerduty.events_url", c.PagerDuty.EventsURL}} {
 			if p, err := url.Parse(u.raw); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 				add(u.path, "%q: want an http(s) URL", redact.URL(u.raw))

@@ -78,7 +78,8 @@ type Delivery struct {
 	RepliedSeq  int64  `json:"replied_seq,omitempty"`
 
 	// Pager: the last page action delivered ("", trigger, acknowledge,
-	// resolve) and the routing key it went to.
+	// resolve) and the routing key it went to, by its reference name
+	// (never the key).
 	State      notify.PageAction `json:"state,omitempty"`
 	RoutingKey string            `json:"routing_key,omitempty"`
 }
