@@ -117,7 +117,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	ok := false
 	defer func() {
 		if !ok {
-			s.Bus.Close()
+			s.abort()
 		}
 	}()
 	b := s.Bus
