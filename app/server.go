@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
+	"github.com/incidentbot/incidentbot/internal/connlimit"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/watchers/solana"
@@ -88,7 +90,7 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		}
 	}
 	s.setWaiting("starting: connecting to the bus")
-	s.http = &http.Server{Handler: http.HandlerFunc(s.route), ReadHeaderTimeout: 10 * time.Second}
+	s.http = s.httpServer(cfg.HTTP)
 	go func() {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.httpErr <- fmt.Errorf("http: %w", err)
@@ -103,6 +105,35 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	s.Bus = b
 	s.setWaiting("starting: ensuring streams and buckets")
 	return s, nil
+}
+
+// httpServer bounds what clients can hold (see config.HTTPConfig): the
+// deadlines and header size, and the connections open at once, through a
+// limit listener that closes idle connections first to make room.
+func (s *Server) httpServer(h config.HTTPConfig) *http.Server {
+	d := config.DefaultHTTPConfig()
+	h.ReadHeaderTimeout = cmp.Or(h.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	h.ReadTimeout = cmp.Or(h.ReadTimeout, d.ReadTimeout)
+	h.IdleTimeout = cmp.Or(h.IdleTimeout, d.IdleTimeout)
+	h.MaxHeaderBytes = cmp.Or(h.MaxHeaderBytes, d.MaxHeaderBytes)
+	h.MaxConnections = cmp.Or(h.MaxConnections, d.MaxConnections)
+	lim := connlimit.New(s.listener, h.MaxConnections)
+	s.listener = lim
+	s.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "incidentbot", Name: "http_connections",
+			Help: "HTTP connections open (at most http.max_connections)."}, func() float64 { return float64(lim.Open()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "incidentbot", Name: "http_connections_evicted_total",
+			Help: "Idle HTTP connections closed to make room for a new one at http.max_connections."}, func() float64 { return float64(lim.Evicted()) }),
+	)
+	return &http.Server{
+		Handler:           http.HandlerFunc(s.route),
+		ReadHeaderTimeout: h.ReadHeaderTimeout,
+		ReadTimeout:       h.ReadTimeout,
+		IdleTimeout:       h.IdleTimeout,
+		MaxHeaderBytes:    h.MaxHeaderBytes,
+		ConnState:         lim.ConnState,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
 }
 
 // setWaiting records what the server waits for before it is ready.

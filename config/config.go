@@ -41,6 +41,8 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 	// ShutdownTimeout bounds draining in-flight work on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// HTTP bounds what clients can hold of the HTTP server.
+	HTTP HTTPConfig `yaml:"http"`
 
 	Bus          bus.Config          `yaml:"bus"`
 	Engine       engine.Config       `yaml:"engine"`
@@ -49,6 +51,39 @@ type Config struct {
 	Slack        SlackConfig         `yaml:"slack"`
 	PagerDuty    PagerDutyConfig     `yaml:"pagerduty"`
 	Solana       solana.Config       `yaml:"solana"`
+}
+
+// HTTPConfig bounds what clients can hold of the HTTP server (webhooks,
+// /metrics, health), so that slow or idle clients cannot starve
+// Alertmanager's webhooks.
+type HTTPConfig struct {
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included: a body
+	// that trickles in is cut off (408) at this deadline.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds a request's headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxConnections bounds the connections open at once. When they are
+	// all taken, a new one closes the connection idle longest (a
+	// keep-alive between requests, or one that has sent nothing yet); it
+	// waits only when every connection is in the middle of a request.
+	// Keep it well below the process's open-file limit.
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// DefaultHTTPConfig returns the HTTP server's defaults.
+func DefaultHTTPConfig() HTTPConfig {
+	return HTTPConfig{
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		MaxConnections:    512,
+	}
 }
 
 // RunbooksConfig says where runbooks come from.
@@ -105,6 +140,7 @@ func Default() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 20 * time.Second,
+		HTTP:            DefaultHTTPConfig(),
 		Bus:             bus.DefaultConfig(),
 		Engine:          engine.DefaultConfig(),
 		Runbooks:        RunbooksConfig{DefaultChannel: "#incidents"},

@@ -53,6 +53,15 @@ func (c Config) problems(use Use) []*Problem {
 		add("log_format", "%q: want text or json", c.LogFormat)
 	}
 	positive("shutdown_timeout", c.ShutdownTimeout)
+	positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	positive("http.read_timeout", c.HTTP.ReadTimeout)
+	positive("http.idle_timeout", c.HTTP.IdleTimeout)
+	if c.HTTP.MaxHeaderBytes < 4<<10 {
+		add("http.max_header_bytes", "%d: want at least 4096 bytes", c.HTTP.MaxHeaderBytes)
+	}
+	if c.HTTP.MaxConnections < 4 {
+		add("http.max_connections", "%d: want at least 4 (Alertmanager, Prometheus and probes share them)", c.HTTP.MaxConnections)
+	}
 	ps = append(ps, c.busProblems(use)...)
 
 	if use == Watch {
