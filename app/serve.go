@@ -74,18 +74,6 @@ func Sinks(cfg config.Config, out io.Writer, log *slog.Logger) (notify.Chat, not
 	return chat, pager, nil
 }
 
-// CheckKeyRefs refuses runbooks whose pagerduty_key_ref names a routing
-// key the configuration does not hold, each at its file:line. It checks
-// nothing when the configuration's keys are not all known here (its
-// routing_keys_dir was not read).
-func CheckKeyRefs(set *runbooks.Set, cfg config.Config) error {
-	names, complete := cfg.PagerDuty.RoutingKeyRefs()
-	if !complete {
-		return nil
-	}
-	return set.CheckKeyRefs(names)
-}
-
 // Decoders is the one list of what feeds the engine: each event type (or
 // source) and the decoder that turns its events into inputs.
 func Decoders() *input.Decoders {
