@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 
+	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/rpcview"
 )
 
@@ -68,13 +67,13 @@ params:
 			return "", err
 		}
 		if u != HealthiestBackup {
-			return t.plan(RedactURL(u)), nil
+			return t.plan(redact.URL(u)), nil
 		}
 		b, how, err := healthiestBackup(ctx, data)
 		if err != nil {
 			return "", err
 		}
-		return t.plan(RedactURL(b.URL) + " (" + how + ")"), nil
+		return t.plan(redact.URL(b.URL) + " (" + how + ")"), nil
 	},
 }
 
@@ -124,26 +123,6 @@ func backupFromFields(f map[string]any) (rpcview.Endpoint, bool) {
 		return rpcview.Endpoint{}, false
 	}
 	return rpcview.Endpoint{Name: name, URL: u, Role: rpcview.RoleBackup, Healthy: true}, true
-}
-
-// RedactURL hides credentials an RPC URL may carry (user info, query
-// values such as api-key) so plans can be shown in chat.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "<invalid url>"
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"REDACTED"}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return strings.ReplaceAll(u.String(), "REDACTED", "<secret>")
 }
 
 // ProgramRollbackParams are solana.program_rollback's parameters.
@@ -205,7 +184,7 @@ params:
 			return "", err
 		}
 		return fmt.Sprintf("program %s on %s: upgrade from staged buffer %s (solana program deploy --program-id %s --buffer %s); needs the upgrade authority's signature",
-			prog, RedactURL(cl), buf, prog, buf), nil
+			prog, redact.URL(cl), buf, prog, buf), nil
 	},
 }
 

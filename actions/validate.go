@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
@@ -64,7 +65,7 @@ func render(key string, t Template, data PlanData, check func(string) error) (st
 			if missing := missingRefs(t, data); len(missing) > 0 {
 				return "", &MissingError{Source: data.Source, Type: data.Type, Missing: missing}
 			}
-			return "", fmt.Errorf("%s %q rendered to %q: %w", key, t.String(), s, err)
+			return "", fmt.Errorf("%s %q rendered to %q: %w", key, t.String(), redact.Text(s), err)
 		}
 	}
 	return s, nil
@@ -157,10 +158,10 @@ func checkBase58(what string) func(string) error {
 func checkURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL", s)
+		return fmt.Errorf("%q is not an http(s) URL", redact.URL(s))
 	}
 	if strings.ContainsAny(s, " \t\r\n") {
-		return fmt.Errorf("%q contains whitespace", s)
+		return fmt.Errorf("%q contains whitespace", redact.URL(s))
 	}
 	return nil
 }

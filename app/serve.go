@@ -18,6 +18,7 @@ import (
 	"github.com/incidentbot/incidentbot/notify/console"
 	"github.com/incidentbot/incidentbot/notify/pagerduty"
 	nslack "github.com/incidentbot/incidentbot/notify/slack"
+	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/report"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/runbooks"
@@ -25,11 +26,12 @@ import (
 	"github.com/incidentbot/incidentbot/silence"
 )
 
-// Logger builds the process logger from configuration.
+// Logger builds the process logger from configuration. Every URL in a log
+// line is redacted (package redact), whoever writes it.
 func Logger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact.ReplaceAttr}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -54,9 +56,13 @@ func Sinks(cfg config.Config, out io.Writer, log *slog.Logger) (notify.Chat, not
 	} else {
 		log.Warn("slack.token not set: incident cards print to the console")
 	}
-	if cfg.PagerDuty.RoutingKey.IsSet() {
+	if cfg.PagerDuty.RoutingKey.IsSet() || len(cfg.PagerDuty.RoutingKeys) > 0 {
 		pc := pagerduty.DefaultConfig()
 		pc.RoutingKey = cfg.PagerDuty.RoutingKey.Reveal()
+		pc.RoutingKeys = map[string]string{}
+		for name, key := range cfg.PagerDuty.RoutingKeys {
+			pc.RoutingKeys[name] = key.Reveal()
+		}
 		pc.BaseURL = cfg.PagerDuty.EventsURL
 		pc.Logger = log
 		p, err := pagerduty.New(pc)
@@ -65,7 +71,7 @@ func Sinks(cfg config.Config, out io.Writer, log *slog.Logger) (notify.Chat, not
 		}
 		pager = p
 	} else {
-		log.Warn("pagerduty.routing_key not set: pages print to the console")
+		log.Warn("pagerduty.routing_key and routing_keys not set: pages print to the console")
 	}
 	return chat, pager, nil
 }
@@ -101,6 +107,9 @@ func Decoders() *input.Decoders {
 // configured. Run starts them.
 func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*Server, error) {
 	set, warns, err := runbooks.LoadDefault(cfg.Runbooks.Dir, actions.Default())
+	if err == nil {
+		err = CheckKeyRefs(set, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load runbooks: %w", err)
 	}
@@ -114,7 +123,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	ok := false
 	defer func() {
 		if !ok {
-			s.Bus.Close()
+			s.abort()
 		}
 	}()
 	b := s.Bus
@@ -204,9 +213,6 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		if err := s.addWatchers(ctx, cfg); err != nil {
 			return nil, err
 		}
-	}
-	if err := s.listen(); err != nil {
-		return nil, err
 	}
 	ok = true
 	return s, nil

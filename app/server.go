@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,7 @@ import (
 	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
+	"github.com/incidentbot/incidentbot/internal/connlimit"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/report"
 	"github.com/incidentbot/incidentbot/rpcview"
@@ -40,7 +43,14 @@ type Server struct {
 	Reports  report.Reporter
 	mux      *http.ServeMux
 	listener net.Listener
-	parts    []func(context.Context) error
+	// http serves from the start, before the bus is there: until Run,
+	// only health and metrics answer, /readyz says what the bot waits for
+	// (waiting) and every other route 503 (see route).
+	http    *http.Server
+	httpErr chan error
+	serving atomic.Bool
+	waiting atomic.Pointer[string]
+	parts   []func(context.Context) error
 	// consumers drain first on shutdown, before the other parts stop.
 	consumers []func(context.Context) error
 }
@@ -56,43 +66,107 @@ type Options struct {
 	Listener net.Listener
 }
 
-// open builds what every command shares: the bus, the metrics registry,
-// and the HTTP routes for metrics and health.
+// open builds what every command shares: the HTTP listener, serving
+// health and metrics at once, then the bus, which may have to wait for
+// NATS (until ctx ends); /readyz stays false until Run.
 func open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*Server, error) {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	b, err := bus.Open(ctx, cfg.Bus, log.With("component", "bus"))
-	if err != nil {
-		return nil, err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{cfg: cfg, log: log, Bus: b, Registry: reg, mux: http.NewServeMux(), listener: o.Listener}
+	s := &Server{cfg: cfg, log: log, Registry: reg, mux: http.NewServeMux(), listener: o.Listener, httpErr: make(chan error, 1)}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := b.Ready(r.Context()); err != nil {
+		if err := s.Bus.Ready(r.Context()); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	if s.listener == nil {
+		var err error
+		if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
+	}
+	s.setWaiting("starting: connecting to the bus")
+	s.http = s.httpServer(cfg.HTTP)
+	go func() {
+		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.httpErr <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	log.Info("listening; not ready until the bus is", "addr", s.Addr())
+	b, err := bus.Open(ctx, cfg.Bus, log.With("component", "bus"), bus.OnWait(func(w bus.Wait) { s.setWaiting(w.String()) }))
+	if err != nil {
+		_ = s.http.Close()
+		return nil, err
+	}
+	s.Bus = b
+	s.setWaiting("starting: ensuring streams and buckets")
 	return s, nil
 }
 
-// listen opens the HTTP listener, last, once every part is built: a
-// process that answers on its port is past its start-up.
-func (s *Server) listen() error {
-	if s.listener != nil {
-		return nil
+// httpServer bounds what clients can hold (see config.HTTPConfig): the
+// deadlines and header size, and the connections open at once, through a
+// limit listener that closes idle connections first to make room.
+func (s *Server) httpServer(h config.HTTPConfig) *http.Server {
+	d := config.DefaultHTTPConfig()
+	h.ReadHeaderTimeout = cmp.Or(h.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	h.ReadTimeout = cmp.Or(h.ReadTimeout, d.ReadTimeout)
+	h.IdleTimeout = cmp.Or(h.IdleTimeout, d.IdleTimeout)
+	h.MaxHeaderBytes = cmp.Or(h.MaxHeaderBytes, d.MaxHeaderBytes)
+	h.MaxConnections = cmp.Or(h.MaxConnections, d.MaxConnections)
+	lim := connlimit.New(s.listener, h.MaxConnections)
+	s.listener = lim
+	s.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "incidentbot", Name: "http_connections",
+			Help: "HTTP connections open (at most http.max_connections)."}, func() float64 { return float64(lim.Open()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "incidentbot", Name: "http_connections_evicted_total",
+			Help: "Idle HTTP connections closed to make room for a new one at http.max_connections."}, func() float64 { return float64(lim.Evicted()) }),
+	)
+	return &http.Server{
+		Handler:           http.HandlerFunc(s.route),
+		ReadHeaderTimeout: h.ReadHeaderTimeout,
+		ReadTimeout:       h.ReadTimeout,
+		IdleTimeout:       h.IdleTimeout,
+		MaxHeaderBytes:    h.MaxHeaderBytes,
+		ConnState:         lim.ConnState,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+}
+
+// setWaiting records what the server waits for before it is ready.
+func (s *Server) setWaiting(what string) { s.waiting.Store(&what) }
+
+// route serves the full routes once Run started everything; before that
+// health and metrics, a /readyz that says what the bot waits for, and 503
+// with Retry-After elsewhere (Alertmanager and PagerDuty retry a 503; a
+// 404 would make them drop the notification).
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if s.serving.Load() {
+		s.mux.ServeHTTP(w, r)
+		return
 	}
-	s.listener = ln
-	return nil
+	switch r.URL.Path {
+	case "/healthz", "/metrics":
+		s.mux.ServeHTTP(w, r)
+	case "/readyz":
+		http.Error(w, "not ready: "+*s.waiting.Load(), http.StatusServiceUnavailable)
+	default:
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "starting: not ready to take requests yet; retry", http.StatusServiceUnavailable)
+	}
+}
+
+// abort releases what open and the constructors took when they fail.
+func (s *Server) abort() {
+	_ = s.http.Close()
+	if s.Bus != nil {
+		s.Bus.Close()
+	}
 }
 
 // NewWatcher builds `watch`: only the Solana watchers, publishing to a
@@ -103,11 +177,7 @@ func NewWatcher(ctx context.Context, cfg config.Config, log *slog.Logger, o Opti
 		return nil, err
 	}
 	if err := s.addWatchers(ctx, cfg); err != nil {
-		s.Bus.Close()
-		return nil, err
-	}
-	if err := s.listen(); err != nil {
-		s.Bus.Close()
+		s.abort()
 		return nil, err
 	}
 	return s, nil
@@ -152,17 +222,13 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // lets the consumers finish what they hold, stops the other parts, and
 // closes the bus. extra parts run like those added with Add.
 func (s *Server) Run(ctx context.Context, extra ...func(context.Context) error) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := s.http
 	parts := append(append([]func(context.Context) error{}, s.parts...), extra...)
 	errc := make(chan error, 1+len(parts)+len(s.consumers))
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	go func() {
-		if err := srv.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	}()
+	s.serving.Store(true) // every route answers from now on
 	var cwg sync.WaitGroup
 	for _, c := range s.consumers {
 		cwg.Add(1)
@@ -189,6 +255,8 @@ func (s *Server) Run(ctx context.Context, extra ...func(context.Context) error) 
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+		s.log.Error("stopping after failure", "err", runErr)
+	case runErr = <-s.httpErr:
 		s.log.Error("stopping after failure", "err", runErr)
 	}
 	s.log.Info("shutting down: draining in-flight work", "timeout", s.cfg.ShutdownTimeout)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/incidentbot/incidentbot/redact"
 )
 
 // AuditRecord is one line of the audit trail: a decision or an effect.
@@ -29,6 +31,7 @@ func (b *Bus) Audit(ctx context.Context, r AuditRecord) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
 	}
+	r.Detail = redact.Text(r.Detail) // often an error's text, which may quote a URL
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode audit record: %w", err)

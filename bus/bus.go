@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/incidentbot/incidentbot/redact"
 )
 
 // Config says which NATS to use and how the streams are laid out.
@@ -99,6 +101,7 @@ type Bus struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
+	onWait func(Wait) // see OnWait
 }
 
 // Open starts the embedded server (when no URL is configured) or connects to
@@ -107,13 +110,21 @@ type Bus struct {
 // AuditStreamSpec). Every other stream and bucket is declared by the
 // package that owns it and ensured with EnsureStream and EnsureBucket.
 // It is safe to call from several replicas at once.
-func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
+//
+// An external NATS that is down, or a cluster still electing its leaders,
+// is waited for: Open tries again with backoff until ctx ends, and says
+// what it waits for in the log and to OnWait. Credentials NATS refuses and
+// a stream configuration the server refuses fail at once.
+func Open(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*Bus, error) {
 	cfg = cfg.withDefaults()
 	if err := validToken(cfg.Prefix); err != nil {
 		return nil, fmt.Errorf("bus prefix: %w", err)
 	}
 	b := &Bus{cfg: cfg, names: names{cfg.Prefix}, log: log}
-	opts := []nats.Option{
+	for _, o := range opts {
+		o(b)
+	}
+	nopts := []nats.Option{
 		nats.Name("incidentbot"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
@@ -136,14 +147,21 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		}
 		b.lock = lock
 		b.srv = srv
-		opts = append(opts, nats.InProcessServer(srv))
+		nopts = append(nopts, nats.InProcessServer(srv))
 	} else if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		nopts = append(nopts, nats.UserCredentials(cfg.CredsFile))
 	}
-	nc, err := nats.Connect(cfg.URL, opts...)
+	var nc *nats.Conn
+	err := b.retry(ctx, "NATS at "+redact.URL(cfg.URL), transientConnect, func(context.Context) error {
+		var err error
+		if nc, err = nats.Connect(cfg.URL, nopts...); err != nil {
+			return fmt.Errorf("connect to nats: %w", redact.Error(err))
+		}
+		return nil
+	})
 	if err != nil {
 		b.shutdownServer()
-		return nil, fmt.Errorf("connect to nats: %w", err)
+		return nil, err
 	}
 	b.nc = nc
 	js, err := jetstream.New(nc)
@@ -202,12 +220,10 @@ func splitHostPort(addr string) (string, int, error) {
 	return addr[:i], port, nil
 }
 
-// provision ensures the streams and buckets that exist from the start.
-// Every replica may run it at start: EnsureStream and EnsureBucket are
-// idempotent.
+// provision ensures the streams that exist from the start, waiting for
+// JetStream as long as ctx allows. Every replica may run it at start:
+// EnsureStream is idempotent.
 func (b *Bus) provision(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	ev, err := b.ensureStream(ctx, EventsStreamSpec(b.cfg))
 	if err != nil {
 		return err

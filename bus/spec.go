@@ -103,7 +103,8 @@ func (b *Bus) StreamName(suffix string) string {
 // EnsureStream creates the stream s declares, or updates it to s when it
 // exists. It is idempotent, so every replica may call it at start. An
 // update the server refuses (a different retention, turning schedules
-// off) is an error.
+// off) is an error. While JetStream is unavailable (a cluster still
+// forming) it tries again with backoff until ctx ends.
 func (b *Bus) EnsureStream(ctx context.Context, s StreamSpec) error {
 	_, err := b.ensureStream(ctx, s)
 	return err
@@ -128,7 +129,7 @@ func (b *Bus) ensureStream(ctx context.Context, s StreamSpec) (jetstream.Stream,
 	if s.WorkQueue {
 		retention = jetstream.WorkQueuePolicy
 	}
-	st, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	sc := jetstream.StreamConfig{
 		Name:        name,
 		Description: s.Description,
 		Subjects:    subjects,
@@ -144,16 +145,25 @@ func (b *Bus) ensureStream(ctx context.Context, s StreamSpec) (jetstream.Stream,
 		Duplicates:        s.Duplicates,
 		Replicas:          b.cfg.Replicas,
 		AllowMsgSchedules: s.AllowSchedules,
+	}
+	var st jetstream.Stream
+	err := b.retry(ctx, "stream "+name, transientAPI, func(ctx context.Context) error {
+		var err error
+		if st, err = b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", name, mapErr(err))
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ensure stream %s: %w", name, mapErr(err))
+		return nil, err
 	}
 	return st, nil
 }
 
 // EnsureBucket creates the bucket s declares, or updates it to s when it
 // exists, and returns it. It is idempotent, so every replica may call it
-// at start.
+// at start. While JetStream is unavailable it tries again with backoff
+// until ctx ends.
 func (b *Bus) EnsureBucket(ctx context.Context, s BucketSpec) (KV, error) {
 	if err := validToken(s.Name); err != nil {
 		return nil, fmt.Errorf("ensure bucket: name: %w", err)
@@ -170,9 +180,16 @@ func (b *Bus) EnsureBucket(ctx context.Context, s BucketSpec) (KV, error) {
 	if s.KeyTTL {
 		cfg.LimitMarkerTTL = keyTTLMarker
 	}
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, cfg)
+	var kv jetstream.KeyValue
+	err := b.retry(ctx, "bucket "+name, transientAPI, func(ctx context.Context) error {
+		var err error
+		if kv, err = b.js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure bucket %s: %w", name, mapErr(err))
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("ensure bucket %s: %w", name, mapErr(err))
+		return nil, err
 	}
 	return kvBucket{kv: kv}, nil
 }

@@ -13,8 +13,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -22,6 +26,7 @@ import (
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/handlers/alertmanager"
+	"github.com/incidentbot/incidentbot/runbooks"
 	"github.com/incidentbot/incidentbot/secret"
 	"github.com/incidentbot/incidentbot/strictyaml"
 	"github.com/incidentbot/incidentbot/watchers/solana"
@@ -36,6 +41,8 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 	// ShutdownTimeout bounds draining in-flight work on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// HTTP bounds what clients can hold of the HTTP server.
+	HTTP HTTPConfig `yaml:"http"`
 
 	Bus          bus.Config          `yaml:"bus"`
 	Engine       engine.Config       `yaml:"engine"`
@@ -44,6 +51,39 @@ type Config struct {
 	Slack        SlackConfig         `yaml:"slack"`
 	PagerDuty    PagerDutyConfig     `yaml:"pagerduty"`
 	Solana       solana.Config       `yaml:"solana"`
+}
+
+// HTTPConfig bounds what clients can hold of the HTTP server (webhooks,
+// /metrics, health), so that slow or idle clients cannot starve
+// Alertmanager's webhooks.
+type HTTPConfig struct {
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included: a body
+	// that trickles in is cut off (408) at this deadline.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds a request's headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxConnections bounds the connections open at once. When they are
+	// all taken, a new one closes the connection idle longest (a
+	// keep-alive between requests, or one that has sent nothing yet); it
+	// waits only when every connection is in the middle of a request.
+	// Keep it well below the process's open-file limit.
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// DefaultHTTPConfig returns the HTTP server's defaults.
+func DefaultHTTPConfig() HTTPConfig {
+	return HTTPConfig{
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		MaxConnections:    512,
+	}
 }
 
 // RunbooksConfig says where runbooks come from.
@@ -84,6 +124,16 @@ type SlackConfig struct {
 type PagerDutyConfig struct {
 	RoutingKey     secret.Secret `yaml:"routing_key"`
 	RoutingKeyFile string        `yaml:"routing_key_file"`
+	// RoutingKeys are the routing keys a runbook names with
+	// routing.<severity>.pagerduty_key_ref: name → integration key.
+	RoutingKeys map[string]secret.Secret `yaml:"routing_keys"`
+	// RoutingKeysDir holds one file per routing key, named by its
+	// reference and holding the key: a Kubernetes Secret mounted as a
+	// volume. Hidden entries (the volume's ..data) are skipped. Its keys
+	// join RoutingKeys when the configuration is loaded.
+	RoutingKeysDir string `yaml:"routing_keys_dir"`
+	// keysDirRead is set once RoutingKeysDir was read into RoutingKeys.
+	keysDirRead bool
 	// EventsURL is the Events API v2 base: https://events.pagerduty.com,
 	// or https://events.eu.pagerduty.com for the EU region.
 	EventsURL string `yaml:"events_url"`
@@ -105,6 +155,7 @@ func Default() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 20 * time.Second,
+		HTTP:            DefaultHTTPConfig(),
 		Bus:             bus.DefaultConfig(),
 		Engine:          engine.DefaultConfig(),
 		Runbooks:        RunbooksConfig{DefaultChannel: "#incidents"},
@@ -256,6 +307,11 @@ func (c *Config) readFiles(use Use) []*Problem {
 		read(&c.PagerDuty.RoutingKey, c.PagerDuty.RoutingKeyFile, "pagerduty.routing_key_file")
 		read(&c.PagerDuty.WebhookSecret, c.PagerDuty.WebhookSecretFile, "pagerduty.webhook_secret_file")
 		read(&c.PagerDuty.WebhookSecretPrevious, c.PagerDuty.WebhookSecretPreviousFile, "pagerduty.webhook_secret_previous_file")
+		if d := c.PagerDuty.RoutingKeysDir; d != "" {
+			if _, err := os.Stat(d); !missing("pagerduty.routing_keys_dir", d, err) {
+				ps = append(ps, c.PagerDuty.readKeysDir()...)
+			}
+		}
 	}
 	if d := c.Runbooks.Dir; d != "" && use == Serve {
 		if st, err := os.Stat(d); err != nil {
@@ -275,6 +331,62 @@ func (c *Config) readFiles(use Use) []*Problem {
 			ps = append(ps, problemf("bus.creds_file", "%s is empty", f))
 		}
 	}
+	return ps
+}
+
+// RoutingKeyRefs lists the names runbooks may give pagerduty_key_ref, and
+// whether the list is complete: not when routing_keys_dir is configured
+// but was not read (check --skip-secrets, or a directory missing here).
+func (c PagerDutyConfig) RoutingKeyRefs() (names []string, complete bool) {
+	for k := range c.RoutingKeys {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names, c.RoutingKeysDir == "" || c.keysDirRead
+}
+
+// readKeysDir adds each file of RoutingKeysDir to RoutingKeys under its
+// name. Entries starting with "." are skipped: a Secret volume keeps its
+// files in ..data and links each key's name to them.
+func (c *PagerDutyConfig) readKeysDir() []*Problem {
+	const key = "pagerduty.routing_keys_dir"
+	entries, err := os.ReadDir(c.RoutingKeysDir)
+	if err != nil {
+		return []*Problem{problemf(key, "%s", pathErrText(err))}
+	}
+	var ps []*Problem
+	keys := maps.Clone(c.RoutingKeys)
+	if keys == nil {
+		keys = map[string]secret.Secret{}
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		p := filepath.Join(c.RoutingKeysDir, name)
+		if st, err := os.Stat(p); err != nil || st.IsDir() {
+			continue // a dangling link or a directory: not a key
+		}
+		if !runbooks.KeyRefRE.MatchString(name) {
+			ps = append(ps, problemf(key, "%s: not a key name (letters, digits, '.', '_', '-'; at most 63)", p))
+			continue
+		}
+		if _, dup := keys[name]; dup {
+			ps = append(ps, problemf(key, "%s: routing key %q is also in pagerduty.routing_keys: keep one", p, name))
+			continue
+		}
+		s, err := secret.FromFile(p)
+		switch {
+		case errors.Is(err, secret.ErrEmpty):
+			ps = append(ps, problemf(key, "%s is empty: an empty secret file is an error, never \"no secret\"", p))
+		case err != nil:
+			ps = append(ps, problemf(key, "%s", pathErrText(err)))
+		default:
+			keys[name] = s
+		}
+	}
+	c.RoutingKeys, c.keysDirRead = keys, true
 	return ps
 }
 

@@ -2,11 +2,16 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/incidentbot/incidentbot/redact"
+	"github.com/incidentbot/incidentbot/runbooks"
 )
 
 // Use says what a configuration is loaded for: each command checks, and
@@ -49,6 +54,15 @@ func (c Config) problems(use Use) []*Problem {
 		add("log_format", "%q: want text or json", c.LogFormat)
 	}
 	positive("shutdown_timeout", c.ShutdownTimeout)
+	positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	positive("http.read_timeout", c.HTTP.ReadTimeout)
+	positive("http.idle_timeout", c.HTTP.IdleTimeout)
+	if c.HTTP.MaxHeaderBytes < 4<<10 {
+		add("http.max_header_bytes", "%d: want at least 4096 bytes", c.HTTP.MaxHeaderBytes)
+	}
+	if c.HTTP.MaxConnections < 4 {
+		add("http.max_connections", "%d: want at least 4 (Alertmanager, Prometheus and probes share them)", c.HTTP.MaxConnections)
+	}
 	ps = append(ps, c.busProblems(use)...)
 
 	if use == Watch {
@@ -70,9 +84,17 @@ func (c Config) problems(use Use) []*Problem {
 		}
 		ps = append(ps, c.receiverProblems()...)
 		ps = append(ps, c.slackInboundProblems()...)
+		for _, name := range slices.Sorted(maps.Keys(c.PagerDuty.RoutingKeys)) {
+			switch {
+			case !runbooks.KeyRefRE.MatchString(name):
+				add("pagerduty.routing_keys."+name, "not a key name: want letters, digits, '.', '_' or '-' (at most 63)")
+			case !c.PagerDuty.RoutingKeys[name].IsSet():
+				add("pagerduty.routing_keys."+name, "empty routing key")
+			}
+		}
 		for _, u := range []struct{ path, raw string }{{"slack.api_url", c.Slack.APIURL}, {"pagerduty.events_url", c.PagerDuty.EventsURL}} {
 			if p, err := url.Parse(u.raw); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-				add(u.path, "%q: want an http(s) URL", u.raw)
+				add(u.path, "%q: want an http(s) URL", redact.URL(u.raw))
 			}
 		}
 	}
@@ -99,7 +121,7 @@ func (c Config) busProblems(use Use) []*Problem {
 		for _, s := range strings.Split(b.URL, ",") {
 			u, err := url.Parse(strings.TrimSpace(s))
 			if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
-				add("bus.url", "%q: want nats://host:port (several separated by commas)", strings.TrimSpace(s))
+				add("bus.url", "%q: want nats://host:port (several separated by commas)", redact.URL(s))
 				break
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/notify"
+	"github.com/incidentbot/incidentbot/redact"
 )
 
 // Deliveries are reconciled from jobs on a work-queue stream, one consumer
@@ -85,7 +86,8 @@ type Delivery struct {
 	PostedAt time.Time `json:"posted_at,omitzero"`
 
 	// Pager: the last page action delivered ("", trigger, acknowledge,
-	// resolve) and the routing key it went to.
+	// resolve) and the routing key it went to, by its reference name
+	// (never the key).
 	State      notify.PageAction `json:"state,omitempty"`
 	RoutingKey string            `json:"routing_key,omitempty"`
 	// PagedAt is when the page was first triggered, for reports.
@@ -256,8 +258,9 @@ func (e *Engine) failed(ctx context.Context, sink string, r *Record, d *Delivery
 		return retryAfter(err, e.cfg.RetryMax)
 	}
 	e.log.Error(sink+" delivery failed permanently", "incident", r.ID, "err", err)
-	e.auditf(ctx, bus.AuditRecord{Kind: "notify." + sink + ".failed", Incident: r.ID, Detail: err.Error()})
-	return e.settleDelivery(ctx, sink, r, d, rev, l, func(d *Delivery) { d.Failed = err.Error() })
+	why := redact.Error(err).Error() // stored: no URL's secret in it
+	e.auditf(ctx, bus.AuditRecord{Kind: "notify." + sink + ".failed", Incident: r.ID, Detail: why})
+	return e.settleDelivery(ctx, sink, r, d, rev, l, func(d *Delivery) { d.Failed = why })
 }
 
 // call runs one sink call with its own deadline and records metrics.

@@ -24,7 +24,9 @@ import (
 type Route struct {
 	Channel string
 	Page    bool
-	// PagerDutyKey is the routing key; empty means the pager's default.
+	// PagerDutyKey names the routing key to page with (the runbook's
+	// pagerduty_key_ref), never the key itself: the pager resolves it.
+	// Empty means the pager's default key.
 	PagerDutyKey string
 }
 

@@ -56,7 +56,7 @@ func (e *Engine) HandlePager(ctx context.Context, d *bus.Delivery) error {
 		if del.RoutingKey != "" && want != notify.PageTrigger {
 			routing = del.RoutingKey // resolve where it was triggered
 		}
-		p := notify.Page{Action: want, DedupKey: rec.DedupKey(), RoutingKey: routing, Incident: e.render(ctx, rec, e.runbook(rec))}
+		p := notify.Page{Action: want, DedupKey: rec.DedupKey(), RoutingKeyRef: routing, Incident: e.render(ctx, rec, e.runbook(rec))}
 		if err := e.call(ctx, SinkPager, string(want), rec, func(ctx context.Context) error { return e.pager.Page(ctx, p) }); err != nil {
 			return e.failed(ctx, SinkPager, rec, del, rev, lease, err)
 		}

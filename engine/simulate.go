@@ -318,6 +318,6 @@ func (k simSinks) Reply(_ context.Context, _ notify.CardRef, inc notify.Incident
 
 func (k simSinks) Page(_ context.Context, p notify.Page) error {
 	i := k.s.incident(p.DedupKey)
-	i.Pages = append(i.Pages, SimPage{Action: p.Action, At: k.s.Now(), RoutingKey: p.RoutingKey})
+	i.Pages = append(i.Pages, SimPage{Action: p.Action, At: k.s.Now(), RoutingKey: p.RoutingKeyRef})
 	return nil
 }

@@ -215,10 +215,12 @@ type Page struct {
 	Action PageAction
 	// DedupKey is stable for the incident's life; PagerDuty groups on it.
 	DedupKey string
-	// RoutingKey selects the PagerDuty service (integration key); empty
-	// means the sink's default.
-	RoutingKey string
-	Incident   Incident
+	// RoutingKeyRef names the routing key (PagerDuty service) to page:
+	// a reference the pager resolves from its configured keys
+	// (pagerduty.routing_keys), never the key itself. Empty means the
+	// pager's default key.
+	RoutingKeyRef string
+	Incident      Incident
 }
 
 // Pager sends pages.

@@ -65,7 +65,7 @@ func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
 		c.fail("match", "needs types or matchers (or fallback: true for a catch-all)")
 	}
 	r.severity = buildSeverity(c, sp.Severity)
-	r.routes = buildRoutes(c, sp.Routing)
+	r.routes, r.keyRefs = buildRoutes(c, sp.Routing)
 	r.corr = buildCorrelate(c, sp.Name, sp.Correlate)
 	for _, s := range sp.Assessment {
 		r.assessment = append(r.assessment, step{text: s.Text, link: s.Link})
@@ -159,8 +159,9 @@ func buildSeverity(c *collector, sp severitySpec) severityRule {
 	return sr
 }
 
-func buildRoutes(c *collector, sp routingSpec) map[notify.Severity]Route {
+func buildRoutes(c *collector, sp routingSpec) (map[notify.Severity]Route, []*Problem) {
 	routes := DefaultRouting()
+	var refs []*Problem
 	for sev, rs := range map[notify.Severity]*routeSpec{
 		notify.SeverityCritical: sp.Critical, notify.SeverityWarning: sp.Warning, notify.SeverityInfo: sp.Info,
 	} {
@@ -179,6 +180,17 @@ func buildRoutes(c *collector, sp routingSpec) map[notify.Severity]Route {
 			rt.Page = *rs.Page
 		}
 		rt.PagerDutyKey = rs.PagerDutyKeyRef
+		if ref := rs.PagerDutyKeyRef; ref != "" {
+			// Never echo a value that may be the key itself.
+			switch {
+			case looksLikeRoutingKey(ref):
+				c.fail(p+".pagerduty_key_ref", "looks like a routing key itself, not the name of one: put the key in pagerduty.routing_keys (or a file in pagerduty.routing_keys_dir) and name it here")
+			case !KeyRefRE.MatchString(ref):
+				c.fail(p+".pagerduty_key_ref", "not a key name: want letters, digits, '.', '_' or '-' (at most 63), naming a key in pagerduty.routing_keys")
+			default:
+				refs = append(refs, c.problem(p+".pagerduty_key_ref", "%s", ref))
+			}
+		}
 		if rt.PagerDutyKey != "" && !rt.Page {
 			c.warn(p+".pagerduty_key_ref", "set but %s does not page", sev)
 		}
@@ -190,7 +202,7 @@ func buildRoutes(c *collector, sp routingSpec) map[notify.Severity]Route {
 		}
 		routes[sev] = rt
 	}
-	return routes
+	return routes, refs
 }
 
 // buildStep validates one remediation step; ids collects the step ids

@@ -59,7 +59,10 @@ type Runbook struct {
 	severity                   severityRule
 	corr                       *correlateDecl
 	routes                     map[notify.Severity]Route
-	assessment                 []step
+	// keyRefs are the routes' pagerduty_key_ref values where they are
+	// written: Msg holds the name (see CheckKeyRefs).
+	keyRefs    []*Problem
+	assessment []step
 	// Causes are the common causes, in file order.
 	Causes []Cause
 	// Remediation lists every remediation step: the causes' steps first,
@@ -96,7 +99,8 @@ type Route struct {
 	// Page is true when the incident pages.
 	Page bool
 	// PagerDutyKey names the PagerDuty routing key to page with, as
-	// configured in the bot; empty means the default key.
+	// configured in the bot (pagerduty.routing_keys), never the key
+	// itself; empty means the default key.
 	PagerDutyKey string
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/runbooks"
 )
@@ -59,6 +60,14 @@ func check(args []string, stdout, stderr io.Writer, environ []string) error {
 			dir = ""
 		}
 		set, warns, err = runbooks.LoadDefault(dir, reg)
+	}
+	if err == nil && *cfgPath != "" {
+		// Runbooks checked alone may name keys configured elsewhere;
+		// with the configuration they run with, every name must be there.
+		err = app.CheckKeyRefs(set, cfg)
+		if _, complete := cfg.PagerDuty.RoutingKeyRefs(); !complete && len(set.KeyRefs()) > 0 {
+			fmt.Fprintln(stderr, "warning: pagerduty_key_ref names not checked: pagerduty.routing_keys_dir was not read here")
+		}
 	}
 	if err != nil {
 		errs = append(errs, strings.Split(err.Error(), "\n")...)

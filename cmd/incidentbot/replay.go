@@ -79,6 +79,9 @@ func replay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fmt.Errorf("decode %s: %w", name, err)
 	}
 	set, _, err := runbooks.LoadDefault(cfg.Runbooks.Dir, actions.Default())
+	if err == nil && *cfgPath != "" {
+		err = app.CheckKeyRefs(set, cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("load runbooks: %w", err)
 	}
@@ -92,7 +95,8 @@ func replay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if p.Pages {
 			pageNote = "PAGES PagerDuty"
 			if p.Route.PagerDutyKey != "" {
-				pageNote += " (routing key " + p.Route.PagerDutyKey + ")"
+				// The reference's name, never the key it stands for.
+				pageNote += fmt.Sprintf(" (routing key %q, from pagerduty.routing_keys)", p.Route.PagerDutyKey)
 			}
 		}
 		fmt.Fprintf(stdout, "── runbook %q → %s, %s\n", p.Incident.Runbook, p.Route.Channel, pageNote)

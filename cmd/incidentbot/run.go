@@ -9,6 +9,8 @@ import (
 	"io"
 	"runtime/debug"
 	"strings"
+
+	"github.com/incidentbot/incidentbot/redact"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -48,12 +50,14 @@ Usage:
 Every setting can also come from INCIDENTBOT_<KEY> environment variables (see README).
 `
 
+// run runs one command. Its error is what main prints: every URL in it is
+// redacted (an error may quote a configured URL and its API key).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) error {
 	err := dispatch(ctx, args, stdin, stdout, stderr, environ)
 	if errors.Is(err, errShown) {
 		return nil
 	}
-	return err
+	return redact.Error(err)
 }
 
 func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) error {

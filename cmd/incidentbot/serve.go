@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/incidentbot/incidentbot/app"
@@ -69,7 +71,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 	log := app.Logger(cfg, stderr)
 	srv, err := app.NewServer(ctx, cfg, log, app.Options{Stdout: stdout})
 	if err != nil {
-		return err
+		return startErr(ctx, log, err)
 	}
 	return srv.Run(ctx)
+}
+
+// startErr is the error of a start that failed, or nil when SIGTERM cut
+// the start short (while it waited for NATS, say): the bot then stops
+// cleanly, as it would once running.
+func startErr(ctx context.Context, log *slog.Logger, err error) error {
+	if errors.Is(ctx.Err(), context.Canceled) && errors.Is(err, context.Canceled) {
+		log.Info("shutting down: stopped while starting", "err", err)
+		return nil
+	}
+	return err
 }

@@ -34,9 +34,10 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 	if err != nil {
 		return err
 	}
-	srv, err := app.NewWatcher(ctx, cfg, app.Logger(cfg, stderr), app.Options{Stdout: stdout})
+	log := app.Logger(cfg, stderr)
+	srv, err := app.NewWatcher(ctx, cfg, log, app.Options{Stdout: stdout})
 	if err != nil {
-		return err
+		return startErr(ctx, log, err)
 	}
 	return srv.Run(ctx)
 }

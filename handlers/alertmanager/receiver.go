@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/internal/ratelog"
 	"github.com/incidentbot/incidentbot/secret"
 )
 
@@ -64,9 +66,16 @@ type Receiver struct {
 	auth         Auth
 	maxBodyBytes int64
 	log          *slog.Logger
+	// unauthorized logs rejected credentials at most once per
+	// UnauthorizedLogInterval, so that a flood cannot fill the log.
+	unauthorized *ratelog.Logger
 	m            *metrics
 	now          func() time.Time
 }
+
+// UnauthorizedLogInterval is the least time between two log lines about
+// rejected credentials; each line counts those left out.
+const UnauthorizedLogInterval = 10 * time.Second
 
 // Config is the receiver's section of the configuration (alertmanager:).
 // Exactly one of a bearer token and basic auth is set in production;
@@ -140,7 +149,8 @@ func New(cfg Config, d Deps) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Receiver{pub: d.Publisher, auth: auth, maxBodyBytes: cfg.MaxBodyBytes, log: d.Logger, m: m, now: time.Now}, nil
+	return &Receiver{pub: d.Publisher, auth: auth, maxBodyBytes: cfg.MaxBodyBytes, log: d.Logger, m: m, now: time.Now,
+		unauthorized: ratelog.New(d.Logger, slog.LevelWarn, UnauthorizedLogInterval)}, nil
 }
 
 // response is the JSON body of every answer.
@@ -168,19 +178,30 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
 		return "method_not_allowed"
 	}
 	if rc.auth.Configured() && !rc.auth.check(r) {
+		// Refused before a byte of the body is read; closing the
+		// connection keeps the server from draining a body sent slowly
+		// before it answers.
 		w.Header().Set("WWW-Authenticate", rc.auth.challenge())
+		w.Header().Set("Connection", "close")
 		reply(w, http.StatusUnauthorized, response{Status: "error", Error: "unauthorized"})
-		rc.log.Warn("alertmanager webhook rejected: bad or missing credentials", "remote", r.RemoteAddr)
+		rc.unauthorized.Log(r.Context(), "alertmanager webhook rejected: bad or missing credentials", "remote", r.RemoteAddr)
 		return "unauthorized"
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rc.maxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			reply(w, http.StatusRequestEntityTooLarge, response{Status: "error", Error: "body exceeds " + formatBytes(rc.maxBodyBytes)})
 			rc.log.Warn("alertmanager webhook rejected: body too large", "limit", rc.maxBodyBytes, "remote", r.RemoteAddr)
 			return "too_large"
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The server's read deadline (http.read_timeout) passed.
+			w.Header().Set("Connection", "close")
+			reply(w, http.StatusRequestTimeout, response{Status: "error", Error: "body not received in time"})
+			return "timeout"
 		}
+		w.Header().Set("Connection", "close")
 		reply(w, http.StatusBadRequest, response{Status: "error", Error: "read body: " + err.Error()})
 		return "malformed"
 	}

@@ -8,6 +8,7 @@ package pagerduty
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/input"
+	"github.com/incidentbot/incidentbot/internal/ratelog"
 	"github.com/incidentbot/incidentbot/secret"
 )
 
@@ -35,12 +38,24 @@ const Path = "/webhook/pagerduty"
 // drops anything over 256 KB.
 const MaxBodyBytes = 512 << 10
 
+// BodyTimeout bounds reading a webhook's body, which must be read whole to
+// verify its signature: PagerDuty sends it at once and waits 5 s for an
+// answer.
+const BodyTimeout = 5 * time.Second
+
+// UnauthorizedLogInterval is the least time between two log lines about
+// webhooks with a missing or wrong signature; each line counts those left
+// out.
+const UnauthorizedLogInterval = 10 * time.Second
+
 // Config configures the webhook receiver.
 type Config struct {
 	// Secrets are the webhook subscription's signing secrets: the current
 	// one, and during a rotation the previous one too. A request signed
 	// with any of them is accepted.
 	Secrets []secret.Secret
+	// BodyTimeout bounds reading a body; 0 means BodyTimeout.
+	BodyTimeout time.Duration
 }
 
 // Sender sends commands to the engine.
@@ -57,10 +72,12 @@ type Deps struct {
 
 // Receiver is the HTTP handler for PagerDuty webhooks v3.
 type Receiver struct {
-	secrets  []secret.Secret
-	commands Sender
-	log      *slog.Logger
-	requests *prometheus.CounterVec
+	secrets      []secret.Secret
+	bodyTimeout  time.Duration
+	commands     Sender
+	log          *slog.Logger
+	unauthorized *ratelog.Logger
+	requests     *prometheus.CounterVec
 }
 
 // New returns a receiver. At least one secret is required: an unsigned
@@ -82,6 +99,8 @@ func New(cfg Config, d Deps) (*Receiver, error) {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	rc := &Receiver{secrets: secrets, commands: d.Commands, log: d.Logger,
+		bodyTimeout:  cmp.Or(cfg.BodyTimeout, BodyTimeout),
+		unauthorized: ratelog.New(d.Logger, slog.LevelWarn, UnauthorizedLogInterval),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "incidentbot", Name: "pagerduty_webhooks_total",
 			Help: "PagerDuty webhooks received, by result (accepted, ignored, unauthorized, invalid, unavailable)."}, []string{"result"})}
 	if d.Registerer != nil {
@@ -100,10 +119,20 @@ func (rc *Receiver) Routes(mux *http.ServeMux) {
 
 // ServeHTTP implements http.Handler.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The body is read whole before the signature can be checked: bound
+	// the time a client may take to send it (the size is bounded in serve).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(rc.bodyTimeout))
 	result, code, msg := rc.serve(r)
 	rc.requests.WithLabelValues(result).Inc()
-	if code == http.StatusMethodNotAllowed {
+	switch code {
+	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusUnauthorized, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge, http.StatusBadRequest:
+		// Answer at once rather than drain what is left of the body.
+		w.Header().Set("Connection", "close")
+	}
+	if code == http.StatusUnauthorized {
+		rc.unauthorized.Log(r.Context(), "pagerduty webhook rejected: "+msg, "remote", r.RemoteAddr)
 	}
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
@@ -125,6 +154,9 @@ func (rc *Receiver) serve(r *http.Request) (result string, code int, msg string)
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return "invalid", http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBodyBytes)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return "invalid", http.StatusRequestTimeout, "body not received in time"
 		}
 		return "invalid", http.StatusBadRequest, "read body: " + err.Error()
 	}

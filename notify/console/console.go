@@ -110,12 +110,13 @@ func (c *Console) Reply(ctx context.Context, ref notify.CardRef, inc notify.Inci
 }
 
 // Page prints the page. The routing key is never printed, only which one
-// PagerDuty would be sent: the configured default or the runbook's own.
+// PagerDuty would be sent: the configured default or the runbook's own, by
+// its reference name.
 func (c *Console) Page(ctx context.Context, p notify.Page) error {
 	start := time.Now()
 	routing := "the default PagerDuty service (pagerduty.routing_key)"
-	if p.RoutingKey != "" {
-		routing = "the runbook's own PagerDuty service (routing.<severity>.pagerduty_key_ref; key not shown)"
+	if p.RoutingKeyRef != "" {
+		routing = fmt.Sprintf("the runbook's own PagerDuty service: routing key %q (pagerduty.routing_keys; key not shown)", p.RoutingKeyRef)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n☎  %s ━━ PAGE %s · dedup_key=%s\n   to %s\n", c.stamp(), strings.ToUpper(string(p.Action)), p.DedupKey, routing)

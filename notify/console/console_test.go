@@ -67,7 +67,7 @@ func TestConsoleFlow(t *testing.T) {
 	if err := c.Reply(ctx, ref, inc, notify.Update{Kind: "resolved", Text: "all clear"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Page(ctx, notify.Page{Action: notify.PageTrigger, DedupKey: "dk", RoutingKey: "R0UTINGKEYSECRET", Incident: incident()}); err != nil {
+	if err := c.Page(ctx, notify.Page{Action: notify.PageTrigger, DedupKey: "dk", RoutingKeyRef: "payments", Incident: incident()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Page(ctx, notify.Page{Action: notify.PageResolve, DedupKey: "dk"}); err != nil {
@@ -86,7 +86,7 @@ func TestConsoleFlow(t *testing.T) {
 		"Switch RPC [kubernetes.set_env]",
 		"card #incidents console-1 (updated)", "RESOLVED", "resolved after 42m",
 		"↳ 2025-08-13 14:05:00 UTC · reply to card #incidents console-1 · INC-1: [resolved] all clear",
-		"\n☎  2025-08-13 14:05:00 UTC ━━ PAGE TRIGGER · dedup_key=dk\n   to the runbook's own PagerDuty service (routing.<severity>.pagerduty_key_ref; key not shown)\n",
+		"\n☎  2025-08-13 14:05:00 UTC ━━ PAGE TRIGGER · dedup_key=dk\n   to the runbook's own PagerDuty service: routing key \"payments\" (pagerduty.routing_keys; key not shown)\n",
 		"PAGE RESOLVE · dedup_key=dk\n   to the default PagerDuty service (pagerduty.routing_key)\n",
 	} {
 		if !strings.Contains(s, want) {

@@ -29,9 +29,12 @@ const (
 
 // Config configures the PagerDuty sink.
 type Config struct {
-	// RoutingKey is the default integration key, used when a Page has
+	// RoutingKey is the default integration key, used when a Page names
 	// none. It is a secret: it is never logged nor put in an error.
 	RoutingKey string
+	// RoutingKeys are the integration keys a Page may name by reference
+	// (Page.RoutingKeyRef): reference name → key. Secrets too.
+	RoutingKeys map[string]string
 	// BaseURL is the Events API base URL: EndpointUS (the default),
 	// EndpointEU, or a test server.
 	BaseURL string
@@ -73,7 +76,7 @@ type Pager struct {
 var _ notify.Pager = (*Pager)(nil)
 
 // New returns a PagerDuty Pager for cfg. An empty RoutingKey is allowed
-// when every Page carries its own.
+// when every Page names one of RoutingKeys.
 func New(cfg Config) (*Pager, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = EndpointUS
@@ -112,12 +115,18 @@ func (pg *Pager) Page(ctx context.Context, p notify.Page) (err error) {
 	if err != nil {
 		return &notify.Error{Op: op, Err: err}
 	}
-	key := p.RoutingKey
-	if key == "" {
-		key = pg.cfg.RoutingKey
+	key := pg.cfg.RoutingKey
+	if ref := p.RoutingKeyRef; ref != "" {
+		k, ok := pg.cfg.RoutingKeys[ref]
+		if !ok || k == "" {
+			// Configuration refuses such a runbook at load time; a page
+			// recorded before the key was removed still gets here.
+			return &notify.Error{Op: op, Err: fmt.Errorf("routing key %q is not configured (pagerduty.routing_keys)", ref)}
+		}
+		key = k
 	}
 	if key == "" {
-		return &notify.Error{Op: op, Err: errors.New("no routing key: set one on the page or the sink")}
+		return &notify.Error{Op: op, Err: errors.New("no routing key: the page names none and pagerduty.routing_key is not set")}
 	}
 	e.RoutingKey = key
 

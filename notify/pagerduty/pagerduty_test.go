@@ -232,15 +232,29 @@ func TestAcknowledgeResolveMatchDocumentedBodies(t *testing.T) {
 	}
 }
 
-func TestPageRoutingKeyOverridesDefault(t *testing.T) {
+func TestPageRoutingKeyRefOverridesDefault(t *testing.T) {
 	pd := startPD(t)
-	p, _, _ := newPager(t, pd.URL, nil)
-	if err := p.Page(t.Context(), notify.Page{Action: notify.PageResolve, DedupKey: "k", RoutingKey: "other-key"}); err != nil {
+	cfg := pagerduty.DefaultConfig()
+	cfg.RoutingKey, cfg.BaseURL = routingKey, pd.URL
+	cfg.RoutingKeys = map[string]string{"payments": "0123456789abcdef0123456789abcdef"}
+	p, err := pagerduty.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Page(t.Context(), notify.Page{Action: notify.PageResolve, DedupKey: "k", RoutingKeyRef: "payments"}); err != nil {
 		t.Fatal(err)
 	}
 	bodies, _ := pd.requests()
-	if !strings.Contains(string(bodies[0]), `"routing_key":"other-key"`) {
-		t.Errorf("body %s", bodies[0])
+	if !strings.Contains(string(bodies[0]), `"routing_key":"0123456789abcdef0123456789abcdef"`) {
+		t.Errorf("body %s, want the key the reference names", bodies[0])
+	}
+	// An unknown reference is never sent as a key: it fails for good.
+	err = p.Page(t.Context(), notify.Page{Action: notify.PageTrigger, DedupKey: "k", RoutingKeyRef: "nope", Incident: incident()})
+	if err == nil || notify.IsRetryable(err) || !strings.Contains(err.Error(), `routing key "nope" is not configured`) {
+		t.Errorf("unknown reference: %v, want a permanent error naming it", err)
+	}
+	if bodies, _ := pd.requests(); len(bodies) != 1 {
+		t.Errorf("an unknown reference reached PagerDuty: %d requests", len(bodies))
 	}
 }
 

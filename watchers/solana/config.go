@@ -13,6 +13,8 @@ import (
 	"time"
 
 	solanago "github.com/gagliardetto/solana-go"
+
+	"github.com/incidentbot/incidentbot/redact"
 )
 
 // Config is the `solana:` section of the bot configuration.
@@ -46,7 +48,8 @@ type EndpointConfig struct {
 	// Name identifies the endpoint in events, metrics and the RPC view.
 	Name string `yaml:"name"`
 	// URL is the HTTP JSON-RPC URL. It may carry an API key: it is
-	// redacted (query, userinfo and path dropped) wherever it is shown.
+	// redacted (userinfo, query values and token-like path segments
+	// dropped, see package redact) wherever it is shown.
 	URL string `yaml:"url"`
 	// WSURL is the PubSub WebSocket URL; needed on at least one endpoint
 	// when programs are watched.
@@ -271,27 +274,18 @@ func checkURL(raw string, schemes ...string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("parse %q: %w", RedactURL(raw), err)
+		// A *url.Error repeats the raw URL, API key and all: keep only
+		// what went wrong.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("parse %q: %w", redact.URL(raw), redact.Error(err))
 	}
 	for _, s := range schemes {
 		if u.Scheme == s && u.Host != "" {
 			return nil
 		}
 	}
-	return fmt.Errorf("%q: want a %v URL with a host", RedactURL(raw), schemes)
-}
-
-// RedactURL returns raw without what may carry a secret: userinfo, path,
-// query and fragment. Providers put API keys in the query (?api-key=) or
-// the path (/<token>/), so only scheme and host are kept.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "<unparseable url>"
-	}
-	out := u.Scheme + "://" + u.Host
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-		out += "/<redacted>"
-	}
-	return out
+	return fmt.Errorf("%q: want a %v URL with a host", redact.URL(raw), schemes)
 }

@@ -103,19 +103,23 @@ balance_interval: 1m
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	tests := map[string]string{
-		"https://rpc.example.com":                      "https://rpc.example.com",
-		"https://rpc.example.com/":                     "https://rpc.example.com",
-		"https://mainnet.helius-rpc.com/?api-key=abc":  "https://mainnet.helius-rpc.com/<redacted>",
-		"https://x.solana-mainnet.quiknode.pro/token/": "https://x.solana-mainnet.quiknode.pro/<redacted>",
-		"https://user:pass@rpc.example.com":            "https://rpc.example.com/<redacted>",
-		"wss://rpc.example.com:8900":                   "wss://rpc.example.com:8900",
-		"::not a url":                                  "<unparseable url>",
-	}
-	for in, want := range tests {
-		if got := RedactURL(in); got != want {
-			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+func TestValidateNeverPrintsAnAPIKey(t *testing.T) {
+	// url.Parse's error repeats the raw URL; the configured key must not
+	// reach the error by that road or any other.
+	for _, raw := range []string{
+		"https://rpc.example.com/?api-key=SECRETKEY\x7f",
+		"rpc.example.com:8899/?api-key=SECRETKEY",
+		"https://user:SECRETKEY@rpc.example.com:port/",
+		"ftp://rpc.example.com/v2/SECRETKEY0123456789abcdef",
+	} {
+		c := validConfig()
+		c.Endpoints[0].URL, c.Endpoints[0].WSURL = raw, raw
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "endpoints[0].url") {
+			t.Fatalf("Validate(%q) = %v, want a problem with endpoints[0].url", raw, err)
+		}
+		if strings.Contains(err.Error(), "SECRETKEY") {
+			t.Errorf("Validate(%q) prints the key: %v", raw, err)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -179,17 +178,8 @@ func (w *Watchers) emit(typ, id, subject string, sig signal.Signal, after func(c
 // then queues f behind the events already queued.
 func (w *Watchers) then(f func(context.Context)) { w.out.enqueue(outboxEntry{after: f}) }
 
-// sanitize removes raw endpoint URLs (which may carry API keys) from an
-// error text; solana-go puts the request URL in its errors.
-func (w *Watchers) sanitize(s string) string {
-	for _, e := range w.cfg.Endpoints {
-		for _, raw := range []string{e.URL, e.WSURL} {
-			if raw == "" {
-				continue
-			}
-			s = strings.ReplaceAll(s, raw, RedactURL(raw))
-			s = strings.ReplaceAll(s, strings.TrimSuffix(raw, "/"), RedactURL(raw))
-		}
-	}
-	return s
-}
+// sanitize removes what may be secret from an error text: every URL in it
+// by structure, and the configured endpoints' API keys wherever they
+// appear. solana-go puts the request URL in its errors in its own
+// normalised form, which need not match the configured one.
+func (w *Watchers) sanitize(s string) string { return w.scrub.String(s) }

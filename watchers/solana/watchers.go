@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/rpcview"
 )
 
@@ -23,8 +24,10 @@ type ViewWriter interface {
 
 // Watchers runs every configured Solana watcher.
 type Watchers struct {
-	cfg   Config
-	log   *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// scrub redacts error texts, which may quote endpoint URLs.
+	scrub *redact.Scrubber
 	out   *outbox
 	view  ViewWriter
 	state bus.KV
@@ -70,9 +73,14 @@ func New(cfg Config, pub bus.Publisher, view ViewWriter, state bus.KV, reg prome
 	}
 	log := logger.With("source", source)
 	w := &Watchers{cfg: cfg, log: log, view: view, state: state, m: m, now: time.Now}
+	var urls []string
+	for _, e := range cfg.Endpoints {
+		urls = append(urls, e.URL, e.WSURL)
+	}
+	w.scrub = redact.NewScrubber(urls...)
 	w.out = newOutbox(pub, log, cfg.PublishRetry)
 	for _, e := range cfg.Endpoints {
-		w.endpoints = append(w.endpoints, &endpoint{cfg: e, client: rpc.New(e.URL), redacted: RedactURL(e.URL), healthy: true})
+		w.endpoints = append(w.endpoints, &endpoint{cfg: e, client: rpc.New(e.URL), redacted: redact.URL(e.URL), healthy: true})
 	}
 	for _, p := range cfg.Programs {
 		id := solanago.MustPublicKeyFromBase58(p.ID) // validated above
