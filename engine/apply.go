@@ -396,6 +396,10 @@ func fireLevel(r *Record, env applyEnv, manual bool, by ...input.Actor) {
 	if l.Who != "" {
 		text += " → " + l.Who
 	}
+	if l.Page {
+		text += " (paging PagerDuty)"
+		r.Escalation.Paged = append(r.Escalation.Paged, r.Escalation.Next)
+	}
 	r.addUpdate(env.Now, "escalated", text)
 	r.Timeline[len(r.Timeline)-1].Mention = l.Mention
 	r.Escalation.Next++

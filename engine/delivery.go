@@ -90,6 +90,9 @@ type Delivery struct {
 	// (never the key).
 	State      notify.PageAction `json:"state,omitempty"`
 	RoutingKey string            `json:"routing_key,omitempty"`
+	// Levels holds the pages of escalation levels that page on their own,
+	// by level index.
+	Levels map[string]LevelPage `json:"levels,omitempty"`
 	// PagedAt is when the page was first triggered, for reports.
 	PagedAt time.Time `json:"paged_at,omitzero"`
 

@@ -123,6 +123,9 @@ type Escalation struct {
 	// Since is when the ladder's clock started: level i is due at
 	// Since + levels[i].After.
 	Since time.Time `json:"since,omitzero"`
+	// Paged lists the levels called so far that page PagerDuty on their
+	// own (by index in the ladder); the pager reconciler pages each once.
+	Paged []int `json:"paged,omitempty"`
 }
 
 // AlertState is the latest known state of one alert in an incident.
@@ -193,6 +196,7 @@ func clone(r *Record) *Record {
 	c.Timeline = slices.Clone(r.Timeline)
 	c.Applied = slices.Clone(r.Applied)
 	c.Acks = slices.Clone(r.Acks)
+	c.Escalation.Paged = slices.Clone(r.Escalation.Paged)
 	if r.Ack != nil {
 		a := *r.Ack
 		c.Ack = &a

@@ -68,7 +68,8 @@ func (e *Engine) behind(ctx context.Context, r *Record) bool {
 	if err != nil {
 		return false
 	}
-	want, _ := pageAction(r, pager, e.runbook(r).Route(r.Severity))
+	rb := e.runbook(r)
+	_, want, _ := nextPage(r, pager, rb.Route(r.Severity), rb.Escalation())
 	if pager.Failed == "" && want != "" {
 		return true
 	}

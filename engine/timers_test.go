@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,44 @@ func TestAckCancelsEscalation(t *testing.T) {
 	e.idle(t)
 	if got := escalations(e.rec); len(got) != 0 {
 		t.Fatalf("a stale timer escalated: %q", got)
+	}
+}
+
+// TestALevelPagesOnItsOwn: a level with page: true pages PagerDuty under
+// its own dedup key on its own service when called, and is acknowledged
+// and resolved with the incident.
+func TestALevelPagesOnItsOwn(t *testing.T) {
+	levels := ladder(1500 * time.Millisecond)
+	levels[1].Page, levels[1].PagerDutyKeyRef = true, "senior"
+	e := newEnv(t, func(e *env) {
+		e.clock.real = true
+		e.cat = testCatalog{levels: levels}
+	})
+	e.deliver(t, firingNow(t))
+	id := e.rec.calls[0].inc.ID
+	eventually(t, "L2's own page", func() bool { return len(e.rec.pageActions()) == 2 })
+	e.idle(t)
+	levelPage := e.rec.pages[1]
+	if levelPage.Action != notify.PageTrigger || levelPage.DedupKey != id+"/level-1" || levelPage.RoutingKeyRef != "senior" {
+		t.Fatalf("level page %+v", levelPage)
+	}
+	if got := escalations(e.rec); len(got) != 1 || !strings.Contains(got[0], "(paging PagerDuty)") {
+		t.Fatalf("escalation reply %q", got)
+	}
+	sender := command.NewSender(e.bus, e.eng)
+	if _, err := sender.Send(context.Background(), command.Command{Verb: input.Ack, Incident: id, By: ada, RequestID: "a", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.idle(t)
+	if _, err := sender.Send(context.Background(), command.Command{Verb: input.Resolve, Incident: id, By: ada, RequestID: "r", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.idle(t)
+	byKey := map[string][]string{}
+	for _, p := range e.rec.pages {
+		byKey[p.DedupKey] = append(byKey[p.DedupKey], string(p.Action)+"@"+p.RoutingKeyRef)
+	}
+	if fmt.Sprint(byKey[id]) != "[trigger@ acknowledge@ resolve@]" || fmt.Sprint(byKey[id+"/level-1"]) != "[trigger@senior acknowledge@senior resolve@senior]" {
+		t.Fatalf("pages by dedup key: %v", byKey)
 	}
 }

@@ -137,6 +137,10 @@ type EscalationLevel struct {
 	// Mention lists Slack user ids (U…) and user group ids (S…) to
 	// mention when the level is called.
 	Mention []string
+	// Page pages PagerDuty for the level too, on the service the
+	// reference names (empty: the default).
+	Page            bool
+	PagerDutyKeyRef string
 }
 
 // Link is a titled URL.

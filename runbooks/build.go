@@ -104,7 +104,15 @@ func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
 					"%q is not a Slack user id (U…/W…) or user group id (S…); find it in the member's or group's profile", m)
 			}
 		}
-		r.Escalation = append(r.Escalation, notify.EscalationLevel{Name: e.Name, After: after, Who: e.Notify, Mention: e.Mention})
+		lp := strictyaml.Index("escalation", i)
+		if ref := keyRef(c, lp+".pagerduty_key_ref", e.PagerDutyKeyRef); ref != nil {
+			r.keyRefs = append(r.keyRefs, ref)
+		}
+		if e.PagerDutyKeyRef != "" && !e.Page {
+			c.warn(lp+".pagerduty_key_ref", "set but the level does not page (page: true)")
+		}
+		r.Escalation = append(r.Escalation, notify.EscalationLevel{Name: e.Name, After: after, Who: e.Notify, Mention: e.Mention,
+			Page: e.Page, PagerDutyKeyRef: e.PagerDutyKeyRef})
 	}
 	switch {
 	case sp.EscalationRepeat < 0 || sp.EscalationRepeat > 10:
@@ -180,16 +188,8 @@ func buildRoutes(c *collector, sp routingSpec) (map[notify.Severity]Route, []*Pr
 			rt.Page = *rs.Page
 		}
 		rt.PagerDutyKey = rs.PagerDutyKeyRef
-		if ref := rs.PagerDutyKeyRef; ref != "" {
-			// Never echo a value that may be the key itself.
-			switch {
-			case looksLikeRoutingKey(ref):
-				c.fail(p+".pagerduty_key_ref", "looks like a routing key itself, not the name of one: put the key in pagerduty.routing_keys (or a file in pagerduty.routing_keys_dir) and name it here")
-			case !KeyRefRE.MatchString(ref):
-				c.fail(p+".pagerduty_key_ref", "not a key name: want letters, digits, '.', '_' or '-' (at most 63), naming a key in pagerduty.routing_keys")
-			default:
-				refs = append(refs, c.problem(p+".pagerduty_key_ref", "%s", ref))
-			}
+		if ref := keyRef(c, p+".pagerduty_key_ref", rs.PagerDutyKeyRef); ref != nil {
+			refs = append(refs, ref)
 		}
 		if rt.PagerDutyKey != "" && !rt.Page {
 			c.warn(p+".pagerduty_key_ref", "set but %s does not page", sev)
@@ -203,6 +203,25 @@ func buildRoutes(c *collector, sp routingSpec) (map[notify.Severity]Route, []*Pr
 		routes[sev] = rt
 	}
 	return routes, refs
+}
+
+// keyRef validates a routing key reference at path; it returns the
+// reference (with its position, for CheckKeyRefs) when there is a valid
+// one, nil otherwise.
+func keyRef(c *collector, path, ref string) *Problem {
+	if ref == "" {
+		return nil
+	}
+	// Never echo a value that may be the key itself.
+	switch {
+	case looksLikeRoutingKey(ref):
+		c.fail(path, "looks like a routing key itself, not the name of one: put the key in pagerduty.routing_keys (or a file in pagerduty.routing_keys_dir) and name it here")
+	case !KeyRefRE.MatchString(ref):
+		c.fail(path, "not a key name: want letters, digits, '.', '_' or '-' (at most 63), naming a key in pagerduty.routing_keys")
+	default:
+		return c.problem(path, "%s", ref)
+	}
+	return nil
 }
 
 // buildStep validates one remediation step; ids collects the step ids

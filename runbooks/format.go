@@ -164,4 +164,10 @@ type escalationSpec struct {
 	// escalation reply mentions, so the level is notified by Slack
 	// itself; Notify is the text people read.
 	Mention []string `yaml:"mention"`
+	// Page pages PagerDuty for this level too, on the service named by
+	// PagerDutyKeyRef (a key in pagerduty.routing_keys; empty: the
+	// default service), as its own PagerDuty incident, acknowledged and
+	// resolved with the bot's.
+	Page            bool   `yaml:"page"`
+	PagerDutyKeyRef string `yaml:"pagerduty_key_ref"`
 }

@@ -603,3 +603,32 @@ escalation_repeat: 1
 		t.Fatalf("ladder %v, want %s", got, want)
 	}
 }
+
+func TestALevelThatPagesNamesItsKey(t *testing.T) {
+	set, _, err := LoadFiles(actions.Default(), write(t, t.TempDir(), "r.yaml", `name: r
+title: R
+match: {matchers: ['alertname="X"']}
+routing: {critical: {channel: "#c", page: true}}
+escalation:
+  - {name: L1, after: 0s, notify: a}
+  - {name: L2, after: 30m, notify: b, page: true, pagerduty_key_ref: senior}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := set.Get("r").Escalation[1]; !l.Page || l.PagerDutyKeyRef != "senior" {
+		t.Fatalf("level %+v", l)
+	}
+	if err := set.CheckKeyRefs([]string{"payments"}); err == nil || !strings.Contains(err.Error(), `r.yaml:7: escalation[1].pagerduty_key_ref: no PagerDuty routing key "senior"`) {
+		t.Fatalf("an unknown level key: %v", err)
+	}
+	_, _, err = LoadFiles(actions.Default(), write(t, t.TempDir(), "k.yaml", `name: k
+title: K
+match: {matchers: ['alertname="X"']}
+escalation:
+  - {name: L1, after: 0s, notify: a, page: true, pagerduty_key_ref: 0123456789abcdef0123456789abcdef}
+`))
+	if err == nil || strings.Contains(err.Error(), "0123456789abcdef") || !strings.Contains(err.Error(), "looks like a routing key itself") {
+		t.Fatalf("a key in place of its name: %v", err)
+	}
+}
