@@ -6,9 +6,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// slowEntered counts requests inside /slow: a test waits for them, since a
+// connection counts as busy only once its request is being served.
+var slowEntered atomic.Int32
 
 // serve runs an HTTP server on a limited listener; /slow holds its
 // request until release is closed.
@@ -21,7 +26,11 @@ func serve(t *testing.T, n int, release chan struct{}) (*Listener, string) {
 	l := New(ln, n)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, _ *http.Request) { <-release; io.WriteString(w, "done") })
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, _ *http.Request) {
+		slowEntered.Add(1)
+		<-release
+		io.WriteString(w, "done")
+	})
 	srv := &http.Server{Handler: mux, ConnState: l.ConnState}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
@@ -97,8 +106,10 @@ func TestIdleConnectionsMakeRoomOldestFirst(t *testing.T) {
 func TestBusyConnectionsAreNeverClosed(t *testing.T) {
 	release := make(chan struct{})
 	l, addr := serve(t, 2, release)
+	slowEntered.Store(0)
 	busy := []net.Conn{dial(t, addr, "/slow"), dial(t, addr, "/slow")}
 	waitFor(t, "2 open", func() bool { return l.Open() == 2 })
+	waitFor(t, "both requests being served", func() bool { return slowEntered.Load() == 2 })
 	got := make(chan error, 1)
 	go func() {
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/")
