@@ -102,7 +102,7 @@ type simTimer struct {
 func NewSimulator(cfg Config, cat Catalog, dec *input.Decoders, start time.Time) (*Simulator, error) {
 	s := &Simulator{now: start, timers: map[string]simTimer{}, byID: map[string]*SimIncident{}}
 	sinks := simSinks{s}
-	eng, err := New(cfg, Deps{Catalog: cat, Decoders: dec, Incidents: newMemKV(), IDs: newMemKV(), Deliveries: newMemKV(),
+	eng, err := New(cfg, Deps{Catalog: cat, Decoders: dec, Incidents: bus.NewMemKV(), IDs: bus.NewMemKV(), Deliveries: bus.NewMemKV(),
 		Chat: sinks, Pager: sinks, Publisher: simBus{s}, Scheduler: simBus{s}, Audit: simBus{s},
 		Now: s.Now, NewID: func() string { s.nextID++; return fmt.Sprintf("INC-%04d", s.nextID) }})
 	if err != nil {

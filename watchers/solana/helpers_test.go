@@ -84,74 +84,6 @@ func (r *recorder) ofType(typ string) ([]bus.Event, []signal.Signal) {
 
 func (r *recorder) count(typ string) int { evs, _ := r.ofType(typ); return len(evs) }
 
-// memKV is an in-memory bus.KV.
-type memKV struct {
-	mu   sync.Mutex
-	data map[string]bus.Entry
-	rev  uint64
-}
-
-func newMemKV() *memKV { return &memKV{data: map[string]bus.Entry{}} }
-
-func (m *memKV) Get(_ context.Context, k string) (bus.Entry, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.data[k]
-	if !ok {
-		return bus.Entry{}, bus.ErrKeyNotFound
-	}
-	return e, nil
-}
-
-func (m *memKV) Put(_ context.Context, k string, v []byte) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rev++
-	m.data[k] = bus.Entry{Key: k, Value: append([]byte(nil), v...), Revision: m.rev}
-	return m.rev, nil
-}
-
-// Create and Update check and write under one lock, like a real
-// compare-and-set.
-func (m *memKV) Create(_ context.Context, k string, v []byte, _ ...bus.KVOption) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.data[k]; ok {
-		return 0, bus.ErrKeyExists
-	}
-	m.rev++
-	m.data[k] = bus.Entry{Key: k, Value: append([]byte(nil), v...), Revision: m.rev}
-	return m.rev, nil
-}
-
-func (m *memKV) Update(_ context.Context, k string, v []byte, rev uint64) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e, ok := m.data[k]; !ok || e.Revision != rev {
-		return 0, bus.ErrRevisionMismatch
-	}
-	m.rev++
-	m.data[k] = bus.Entry{Key: k, Value: append([]byte(nil), v...), Revision: m.rev}
-	return m.rev, nil
-}
-
-func (m *memKV) Delete(_ context.Context, k string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.data, k)
-	return nil
-}
-
-func (m *memKV) Keys(context.Context) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var ks []string
-	for k := range m.data {
-		ks = append(ks, k)
-	}
-	return ks, nil
-}
-
 // testConfig has tiny intervals; callers add endpoints, programs, wallets.
 func testConfig() Config {
 	c := DefaultConfig()
@@ -167,8 +99,8 @@ func testConfig() Config {
 type harness struct {
 	w     *Watchers
 	pub   *recorder
-	kv    *memKV // the RPC view's bucket
-	state *memKV // the watch state bucket
+	kv    *bus.MemKV // the RPC view's bucket
+	state *bus.MemKV // the watch state bucket
 	reg   *prometheus.Registry
 	stop  func()
 }
@@ -177,17 +109,17 @@ type harness struct {
 // stop at test cleanup.
 func start(t *testing.T, cfg Config, pub *recorder) *harness {
 	t.Helper()
-	return startWithState(t, cfg, pub, newMemKV())
+	return startWithState(t, cfg, pub, bus.NewMemKV())
 }
 
 // startWithState builds and runs watchers on a given watch state, as a
 // restarted bot or a second replica does; they stop at test cleanup.
-func startWithState(t *testing.T, cfg Config, pub *recorder, state *memKV) *harness {
+func startWithState(t *testing.T, cfg Config, pub *recorder, state *bus.MemKV) *harness {
 	t.Helper()
 	if pub == nil {
 		pub = newRecorder()
 	}
-	kv := newMemKV()
+	kv := bus.NewMemKV()
 	w, reg, stop := run(t, cfg, pub, rpcview.Store{KV: kv}, state)
 	return &harness{w: w, pub: pub, kv: kv, state: state, reg: reg, stop: stop}
 }

@@ -62,7 +62,7 @@ func TestProgramChangeWhileDown(t *testing.T) {
 			srv.StoreAccount(programData, solanatest.Account{Data: programDataBytes(100, key(multisig))})
 			cfg := txConfig(srv)
 			cfg.ProgramPollInterval = 50 * time.Millisecond // a start whose first read fails reads again soon
-			state := newMemKV()
+			state := bus.NewMemKV()
 
 			first := startWithState(t, cfg, nil, state)
 			eventually(t, "baseline stored", func() bool {
@@ -127,7 +127,7 @@ func TestProgramBaselineStoredOnlyOncePublished(t *testing.T) {
 	srv.StoreAccount(programData, solanatest.Account{Data: programDataBytes(100, key(multisig))})
 	cfg := txConfig(srv)
 	cfg.PublishRetry = BackoffConfig{Min: 200 * time.Millisecond, Max: 200 * time.Millisecond}
-	state := newMemKV()
+	state := bus.NewMemKV()
 	h := startWithState(t, cfg, nil, state)
 	eventually(t, "baseline stored", func() bool { _, ok := storedProgram(t, state, programID); return ok })
 	eventually(t, "account subscription", func() bool { return srv.Subscriptions("accountSubscribe") == 1 })
@@ -167,7 +167,7 @@ func TestBalanceStateSurvivesRestart(t *testing.T) {
 	cfg := testConfig()
 	cfg.Endpoints = []EndpointConfig{{Name: "primary", URL: srv.URL(), Role: "primary"}}
 	cfg.Wallets = []WalletConfig{{Name: "hot", Address: hotWallet, MinLamports: 1000}}
-	state := newMemKV()
+	state := bus.NewMemKV()
 	read := func(h *harness, bal uint64) {
 		t.Helper()
 		eventually(t, "balance read", func() bool {
@@ -238,7 +238,7 @@ func TestBalanceReplicas(t *testing.T) {
 	}
 	nodeA.SetBalance(hotWallet, 2000)
 	nodeB.SetBalance(hotWallet, 2000)
-	pub, state := newRecorder(), newMemKV()
+	pub, state := newRecorder(), bus.NewMemKV()
 	a := startWithState(t, config(nodeA), pub, state)
 	b := startWithState(t, config(nodeB), pub, state)
 	steps := []struct {
@@ -419,7 +419,7 @@ func loadProgram(ctx context.Context, state bus.KV) (programState, error) {
 // compare-and-set.
 func TestStoreStateKeepsLaterBaseline(t *testing.T) {
 	ctx := context.Background()
-	kv := newMemKV()
+	kv := bus.NewMemKV()
 	older := func(st programState) func(programState) bool {
 		return func(stored programState) bool { return stored.ContextSlot > st.ContextSlot }
 	}

@@ -129,10 +129,10 @@ func Capture(t testing.TB) []Captured {
 	cfg.Reconnect = solana.BackoffConfig{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
 	cfg.PublishRetry = solana.BackoffConfig{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}
 
-	views := newMemKV()
+	views := bus.NewMemKV()
 	rec := &recorder{views: rpcview.Store{KV: views}, ids: map[string]bool{}}
 	reg := prometheus.NewRegistry()
-	w, err := solana.New(cfg, rec, rpcview.Store{KV: views}, newMemKV(), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w, err := solana.New(cfg, rec, rpcview.Store{KV: views}, bus.NewMemKV(), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("solana watchers: %v", err)
 	}
@@ -319,70 +319,4 @@ func (r *recorder) captured() []Captured {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.out)
-}
-
-// memKV is an in-memory bus.KV.
-type memKV struct {
-	mu   sync.Mutex
-	data map[string]bus.Entry
-	rev  uint64
-}
-
-func newMemKV() *memKV { return &memKV{data: map[string]bus.Entry{}} }
-
-func (m *memKV) Get(_ context.Context, k string) (bus.Entry, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.data[k]
-	if !ok {
-		return bus.Entry{}, bus.ErrKeyNotFound
-	}
-	return e, nil
-}
-
-func (m *memKV) put(k string, v []byte) uint64 {
-	m.rev++
-	m.data[k] = bus.Entry{Key: k, Value: slices.Clone(v), Revision: m.rev}
-	return m.rev
-}
-
-func (m *memKV) Put(_ context.Context, k string, v []byte) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.put(k, v), nil
-}
-
-func (m *memKV) Create(_ context.Context, k string, v []byte, _ ...bus.KVOption) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.data[k]; ok {
-		return 0, bus.ErrKeyExists
-	}
-	return m.put(k, v), nil
-}
-
-func (m *memKV) Update(_ context.Context, k string, v []byte, rev uint64) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e, ok := m.data[k]; !ok || e.Revision != rev {
-		return 0, bus.ErrRevisionMismatch
-	}
-	return m.put(k, v), nil
-}
-
-func (m *memKV) Delete(_ context.Context, k string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.data, k)
-	return nil
-}
-
-func (m *memKV) Keys(context.Context) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var ks []string
-	for k := range m.data {
-		ks = append(ks, k)
-	}
-	return ks, nil
 }

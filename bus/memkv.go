@@ -1,0 +1,79 @@
+package bus
+
+import (
+	"context"
+	"slices"
+	"sync"
+)
+
+// MemKV is an in-memory KV with JetStream's compare-and-set rules: Create
+// fails on an existing key, Update on a stale revision. The runbook test
+// simulator and tests use it where no bus runs; it keeps no history and
+// ignores KV options.
+type MemKV struct {
+	mu   sync.Mutex
+	data map[string]Entry
+	rev  uint64
+}
+
+// NewMemKV returns an empty in-memory KV.
+func NewMemKV() *MemKV { return &MemKV{data: map[string]Entry{}} }
+
+func (m *MemKV) Get(_ context.Context, k string) (Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.data[k]
+	if !ok {
+		return Entry{}, ErrKeyNotFound
+	}
+	e.Value = slices.Clone(e.Value)
+	return e, nil
+}
+
+func (m *MemKV) put(k string, v []byte) uint64 {
+	m.rev++
+	m.data[k] = Entry{Key: k, Value: slices.Clone(v), Revision: m.rev}
+	return m.rev
+}
+
+func (m *MemKV) Put(_ context.Context, k string, v []byte) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.put(k, v), nil
+}
+
+func (m *MemKV) Create(_ context.Context, k string, v []byte, _ ...KVOption) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.data[k]; ok {
+		return 0, ErrKeyExists
+	}
+	return m.put(k, v), nil
+}
+
+func (m *MemKV) Update(_ context.Context, k string, v []byte, rev uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.data[k]; !ok || e.Revision != rev {
+		return 0, ErrRevisionMismatch
+	}
+	return m.put(k, v), nil
+}
+
+func (m *MemKV) Delete(_ context.Context, k string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.data, k)
+	return nil
+}
+
+func (m *MemKV) Keys(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ks := make([]string, 0, len(m.data))
+	for k := range m.data {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks, nil
+}
