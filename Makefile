@@ -31,7 +31,7 @@ build: ## build bin/incidentbot
 image: ## build the container image incidentbot:$(VERSION) (needs a Docker engine)
 	docker build --build-arg VERSION=$(VERSION) -t incidentbot:$(VERSION) .
 
-kube-apiserver: ## build kube-apiserver for the Kubernetes action tests into KUBE_APISERVER (about 10 min cold; nothing to do when it is there at KUBE_VERSION)
+kube-apiserver: ## build kube-apiserver for the Kubernetes action tests into KUBE_APISERVER (cold: about 20 CPU-minutes, 10 to 30 min on two cores; nothing to do when it is there at KUBE_VERSION)
 	@if [ -x "$(KUBE_APISERVER)" ] && $(GO) version -m "$(KUBE_APISERVER)" | grep -Eq "k8s.io/kubernetes[[:space:]]+$(KUBE_VERSION)([[:space:]]|$$)"; then \
 		echo "$(KUBE_APISERVER): k8s.io/kubernetes $(KUBE_VERSION), up to date"; \
 	else \
