@@ -7,8 +7,14 @@ LISTEN    ?= 127.0.0.1:8080
 BENCHTIME ?= 2s
 TRIALS    ?= 20
 OUTAGE    ?= 40s
+# kube-apiserver for the Kubernetes action tests (internal/testenv), built
+# from k8s.io/kubernetes at the version tools/kube/go.mod requires, into the
+# user cache dir (Go's os.UserCacheDir), where the tests look by default.
+KUBE_VERSION   := $(shell awk '$$1 == "require" && $$2 == "k8s.io/kubernetes" {print $$3}' tools/kube/go.mod)
+TOOLS_CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/incidentbot-tools
+KUBE_APISERVER ?= $(TOOLS_CACHE)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 
-.PHONY: help run build image test test-short test-runbooks crash-trials sink-outage lint bench fuzz check-runbooks clean
+.PHONY: help run build image kube-apiserver test test-short test-runbooks crash-trials sink-outage lint bench fuzz check-runbooks clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -25,9 +31,18 @@ build: ## build bin/incidentbot
 image: ## build the container image incidentbot:$(VERSION) (needs a Docker engine)
 	docker build --build-arg VERSION=$(VERSION) -t incidentbot:$(VERSION) .
 
-test: ## run every test (needs prometheus-alertmanager; .ci/run installs it), the shipped runbook tests included
+kube-apiserver: ## build kube-apiserver for the Kubernetes action tests into KUBE_APISERVER (cold: about 20 CPU-minutes, 10 to 30 min on two cores; nothing to do when it is there at KUBE_VERSION)
+	@if [ -x "$(KUBE_APISERVER)" ] && $(GO) version -m "$(KUBE_APISERVER)" | grep -Eq "k8s.io/kubernetes[[:space:]]+$(KUBE_VERSION)([[:space:]]|$$)"; then \
+		echo "$(KUBE_APISERVER): k8s.io/kubernetes $(KUBE_VERSION), up to date"; \
+	else \
+		mkdir -p "$(dir $(KUBE_APISERVER))" && cd tools/kube && \
+		$(GO) build -trimpath -ldflags "-s -w" -o "$(KUBE_APISERVER).tmp" k8s.io/kubernetes/cmd/kube-apiserver && \
+		mv "$(KUBE_APISERVER).tmp" "$(KUBE_APISERVER)" && echo "built $(KUBE_APISERVER)"; \
+	fi
+
+test: ## run every test (needs prometheus-alertmanager, etcd-server and `make kube-apiserver`; .ci/run provides them), the shipped runbook tests included
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	INCIDENTBOT_KUBE_APISERVER="$${INCIDENTBOT_KUBE_APISERVER:-$(KUBE_APISERVER)}" $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) test-runbooks
 
 test-runbooks: ## run the runbook tests shipped for every shipped runbook (runbooks/tests; TESTS= for your own)

@@ -51,7 +51,7 @@ type SetEnvParams struct {
 
 // SetEnv sets one environment variable on a deployment's containers
 // (`kubectl set env deployment/api NAME=value`).
-var SetEnv Action = spec[SetEnvParams]{
+var SetEnv Action = kubeSpec[SetEnvParams, envQ]{spec: spec[SetEnvParams]{
 	desc: Description{
 		Name:        "kubernetes.set_env",
 		Description: "Set one environment variable on a deployment's pod template, which rolls the pods.",
@@ -89,6 +89,11 @@ params:
 		}
 		return t.plan(val), nil
 	},
+},
+	resolve: resolveSetEnv,
+	run:     runSetEnv,
+	verify:  verifySetEnv,
+	revert:  revertSetEnv,
 }
 
 // envTarget is one environment variable of a deployment's container(s),
@@ -137,7 +142,7 @@ type RolloutRestartParams struct {
 
 // RolloutRestart restarts a deployment's pods
 // (`kubectl rollout restart deployment/api`).
-var RolloutRestart Action = spec[RolloutRestartParams]{
+var RolloutRestart Action = kubeSpec[RolloutRestartParams, deployQ]{spec: spec[RolloutRestartParams]{
 	desc: Description{
 		Name:        "kubernetes.rollout_restart",
 		Description: "Restart a deployment's pods by a rolling update (sets the kubectl.kubernetes.io/restartedAt annotation).",
@@ -161,6 +166,10 @@ params:
 		}
 		return fmt.Sprintf("%s: rollout restart (pods are replaced one by one per the rollout strategy)", target("deployment", ns, d)), nil
 	},
+},
+	resolve: resolveRestart,
+	run:     runRestart,
+	verify:  verifyRestart,
 }
 
 // ScaleParams are kubernetes.scale's parameters.
@@ -173,7 +182,7 @@ type ScaleParams struct {
 
 // Scale sets a deployment's replica count, bounded by max_replicas
 // (`kubectl scale deployment/api --replicas=5`).
-var Scale Action = spec[ScaleParams]{
+var Scale Action = kubeSpec[ScaleParams, scaleQ]{spec: spec[ScaleParams]{
 	desc: Description{
 		Name:        "kubernetes.scale",
 		Description: "Scale a deployment to a number of replicas, never above max_replicas.",
@@ -211,6 +220,11 @@ params:
 		}
 		return fmt.Sprintf("%s: scale to %d replicas (max %d)", target("deployment", ns, d), *p.Replicas, *p.MaxReplicas), nil
 	},
+},
+	resolve: resolveScale,
+	run:     runScale,
+	verify:  verifyScale,
+	revert:  revertScale,
 }
 
 // RollbackParams are kubernetes.rollback's parameters.
@@ -224,7 +238,7 @@ type RollbackParams struct {
 
 // Rollback returns a deployment to its previous (or a given) revision
 // (`kubectl rollout undo deployment/api [--to-revision=N]`).
-var Rollback Action = spec[RollbackParams]{
+var Rollback Action = kubeSpec[RollbackParams, rollbackQ]{spec: spec[RollbackParams]{
 	desc: Description{
 		Name:        "kubernetes.rollback",
 		Description: "Roll a deployment back to its previous revision, or to a given revision.",
@@ -257,6 +271,11 @@ params:
 		}
 		return fmt.Sprintf("%s: roll back to %s", target("deployment", ns, d), to), nil
 	},
+},
+	resolve: resolveRollback,
+	run:     runRollback,
+	verify:  verifyRollback,
+	revert:  revertRollback,
 }
 
 // BlueGreenParams are kubernetes.bluegreen_switch's parameters.
@@ -271,7 +290,7 @@ type BlueGreenParams struct {
 
 // BlueGreenSwitch points a service at another set of pods by changing one
 // selector label (`kubectl patch svc api -p '{"spec":{"selector":{"version":"green"}}}'`).
-var BlueGreenSwitch Action = spec[BlueGreenParams]{
+var BlueGreenSwitch Action = kubeSpec[BlueGreenParams, blueGreenQ]{spec: spec[BlueGreenParams]{
 	desc: Description{
 		Name:        "kubernetes.bluegreen_switch",
 		Description: "Switch a service's selector label (e.g. version blue → green) to move traffic between deployments.",
@@ -337,4 +356,9 @@ params:
 		}
 		return fmt.Sprintf("%s: selector %s %s → %s", target("service", ns, svc), key, from, to), nil
 	},
+},
+	resolve: resolveBlueGreen,
+	run:     runBlueGreen,
+	verify:  verifyBlueGreen,
+	revert:  revertBlueGreen,
 }

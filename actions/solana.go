@@ -26,7 +26,7 @@ type SwitchRPCParams struct {
 
 // SwitchRPC points the app at another Solana RPC endpoint
 // (`kubectl set env deployment/api SOLANA_RPC_URL=<backup>`).
-var SwitchRPC Action = spec[SwitchRPCParams]{
+var SwitchRPC Action = kubeSpec[SwitchRPCParams, rpcQ]{spec: spec[SwitchRPCParams]{
 	desc: Description{
 		Name: "solana.switch_rpc",
 		Description: "Point a deployment at another Solana RPC endpoint by setting its RPC URL variable; " +
@@ -75,6 +75,11 @@ params:
 		}
 		return t.plan(redact.URL(b.URL) + " (" + how + ")"), nil
 	},
+},
+	resolve: resolveSwitchRPC,
+	run:     runSwitchRPC,
+	verify:  verifySwitchRPC,
+	revert:  revertSwitchRPC,
 }
 
 func checkRPCURL(s string) error {
