@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/incidentbot/incidentbot/internal/testenv"
+	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/rpcview"
 )
 
@@ -46,8 +47,8 @@ type kubeCase struct {
 
 func kubeCases() []kubeCase {
 	rpcView := fakeView{v: rpcview.View{Endpoints: []rpcview.Endpoint{
-		{Name: "primary", URL: RedactURL(primaryURL), Role: rpcview.RolePrimary},
-		{Name: "backup-1", URL: RedactURL(backupURL), Role: rpcview.RoleBackup, Healthy: true, SlotLag: 1},
+		{Name: "primary", URL: redact.URL(primaryURL), Role: rpcview.RolePrimary},
+		{Name: "backup-1", URL: redact.URL(backupURL), Role: rpcview.RoleBackup, Healthy: true, SlotLag: 1},
 	}}}
 	return []kubeCase{
 		{action: "kubernetes.set_env", params: "namespace: NS\ndeployment: api\nname: MAINTENANCE_MODE\nvalue: \"true\"\n",
@@ -392,7 +393,7 @@ func TestKubeActionsDryRun(t *testing.T) {
 
 func TestSwitchRPCNeverSendsARedactedOrUnknownURL(t *testing.T) {
 	view := fakeView{v: rpcview.View{Endpoints: []rpcview.Endpoint{
-		{Name: "backup-1", URL: RedactURL(backupURL), Role: rpcview.RoleBackup, Healthy: true}}}}
+		{Name: "backup-1", URL: redact.URL(backupURL), Role: rpcview.RoleBackup, Healthy: true}}}}
 	b := loadKube(t, "solana.switch_rpc", "solana-dapps", "namespace: NS\ndeployment: api\nurl: healthiest_backup\n")
 	p, err := b.Resolve(t.Context(), Env{}, PlanData{RPC: view})
 	if err != nil {
@@ -406,7 +407,7 @@ func TestSwitchRPCNeverSendsARedactedOrUnknownURL(t *testing.T) {
 	for name, lookup := range map[string]func(string) (string, bool){
 		"no configuration": nil,
 		"unknown endpoint": func(string) (string, bool) { return "", false },
-		"redacted URL":     func(string) (string, bool) { return RedactURL(backupURL), true },
+		"redacted URL":     func(string) (string, bool) { return redact.URL(backupURL), true },
 	} {
 		if _, err := rpcURL(Env{RPCURL: lookup}, q); err == nil {
 			t.Errorf("%s: a URL to send", name)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -15,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/incidentbot/incidentbot/redact"
 )
 
 // One environment variable of a deployment's containers, set by a
@@ -101,7 +104,7 @@ func resolveSwitchRPC(ctx context.Context, env Env, p *SwitchRPCParams, data Pla
 	q := rpcQ{Namespace: t.namespace, Deployment: t.deployment, Container: t.container, Name: t.name}
 	tgt := target("deployment", t.namespace, t.deployment)
 	if u != HealthiestBackup {
-		if RedactURL(u) != u {
+		if redact.URL(u) != u {
 			return rpcQ{}, "", "", errors.New("url carries credentials: name a configured endpoint instead (url: healthiest_backup) so the key stays in the configuration")
 		}
 		q.URL = u
@@ -112,7 +115,7 @@ func resolveSwitchRPC(ctx context.Context, env Env, p *SwitchRPCParams, data Pla
 		return rpcQ{}, "", "", err
 	}
 	if b.Name == "" {
-		return rpcQ{}, "", "", fmt.Errorf("the healthiest backup (%s) has no endpoint name to look its URL up by", RedactURL(b.URL))
+		return rpcQ{}, "", "", fmt.Errorf("the healthiest backup (%s) has no endpoint name to look its URL up by", redact.URL(b.URL))
 	}
 	q.Endpoint = b.Name
 	if env.RPCURL != nil {
@@ -120,7 +123,7 @@ func resolveSwitchRPC(ctx context.Context, env Env, p *SwitchRPCParams, data Pla
 			return rpcQ{}, "", "", fmt.Errorf("endpoint %q is not in the configuration", b.Name)
 		}
 	}
-	return q, tgt, t.plan(RedactURL(b.URL) + " (" + how + ")"), nil
+	return q, tgt, t.plan(redact.URL(b.URL) + " (" + how + ")"), nil
 }
 
 // rpcURL is the URL to set: the configured URL of the endpoint, looked up
@@ -136,10 +139,20 @@ func rpcURL(env Env, q rpcQ) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("endpoint %q is not in the configuration", q.Endpoint)
 	}
-	if err := checkURL(u); err != nil || strings.Contains(u, "<secret>") || strings.Contains(u, "REDACTED") {
+	if err := checkURL(u); err != nil || redacted(u) {
 		return "", fmt.Errorf("endpoint %q: the configured URL is not a usable URL (redacted?): refusing to send it", q.Endpoint)
 	}
 	return u, nil
+}
+
+// redacted reports whether u went through redaction (as the live view's
+// URLs do): such a URL must never reach a deployment.
+func redacted(u string) bool {
+	if strings.Contains(u, redact.Mask) || strings.Contains(u, "<secret>") {
+		return true
+	}
+	d, err := url.PathUnescape(u)
+	return err == nil && strings.Contains(d, redact.Mask)
 }
 
 func (q rpcQ) env() envQ {

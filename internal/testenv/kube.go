@@ -26,7 +26,7 @@ const KubeVersion = "v1.37.2"
 
 // KubeAPIServerEnv names the variable holding the kube-apiserver binary's
 // path; unset, it is KubeAPIServerDefault.
-const KubeAPIServerEnv = "INCIDENTBOT_KUBE_APISERVER"
+const KubeAPIServerEnv = "KUBE_APISERVER_BIN"
 
 // KubeAPIServerDefault is where `make kube-apiserver` puts the binary:
 // <user cache dir>/incidentbot-tools/kube-apiserver-<version>/kube-apiserver.
