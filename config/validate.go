@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Use says what a configuration is loaded for: each command checks, and
@@ -70,6 +72,12 @@ func (c Config) problems(use Use) []*Problem {
 		}
 		ps = append(ps, c.receiverProblems()...)
 		ps = append(ps, c.slackInboundProblems()...)
+		if u := c.Redis.URL; u.IsSet() {
+			// The URL may hold a password: the problem never quotes it.
+			if _, err := redis.ParseURL(u.Reveal()); err != nil {
+				add("redis.url", "not a Redis URL: want redis://[:password@]host:port/db or rediss://… (the value is not shown: it may hold a password)")
+			}
+		}
 		for _, u := range []struct{ path, raw string }{{"slack.api_url", c.Slack.APIURL}, {"pagerduty.events_url", c.PagerDuty.EventsURL}} {
 			if p, err := url.Parse(u.raw); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 				add(u.path, "%q: want an http(s) URL", u.raw)
