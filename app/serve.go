@@ -92,6 +92,7 @@ func Decoders() *input.Decoders {
 	return input.NewDecoders().
 		Type(alertmanager.EventType, alertmanager.Decoder).
 		Type(engine.TimerEventType, engine.TimerDecoder).
+		Type(engine.ApprovalTimerEventType, engine.ApprovalTimerDecoder).
 		Source(command.Source, command.Decoder).
 		Source("solana", input.SignalEvent)
 }

@@ -166,3 +166,24 @@ func short(hash string) string {
 	}
 	return hash
 }
+
+// String describes the policy in one line for a card, as the runbook's
+// loader does.
+func (p ApprovalPolicy) String() string {
+	var b strings.Builder
+	if p.MinApprovals <= 1 {
+		b.WriteString("1 approval")
+	} else {
+		fmt.Fprintf(&b, "%d approvals", p.MinApprovals)
+	}
+	if len(p.Approvers) > 0 {
+		b.WriteString(" from " + strings.Join(p.Approvers, ", "))
+	}
+	if p.AllowSelfApproval {
+		b.WriteString("; requester may approve")
+	} else {
+		b.WriteString("; not the requester")
+	}
+	fmt.Fprintf(&b, "; expires after %s", p.Expires)
+	return b.String()
+}

@@ -322,7 +322,16 @@ func (e *Engine) group(ins []input.Input) ([]*batch, []input.Input) {
 func (e *Engine) env(key string, rb Runbook) applyEnv {
 	return applyEnv{Now: e.now(), ReopenWindow: e.cfg.ReopenWindow, Runbook: rb.Name(), Severity: rb.Severity,
 		Levels: rb.Escalation(), NewID: e.newID, Key: key,
-		Silences: e.silencer != nil, SilenceMax: e.silenceMax, ReportOnResolve: e.cfg.ReportOnResolve && e.reports != nil}
+		Silences: e.silencer != nil, SilenceMax: e.silenceMax, ReportOnResolve: e.cfg.ReportOnResolve && e.reports != nil,
+		Step: stepOf(rb)}
+}
+
+// stepOf returns rb's step policies, or nil when rb has none.
+func stepOf(rb Runbook) func(string) (StepPolicy, bool) {
+	if s, ok := rb.(Stepper); ok {
+		return s.Step
+	}
+	return nil
 }
 
 // signalEnv is the env for signals rb matched, applied to cur: when cur
@@ -434,6 +443,9 @@ func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev b
 		if err := e.armTimer(ctx, rec); err != nil {
 			return err
 		}
+	}
+	if err := e.armApprovalTimers(ctx, prev, rec, redo); err != nil {
+		return err
 	}
 	if err := e.queueDeliveries(ctx, rec); err != nil {
 		return err
