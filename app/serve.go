@@ -193,7 +193,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		wh.Routes(s.mux)
 	}
 	if cfg.Slack.SigningSecret.IsSet() || cfg.Slack.AppToken.IsSet() {
-		if err := s.addSlackInbound(cfg, cat.RPC); err != nil {
+		if err := s.addSlackInbound(cfg, cat); err != nil {
 			return nil, err
 		}
 	}

@@ -139,3 +139,7 @@ func (m missingRunbook) Escalation() []notify.EscalationLevel       { return nil
 func (m missingRunbook) Render(_ context.Context, s signal.Signal) Rendered {
 	return Rendered{Title: s.Name(), Summary: "runbook " + m.name + " is no longer loaded"}
 }
+
+// Representative is the signal an incident's runbook is rendered and its
+// remediation steps planned for.
+func Representative(rec *Record) signal.Signal { return representative(rec, rec.sortedAlerts()) }

@@ -97,6 +97,11 @@ type Options struct {
 	Silencer Silencer
 	Reporter Reporter
 	Flags    FlagReader
+	// Steps resolves remediation steps for run, approve and deny (nil:
+	// they answer what to configure); Approvers matches a voter against a
+	// step's approvers (nil: user ids only; Access implements it).
+	Steps     Steps
+	Approvers Approvers
 	// Access restricts who may use the commands and buttons; nil lets
 	// everyone in the workspace.
 	Access *Access
@@ -212,6 +217,9 @@ func (h *Handler) SlashCommand(ctx context.Context, sc slack.SlashCommand, trans
 		return h.silence(ctx, by, req.Incident, req.Duration, requestID, false)
 	case VerbUnsilence:
 		return h.unsilence(ctx, by, req.Incident, requestID)
+	case VerbRun, VerbApprove, VerbDeny:
+		kind := map[Verb]input.Kind{VerbRun: input.Request, VerbApprove: input.Approve, VerbDeny: input.Deny}[req.Verb]
+		return h.step(ctx, by, kind, req.Incident, req.Step, requestID, false)
 	}
 	kind := map[Verb]input.Kind{VerbAck: input.Ack, VerbUnack: input.Unack, VerbResolve: input.Resolve,
 		VerbNote: input.Note, VerbEscalate: input.Escalate}[req.Verb]

@@ -33,6 +33,12 @@ func TestParse(t *testing.T) {
 		{"flags", Request{Verb: VerbFlags}, ""},
 		{"report INC-2041", Request{Verb: VerbReport, Incident: "INC-2041"}, ""},
 		{"show INC-2041", Request{Verb: VerbShow, Incident: "INC-2041"}, ""},
+		{"run INC-2041 disable-feature", Request{Verb: VerbRun, Incident: "INC-2041", Step: "disable-feature"}, ""},
+		{"APPROVE 2041 disable-feature", Request{Verb: VerbApprove, Incident: "2041", Step: "disable-feature"}, ""},
+		{"deny INC-2041 switch_rpc", Request{Verb: VerbDeny, Incident: "INC-2041", Step: "switch_rpc"}, ""},
+		{"run INC-2041", Request{}, "`run` needs a step id from the runbook"},
+		{"approve INC-2041 a b", Request{}, "`approve` takes an incident id and one step id"},
+		{"deny INC-2041 Disable", Request{}, "`deny` takes an incident id and one step id"},
 
 		{"reboot everything", Request{}, `unknown command "reboot"`},
 		{"ack", Request{}, "`ack` needs an incident id"},
