@@ -244,6 +244,10 @@ func applyInput(rec *Record, in input.Input, env applyEnv) (*Record, Result) {
 		res = stepVote(next, in, env)
 	case input.ApprovalExpired:
 		res = stepExpired(next, in, env)
+	case input.ActionStarted:
+		res = actionStarted(next, in, env)
+	case input.ActionResult:
+		res = actionResult(next, in, env)
 	case input.EscalationDue:
 		switch {
 		case in.Token != next.Escalation.Token:

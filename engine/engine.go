@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
@@ -141,6 +142,9 @@ type Engine struct {
 	silencer   Silencer
 	silenceMax time.Duration
 	reports    Reports
+	runs       bus.KV
+	runner     StepRunner
+	actionEnv  actions.Env
 	audit      bus.Auditor
 	log        *slog.Logger
 	m          *Metrics
@@ -177,6 +181,12 @@ type Deps struct {
 	SilenceMax time.Duration
 	// Reports renders the report posted on resolution; nil posts none.
 	Reports Reports
+	// Runs is the bucket of action keys (RunsBucket); Runner resolves and
+	// runs approved steps with ActionEnv's clients. Without Runs no step
+	// runs; without Runner an approved step waits.
+	Runs      bus.KV
+	Runner    StepRunner
+	ActionEnv actions.Env
 }
 
 // Reports renders an incident's report (package report).
@@ -210,6 +220,7 @@ func New(cfg Config, d Deps) (*Engine, error) {
 	return &Engine{cfg: cfg, catalog: d.Catalog, decoders: d.Decoders, incidents: d.Incidents, ids: d.IDs, deliveries: d.Deliveries, archiveKV: d.Archive,
 		chat: d.Chat, pager: d.Pager, pub: d.Publisher, timers: d.Scheduler, audit: d.Audit,
 		silencer: d.Silencer, silenceMax: d.SilenceMax, reports: d.Reports,
+		runs: d.Runs, runner: d.Runner, actionEnv: d.ActionEnv,
 		log: d.Logger, m: d.Metrics, now: d.Now, newID: d.NewID}, nil
 }
 
@@ -450,6 +461,9 @@ func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev b
 	if err := e.queueDeliveries(ctx, rec); err != nil {
 		return err
 	}
+	if err := e.queueActions(ctx, rec); err != nil {
+		return err
+	}
 	if err := e.archive(ctx, rec); err != nil {
 		return err
 	}
@@ -522,5 +536,6 @@ func (e *Engine) Consumers() []Consumer {
 		deliver(SinkChat, e.HandleChat),
 		deliver(SinkPager, e.HandlePager),
 		deliver(SinkSilence, e.HandleSilence),
+		deliver(SinkAction, e.HandleAction),
 	}
 }

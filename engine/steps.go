@@ -52,6 +52,8 @@ type StepRequest struct {
 	// Token fences the expiry timer: only a timer carrying it expires
 	// this request.
 	Token string `json:"token,omitempty"`
+	// Run is the run of the approved plan, once begun.
+	Run *StepRun `json:"run,omitempty"`
 }
 
 // ReasonNoStep is why a request for a step the runbook lacks does nothing.
@@ -69,6 +71,9 @@ func stepRequest(r *Record, in input.Input, env applyEnv) Result {
 		return noop("already requested by " + cur.Requested.By.String())
 	}
 	if cur := r.Steps[in.Step]; cur != nil && cur.State == DecisionApproved && cur.Hash == in.Hash {
+		if cur.Run != nil && cur.Run.Result != "" {
+			return noop(in.Step + " already ran for this plan (" + cur.Run.Result + "): it never runs twice; retry by hand")
+		}
 		return noop(in.Step + " is already approved")
 	}
 	req := &StepRequest{Step: in.Step, Hash: in.Hash, Plan: in.Text, Requested: Mark{By: in.Actor, At: in.At}, State: DecisionPending}
@@ -173,6 +178,10 @@ func cloneSteps(m map[string]*StepRequest) map[string]*StepRequest {
 	for k, v := range m {
 		c := *v
 		c.Votes = slices.Clone(v.Votes)
+		if v.Run != nil {
+			run := *v.Run
+			c.Run = &run
+		}
 		out[k] = &c
 	}
 	return out

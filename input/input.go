@@ -60,11 +60,16 @@ const (
 	Deny    Kind = "deny"
 	// ApprovalExpired is a request's expiry timer firing, fenced by Token.
 	ApprovalExpired Kind = "approval_expired"
+	// ActionStarted and ActionResult are the action reconciler reporting
+	// that the run of Step for plan Hash began, and its result (Token:
+	// verified, verify_failed, failed, dry_run, unknown, void; Text: detail).
+	ActionStarted Kind = "action_started"
+	ActionResult  Kind = "action_result"
 )
 
 // Kinds lists every kind, for validation and help texts.
 var Kinds = []Kind{Signal, Ack, Unack, Resolve, Note, Escalate, EscalationDue, Silence, Unsilence, SilenceCreated, SilenceExpired,
-	Request, Approve, Deny, ApprovalExpired}
+	Request, Approve, Deny, ApprovalExpired, ActionStarted, ActionResult}
 
 // Actor is who caused an input.
 type Actor struct {
@@ -156,7 +161,7 @@ func (in Input) Validate() error {
 		if in.Text == "" || in.Token == "" {
 			return fmt.Errorf("%s for %s: silence id or token is empty", in.Kind, in.Incident)
 		}
-	case Request, Approve, Deny:
+	case Request, Approve, Deny, ActionStarted, ActionResult:
 		if in.Step == "" || in.Hash == "" {
 			return fmt.Errorf("%s for %s: step or plan hash is empty", in.Kind, in.Incident)
 		}
