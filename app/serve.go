@@ -152,6 +152,15 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		return nil, err
 	}
 	reports := report.New(engine.NewReader(kvs))
+	rdb, err := RedisClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	actionEnv := actions.Env{}
+	if rdb != nil {
+		actionEnv.Redis = rdb
+		s.Add(func(ctx context.Context) error { <-ctx.Done(); return rdb.Close() })
+	}
 	deps := engine.Deps{
 		Catalog: cat, Decoders: Decoders(),
 		Incidents: kvs[engine.BucketIncidents], IDs: kvs[engine.BucketIDs], Deliveries: kvs[engine.BucketDeliveries],
@@ -159,6 +168,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		Chat:    chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b,
 		Logger: log.With("component", "engine"), Metrics: engine.NewMetrics(s.Registry),
 		SilenceMax: cfg.Alertmanager.SilenceMax, Reports: reports,
+		Runs: kvs[engine.BucketRuns], Runner: StepRunner{Steps{Catalog: cat}}, ActionEnv: actionEnv,
 	}
 	var senderOpts []command.Option
 	if silencer != nil {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/runbooks"
 )
@@ -44,4 +47,36 @@ func (s Steps) Resolve(ctx context.Context, rec *engine.Record, step string) (en
 	}
 	p, err := actions.NewPlan(st.Action, text+" (dry run: this action cannot run yet)", "dry-run", text)
 	return pol, p, err
+}
+
+// StepRunner resolves approved steps for the engine's action reconciler
+// (engine.StepRunner): the plan as it resolves now, and the action that
+// runs it. An action that cannot run yet is refused.
+type StepRunner struct{ Steps Steps }
+
+// Resolve implements engine.StepRunner.
+func (s StepRunner) Resolve(ctx context.Context, rec *engine.Record, step string) (actions.Plan, actions.Runner, error) {
+	_, p, err := s.Steps.Resolve(ctx, rec, step)
+	if err != nil {
+		return p, nil, err
+	}
+	rb := s.Steps.Catalog.Set.Get(rec.Runbook)
+	r, ok := rb.Step(step).Bound.(actions.Runner)
+	if !ok {
+		return p, nil, fmt.Errorf("%s cannot run yet: only its dry-run plan exists", p.Action)
+	}
+	return p, r, nil
+}
+
+// RedisClient opens the feature-flag store of redis.url, or returns nil
+// (the flag actions then run as dry runs) when it is not configured.
+func RedisClient(cfg config.Config) (*redis.Client, error) {
+	if !cfg.Redis.URL.IsSet() {
+		return nil, nil
+	}
+	opt, err := redis.ParseURL(cfg.Redis.URL.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: not a Redis URL") // never the URL: it may hold a password
+	}
+	return redis.NewClient(opt), nil
 }

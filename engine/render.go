@@ -57,6 +57,11 @@ func (e *Engine) render(ctx context.Context, rec *Record, rb Runbook) notify.Inc
 	if inc.Title == "" {
 		inc.Title = rep.Name()
 	}
+	for i, p := range inc.Remediation {
+		if q := rec.Steps[p.ID]; q != nil {
+			inc.Remediation[i].Status = q.StepStatus()
+		}
+	}
 	if rec.Ack != nil {
 		inc.AcknowledgedBy = rec.Ack.By.String()
 		inc.AcknowledgedAt = rec.Ack.At

@@ -136,6 +136,9 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 		return nil
 	}
 	plan, runner, err := e.runner.Resolve(ctx, rec, step)
+	if err == nil && runner == nil {
+		err = errors.New("no runner for this step")
+	}
 	if err != nil {
 		return e.report(ctx, rec, step, q.Hash, RunFailed, "could not resolve the plan: "+err.Error())
 	}

@@ -18,11 +18,16 @@ import (
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/internal/testenv"
+	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/signal"
 )
 
 // stepRunbook is a test runbook with one remediation step, disable-escrow.
 type stepRunbook struct{ testRunbook }
+
+func (r stepRunbook) Render(_ context.Context, s signal.Signal) engine.Rendered {
+	return engine.Rendered{Title: r.name, Remediation: []notify.Proposal{{ID: "disable-escrow", Title: "Disable escrow", Action: "featureflag.disable"}}}
+}
 
 func (stepRunbook) Step(id string) (engine.StepPolicy, bool) {
 	if id != "disable-escrow" {
@@ -228,6 +233,22 @@ func TestCrashMidRunIsOutcomeUnknown(t *testing.T) {
 	if n := e.runner.runs.Load(); n != 0 {
 		t.Fatalf("%d runs, want none", n)
 	}
+	// The card says so.
+	eventually(t, "the card", func() bool {
+		return strings.Contains(e.lastCard().Remediation[0].Status, "❓ outcome unknown: check, then retry by hand")
+	})
+}
+
+// lastCard is the incident as the latest card post or edit showed it.
+func (e *runEnv) lastCard() notify.Incident {
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	for i := len(e.rec.calls) - 1; i >= 0; i-- {
+		if c := e.rec.calls[i]; c.op == "post" || c.op == "update" {
+			return c.inc
+		}
+	}
+	return notify.Incident{}
 }
 
 // TestChangedPlanVoidsTheApproval: the plan resolves to another hash

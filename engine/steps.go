@@ -250,5 +250,15 @@ func (q *StepRequest) StepStatus() string {
 	if q.State == DecisionPending && !q.ExpiresAt.IsZero() {
 		s += "; expires " + q.ExpiresAt.UTC().Format("15:04 UTC")
 	}
+	if r := q.Run; r != nil && r.Hash == q.Hash {
+		switch r.Result {
+		case "":
+			s += "; running since " + r.StartedAt.UTC().Format("15:04:05 UTC")
+		case RunUnknown:
+			s += "; ❓ outcome unknown: check, then retry by hand (" + r.Detail + ")"
+		default:
+			s += "; " + r.Result + ": " + r.Detail
+		}
+	}
 	return s
 }

@@ -127,6 +127,10 @@ type Proposal struct {
 	Automatic bool
 	// Error is set when the plan could not be rendered for this incident.
 	Error string
+	// Status is where the step's latest request stands, with its votes,
+	// or its run's result ("approved by Bob (slack); ✅ verified: …");
+	// empty while nobody requested it.
+	Status string
 }
 
 // EscalationLevel is one level of the runbook's escalation ladder.
