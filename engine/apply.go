@@ -46,6 +46,8 @@ type Result struct {
 	// Reason says in words why nothing changed, for the audit trail and
 	// for the person who asked.
 	Reason string
+	// step is the remediation step a stepChanged is about.
+	step string
 }
 
 // Changed reports whether the record changed.

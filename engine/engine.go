@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/incidentbot/incidentbot/actions"
@@ -471,8 +472,19 @@ func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev b
 		e.m.transitions.WithLabelValues(res.change.String()).Inc()
 		e.log.Info("incident "+res.change.String(), "incident", rec.ID, "runbook", rec.Runbook, "severity", rec.Severity,
 			"status", rec.Status, "group", rec.GroupKey, "by", by.String())
-		e.auditf(ctx, bus.AuditRecord{Kind: "incident." + res.change.String(), Incident: rec.ID, EventID: ev.ID, Actor: by.String(),
-			Detail: lastText(rec), Attrs: actorAttrs(map[string]string{"runbook": rec.Runbook, "severity": string(rec.Severity), "status": string(rec.Status)}, by)})
+		attrs := map[string]string{"runbook": rec.Runbook, "severity": string(rec.Severity), "status": string(rec.Status)}
+		kind := "incident." + res.change.String()
+		if q := rec.Steps[res.step]; res.change == stepChanged && q != nil {
+			// remediation.requested, .approved, .denied, .expired, .void,
+			// .started, .result: with the step, its plan and hash.
+			kind = "remediation." + strings.TrimPrefix(rec.Timeline[len(rec.Timeline)-1].Kind, "step_")
+			attrs["step"], attrs["hash"], attrs["plan"], attrs["state"] = res.step, q.Hash, q.Plan, string(q.State)
+			if q.Run != nil && q.Run.Result != "" {
+				attrs["result"] = q.Run.Result
+			}
+		}
+		e.auditf(ctx, bus.AuditRecord{Kind: kind, Incident: rec.ID, EventID: ev.ID, Actor: by.String(),
+			Detail: lastText(rec), Attrs: actorAttrs(attrs, by)})
 	}
 	return nil
 }

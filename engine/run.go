@@ -162,7 +162,7 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 	}
 	// The key is ours: run once.
 	e.auditf(ctx, bus.AuditRecord{Kind: "remediation.ran", Incident: rec.ID, Detail: step + ": " + plan.Text,
-		Attrs: map[string]string{"step": step, "action": plan.Action, "target": plan.Target, "hash": plan.Hash}})
+		Attrs: map[string]string{"step": step, "action": plan.Action, "target": plan.Target, "hash": plan.Hash, "plan": plan.Text}})
 	if err := e.started(ctx, rec, step, q.Hash, now); err != nil {
 		e.log.Warn("run start not recorded on the card", "incident", rec.ID, "step", step, "err", err)
 	}
@@ -187,8 +187,6 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 	if _, err := e.runs.Update(context.WithoutCancel(ctx), key, val, rev); err != nil {
 		return fmt.Errorf("record the result of %s %s: %w", rec.ID, step, err)
 	}
-	e.auditf(ctx, bus.AuditRecord{Kind: "remediation.result", Incident: rec.ID, Detail: step + ": " + run.Result + ": " + run.Detail,
-		Attrs: map[string]string{"step": step, "hash": plan.Hash, "result": run.Result}})
 	return e.report(ctx, rec, step, q.Hash, run.Result, run.Detail)
 }
 
@@ -235,7 +233,7 @@ func actionStarted(r *Record, in input.Input, env applyEnv) Result {
 	}
 	q.Run = &StepRun{Hash: in.Hash, StartedAt: in.At}
 	r.addUpdate(env.Now, "step_started", fmt.Sprintf("Running %s (plan %s)", in.Step, short(in.Hash)))
-	return Result{change: stepChanged}
+	return Result{change: stepChanged, step: in.Step}
 }
 
 // actionResult records a run's result (apply).
@@ -250,7 +248,7 @@ func actionResult(r *Record, in input.Input, env applyEnv) Result {
 	if in.Token == RunVoid {
 		q.State, q.Reason = DecisionVoid, in.Text
 		r.addUpdate(env.Now, "step_void", "The approval of "+in.Step+" is void: "+in.Text)
-		return Result{change: stepChanged}
+		return Result{change: stepChanged, step: in.Step}
 	}
 	if q.Run == nil || q.Run.Hash != in.Hash {
 		q.Run = &StepRun{Hash: in.Hash}
@@ -267,7 +265,7 @@ func actionResult(r *Record, in input.Input, env applyEnv) Result {
 		text = "%s: %s"
 	}
 	r.addUpdate(env.Now, "step_result", fmt.Sprintf(text, in.Step, in.Text))
-	return Result{change: stepChanged}
+	return Result{change: stepChanged, step: in.Step}
 }
 
 // ActionKey is the action key of a run of step for plan hash in incident

@@ -96,7 +96,7 @@ func stepRequest(r *Record, in input.Input, env applyEnv) Result {
 	}
 	r.Steps[in.Step] = req
 	r.addUpdate(env.Now, "step_requested", text)
-	return Result{change: stepChanged}
+	return Result{change: stepChanged, step: in.Step}
 }
 
 func stepVote(r *Record, in input.Input, env applyEnv) Result {
@@ -142,7 +142,7 @@ func stepVote(r *Record, in input.Input, env applyEnv) Result {
 		req.Token = ""
 	}
 	r.addUpdate(env.Now, "step_"+verb, text)
-	return Result{change: stepChanged}
+	return Result{change: stepChanged, step: in.Step}
 }
 
 func stepExpired(r *Record, in input.Input, env applyEnv) Result {
@@ -153,7 +153,7 @@ func stepExpired(r *Record, in input.Input, env applyEnv) Result {
 	req.State, req.Token = DecisionExpired, ""
 	req.Reason = fmt.Sprintf("nobody approved %s in time (requested by %s)", in.Step, req.Requested.By)
 	r.addUpdate(env.Now, "step_expired", "The request for "+in.Step+" expired: "+req.Reason)
-	return Result{change: stepChanged}
+	return Result{change: stepChanged, step: in.Step}
 }
 
 func orTitle(plan, title string) string {
