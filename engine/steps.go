@@ -76,6 +76,12 @@ func stepRequest(r *Record, in input.Input, env applyEnv) Result {
 		}
 		return noop(in.Step + " is already approved")
 	}
+	if prev := r.Steps[in.Step]; prev != nil && prev.Run != nil && pol.Cooldown > 0 {
+		if until := prev.Run.StartedAt.Add(pol.Cooldown); !prev.Run.StartedAt.IsZero() && in.At.Before(until) {
+			return noop(fmt.Sprintf("%s is cooling down after its run at %s: it may be requested again from %s",
+				in.Step, prev.Run.StartedAt.UTC().Format("15:04 UTC"), until.UTC().Format("15:04 UTC")))
+		}
+	}
 	req := &StepRequest{Step: in.Step, Hash: in.Hash, Plan: in.Text, Requested: Mark{By: in.Actor, At: in.At}, State: DecisionPending}
 	text := fmt.Sprintf("%s requested %s: %s (plan %s)", in.Actor, in.Step, orTitle(in.Text, pol.Title), short(in.Hash))
 	if prev := r.Steps[in.Step]; prev != nil && prev.State == DecisionPending && prev.Hash != in.Hash {

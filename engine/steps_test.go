@@ -132,6 +132,21 @@ func TestStepApproval(t *testing.T) {
 		}
 	})
 
+	t.Run("cooldown", func(t *testing.T) {
+		env := stepEnv(now, 1)
+		pol := env.Step
+		env.Step = func(id string) (StepPolicy, bool) { p, ok := pol(id); p.Cooldown = 10 * time.Minute; return p, ok }
+		ran := clone(r2)
+		ran.Steps["disable-feature"].Run = &StepRun{Hash: "h1", StartedAt: now.Add(2 * time.Minute), Result: RunVerified}
+		if _, res := applyInput(ran, stepCmd(input.Request, "r5", now.Add(5*time.Minute), "ada", "disable-feature", "h2", ""), env); res.Changed() ||
+			!strings.Contains(res.Reason, "cooling down after its run at 14:03 UTC: it may be requested again from 14:13 UTC") {
+			t.Fatalf("within the cooldown: %v", res)
+		}
+		if _, res := applyInput(ran, stepCmd(input.Request, "r6", now.Add(13*time.Minute), "ada", "disable-feature", "h2", ""), env); !res.Changed() {
+			t.Fatalf("after the cooldown: %v", res)
+		}
+	})
+
 	t.Run("automatic", func(t *testing.T) {
 		r, res := applyInput(rec, stepCmd(input.Request, "r4", now, "ada", "auto-step", "h9", ""), env)
 		if q := r.Steps["auto-step"]; !res.Changed() || q.State != DecisionApproved || q.Token != "" {
