@@ -29,11 +29,12 @@ const (
 	unsilenceRequested
 	silenceExpired
 	stepChanged
+	frozen
 )
 
 func (c change) String() string {
 	return [...]string{"unchanged", "opened", "updated", "reopened", "resolved", "acknowledged", "unacknowledged", "noted", "escalated",
-		"silence_requested", "silenced", "unsilence_requested", "silence_expired", "step_changed"}[c]
+		"silence_requested", "silenced", "unsilence_requested", "silence_expired", "step_changed", "freeze_changed"}[c]
 }
 
 // Result is what one apply decided: the change, or why nothing changed.
@@ -246,6 +247,8 @@ func applyInput(rec *Record, in input.Input, env applyEnv) (*Record, Result) {
 		res = stepVote(next, in, env)
 	case input.ApprovalExpired:
 		res = stepExpired(next, in, env)
+	case input.Freeze, input.Unfreeze:
+		res = freezeNote(next, in, env)
 	case input.ActionStarted:
 		res = actionStarted(next, in, env)
 	case input.ActionResult:

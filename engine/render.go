@@ -57,6 +57,9 @@ func (e *Engine) render(ctx context.Context, rec *Record, rb Runbook) notify.Inc
 	if inc.Title == "" {
 		inc.Title = rep.Name()
 	}
+	if f, err := e.Frozen(ctx); err == nil {
+		inc.Freeze = f.String()
+	}
 	for i, p := range inc.Remediation {
 		if q := rec.Steps[p.ID]; q != nil {
 			inc.Remediation[i].Status = q.StepStatus()

@@ -146,6 +146,11 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 		return e.report(ctx, rec, step, q.Hash, RunVoid,
 			fmt.Sprintf("the plan changed since it was approved (plan %s, now %s): request it again", short(q.Hash), short(plan.Hash)))
 	}
+	if f, err := e.Frozen(ctx); err != nil {
+		return err
+	} else if f.On {
+		return e.report(ctx, rec, step, q.Hash, RunVoid, f.String()+": nothing runs; request it again once unfrozen")
+	}
 	now := e.now()
 	run := actionRun{Incident: rec.ID, Step: step, Plan: plan, StartedAt: now, Deadline: now.Add(e.cfg.EffectTimeout)}
 	val, _ := json.Marshal(run)

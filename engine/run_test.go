@@ -292,3 +292,42 @@ func countAudit(t *testing.T, b *bus.Bus, kind string) int {
 	}
 	return n
 }
+
+// TestFreezeBlocksEverything: with the kill switch on, an approved step
+// does not run (on any replica: it is one KV key) and its approval is
+// void with the reason; the card says remediation is frozen; once
+// unfrozen, a new request runs.
+func TestFreezeBlocksEverything(t *testing.T) {
+	e := newRunEnv(t)
+	e.replica(t)
+	id := e.open(t)
+	ada := input.Actor{ID: "U0ADA", Name: "ada", Via: "slack"}
+	if err := e.eng.SetFreeze(context.Background(), true, ada, "bad deploy"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the card", func() bool {
+		return strings.Contains(e.lastCard().Freeze, "Remediation frozen by ada (slack) since") && strings.Contains(e.lastCard().Freeze, ": bad deploy")
+	})
+	e.send(t, input.Request, id, "U0ADA", "r1")
+	e.send(t, input.Approve, id, "U0BOB", "a1")
+	eventually(t, "void", func() bool { q := e.step(t, id); return q != nil && q.State == engine.DecisionVoid })
+	if q := e.step(t, id); !strings.Contains(q.Reason, "Remediation frozen by ada (slack)") || !strings.Contains(q.Reason, "nothing runs") {
+		t.Fatalf("reason %q", q.Reason)
+	}
+	if n := e.runner.runs.Load(); n != 0 {
+		t.Fatalf("%d runs while frozen", n)
+	}
+	if err := e.eng.SetFreeze(context.Background(), false, ada, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the card unfrozen", func() bool { return e.lastCard().Freeze == "" })
+	e.send(t, input.Request, id, "U0ADA", "r2")
+	e.send(t, input.Approve, id, "U0BOB", "a2")
+	eventually(t, "the run", func() bool {
+		q := e.step(t, id)
+		return q.Run != nil && q.Run.Result == engine.RunVerified
+	})
+	if n := e.runner.runs.Load(); n != 1 {
+		t.Fatalf("%d runs, want 1", n)
+	}
+}

@@ -65,11 +65,15 @@ const (
 	// verified, verify_failed, failed, dry_run, unknown, void; Text: detail).
 	ActionStarted Kind = "action_started"
 	ActionResult  Kind = "action_result"
+	// Freeze and Unfreeze tell an open incident that the remediation kill
+	// switch was turned on or off (Text: the reason).
+	Freeze   Kind = "freeze"
+	Unfreeze Kind = "unfreeze"
 )
 
 // Kinds lists every kind, for validation and help texts.
 var Kinds = []Kind{Signal, Ack, Unack, Resolve, Note, Escalate, EscalationDue, Silence, Unsilence, SilenceCreated, SilenceExpired,
-	Request, Approve, Deny, ApprovalExpired, ActionStarted, ActionResult}
+	Request, Approve, Deny, ApprovalExpired, ActionStarted, ActionResult, Freeze, Unfreeze}
 
 // Actor is who caused an input.
 type Actor struct {
@@ -143,7 +147,7 @@ func (in Input) Validate() error {
 	switch in.Kind {
 	case Signal:
 		return in.Signal.Validate()
-	case Ack, Unack, Resolve, Escalate:
+	case Ack, Unack, Resolve, Escalate, Freeze, Unfreeze:
 	case Note:
 		if in.Text == "" {
 			return fmt.Errorf("note for %s: text is empty", in.Incident)

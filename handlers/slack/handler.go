@@ -102,6 +102,9 @@ type Options struct {
 	// step's approvers (nil: user ids only; Access implements it).
 	Steps     Steps
 	Approvers Approvers
+	// Freezer is the remediation kill switch (the engine); nil: freeze and
+	// unfreeze answer what to configure.
+	Freezer Freezer
 	// Access restricts who may use the commands and buttons; nil lets
 	// everyone in the workspace.
 	Access *Access
@@ -217,6 +220,8 @@ func (h *Handler) SlashCommand(ctx context.Context, sc slack.SlashCommand, trans
 		return h.silence(ctx, by, req.Incident, req.Duration, requestID, false)
 	case VerbUnsilence:
 		return h.unsilence(ctx, by, req.Incident, requestID)
+	case VerbFreeze, VerbUnfreeze:
+		return h.freeze(ctx, by, req.Verb == VerbFreeze, req.Text)
 	case VerbRun, VerbApprove, VerbDeny:
 		kind := map[Verb]input.Kind{VerbRun: input.Request, VerbApprove: input.Approve, VerbDeny: input.Deny}[req.Verb]
 		return h.step(ctx, by, kind, req.Incident, req.Step, requestID, false)

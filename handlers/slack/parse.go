@@ -30,6 +30,8 @@ const (
 	VerbRun       Verb = "run"
 	VerbApprove   Verb = "approve"
 	VerbDeny      Verb = "deny"
+	VerbFreeze    Verb = "freeze"
+	VerbUnfreeze  Verb = "unfreeze"
 )
 
 // usage is one line per verb, in the order help shows them.
@@ -53,6 +55,8 @@ var usage = []struct {
 	{VerbRun, "ID STEP", "request a remediation step (its id in the runbook) for the plan shown now"},
 	{VerbApprove, "ID STEP", "approve the pending request of a step"},
 	{VerbDeny, "ID STEP", "deny the pending request of a step"},
+	{VerbFreeze, "[reason]", "kill switch: no remediation runs anywhere until unfreeze"},
+	{VerbUnfreeze, "", "lift the kill switch"},
 	{VerbHelp, "", "this list"},
 }
 
@@ -126,7 +130,13 @@ func Parse(text string) (Request, error) {
 	}
 	r := Request{Verb: v}
 	switch v {
-	case VerbHelp, VerbList, VerbRPC, VerbFlags:
+	case VerbFreeze:
+		if len(rest) > maxText {
+			return Request{}, usagef("the reason is %d characters long; keep it under %d", len(rest), maxText)
+		}
+		r.Text = rest
+		return r, nil
+	case VerbHelp, VerbList, VerbRPC, VerbFlags, VerbUnfreeze:
 		if rest != "" && v != VerbHelp {
 			return Request{}, usagef("`%s` takes no arguments", v)
 		}

@@ -27,6 +27,27 @@ type Approvers interface {
 	Match(ctx context.Context, user string, approvers []string) (string, error)
 }
 
+// Freezer is the remediation kill switch, kept in KV so every replica
+// obeys it at once (the engine).
+type Freezer interface {
+	Frozen(ctx context.Context) (engine.Freeze, error)
+	SetFreeze(ctx context.Context, on bool, by input.Actor, reason string) error
+}
+
+func (h *Handler) freeze(ctx context.Context, by input.Actor, on bool, reason string) Reply {
+	if h.o.Freezer == nil {
+		return Reply{Text: "Not configured on this bot: " + hintSteps + "."}
+	}
+	if err := h.o.Freezer.SetFreeze(ctx, on, by, reason); err != nil {
+		h.log.Error("slack freeze failed", "on", on, "err", err)
+		return Reply{Text: "⚠️ Not accepted: " + esc(err.Error())}
+	}
+	if on {
+		return Reply{Text: "🧊 Remediation is frozen: no step runs on any replica until `/incident unfreeze`. Every open card says so."}
+	}
+	return Reply{Text: "Remediation is unfrozen. Steps refused while frozen must be requested again."}
+}
+
 const hintSteps = "remediation steps need the runbooks' actions wired to this handler"
 
 // step requests a remediation step (run) or votes on its request (approve,
@@ -35,6 +56,15 @@ const hintSteps = "remediation steps need the runbooks' actions wired to this ha
 func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id, step, requestID string, card bool) Reply {
 	if h.o.Steps == nil {
 		return Reply{Text: "Not configured on this bot: " + hintSteps + "."}
+	}
+	if h.o.Freezer != nil {
+		f, err := h.o.Freezer.Frozen(ctx)
+		if err != nil {
+			return Reply{Text: notAccepted(id, err)}
+		}
+		if f.On {
+			return Reply{Text: "🧊 " + esc(f.String()) + ": nothing is requested, approved or run."}
+		}
 	}
 	rec, r, ok := h.get(ctx, id)
 	if !ok {

@@ -12,6 +12,7 @@ import (
 	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/engine"
 	slackin "github.com/incidentbot/incidentbot/handlers/slack"
+	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/runbooks"
 )
 
@@ -125,5 +126,52 @@ func TestAccessMatchesApprovers(t *testing.T) {
 	}
 	if _, err := a.Match(ctx, "U0EVE", []string{"@nobody"}); err == nil || !strings.Contains(err.Error(), "no user group @nobody") {
 		t.Errorf("unknown handle: %v", err)
+	}
+}
+
+type frozen struct{ f engine.Freeze }
+
+func (z *frozen) Frozen(context.Context) (engine.Freeze, error) { return z.f, nil }
+func (z *frozen) SetFreeze(_ context.Context, on bool, by input.Actor, reason string) error {
+	z.f = engine.Freeze{On: on, By: by, At: time.Now(), Reason: reason}
+	return nil
+}
+
+// TestFreezeRefusesSteps: /incident freeze turns the kill switch on; while
+// on, run, approve and deny are refused and nothing is sent.
+func TestFreezeRefusesSteps(t *testing.T) {
+	bt := newBot(t)
+	set, _, err := runbooks.LoadDefault("", actions.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := &frozen{}
+	bt.h = mustHandler(t, bt, func(o *slackin.Options) {
+		o.Now = time.Now
+		o.Steps = app.Steps{Catalog: app.Catalog{Set: set, DefaultChannel: "#incidents"}}
+		o.Freezer = z
+	})
+	bt.alert(t, "webhook.firing.single.json")
+	ask := func(text string) string {
+		body := slash("U0ADA", "ada", text, "t-"+text)
+		return reply(t, bt.post(slackin.CommandsPath, body, signed(fixtureSecret, time.Now().Unix(), body)))
+	}
+	if got := ask("freeze bad deploy"); !strings.Contains(got, "Remediation is frozen") || !z.f.On || z.f.Reason != "bad deploy" || z.f.By.ID != "U0ADA" {
+		t.Fatalf("freeze answered %q, state %+v", got, z.f)
+	}
+	before := bt.stored(t)
+	for _, c := range []string{"run INC-2041 disable-feature", "approve INC-2041 disable-feature", "deny INC-2041 disable-feature"} {
+		if got := ask(c); !strings.Contains(got, "🧊 Remediation frozen by ada (slack)") || !strings.Contains(got, "nothing is requested, approved or run") {
+			t.Errorf("%s answered %q", c, got)
+		}
+	}
+	if bt.stored(t) != before {
+		t.Fatal("a command was sent while frozen")
+	}
+	if got := ask("unfreeze"); !strings.Contains(got, "unfrozen") || z.f.On {
+		t.Fatalf("unfreeze answered %q", got)
+	}
+	if got := ask("run INC-2041 disable-feature"); !strings.Contains(got, "Requested `disable-feature`") {
+		t.Fatalf("run after unfreeze answered %q", got)
 	}
 }

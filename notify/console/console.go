@@ -159,6 +159,9 @@ func Card(inc notify.Incident) string {
 	if inc.ResolvedBy != "" {
 		status += " · resolved by " + inc.ResolvedBy
 	}
+	if inc.Freeze != "" {
+		status += " · 🧊 " + inc.Freeze
+	}
 	if inc.Silence != "" {
 		status += " · 🔕 " + inc.Silence
 	}

@@ -144,6 +144,9 @@ func statusText(inc notify.Incident) string {
 	if inc.Reopened > 0 {
 		parts = append(parts, fmt.Sprintf("🔁 reopened %d×", inc.Reopened))
 	}
+	if inc.Freeze != "" {
+		parts = append(parts, "🧊 "+escN(oneLine(inc.Freeze), 300))
+	}
 	if inc.Silence != "" {
 		parts = append(parts, "🔕 "+escN(oneLine(inc.Silence), 200))
 	}
