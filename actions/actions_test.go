@@ -25,7 +25,7 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("names %v", names)
 	}
 	for _, n := range []string{"solana.switch_rpc", "kubernetes.set_env", "kubernetes.rollout_restart", "kubernetes.scale",
-		"kubernetes.rollback", "kubernetes.bluegreen_switch", "featureflag.disable", "alertmanager.silence",
+		"kubernetes.rollback", "kubernetes.bluegreen_switch", "featureflag.disable", "featureflag.enable", "featureflag.maintenance", "alertmanager.silence",
 		"solana.program_rollback", "manual"} {
 		if _, ok := r.Lookup(n); !ok {
 			t.Errorf("missing %s", n)

@@ -16,6 +16,8 @@ func Builtin() []Action {
 		Rollback,
 		BlueGreenSwitch,
 		FeatureFlagDisable,
+		FeatureFlagEnable,
+		Maintenance,
 		Silence,
 		ProgramRollback,
 		Manual,

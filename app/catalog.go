@@ -69,6 +69,19 @@ func (r runbook) CorrelationKey(labels map[string]string) (string, bool) {
 
 var _ engine.Correlator = runbook{}
 
+// Step makes runbooks engine.Steppers: a remediation step's policy.
+func (r runbook) Step(id string) (engine.StepPolicy, bool) {
+	s := r.rb.Step(id)
+	if s == nil {
+		return engine.StepPolicy{}, false
+	}
+	a := s.Approval
+	return engine.StepPolicy{Title: s.Title, Action: s.Action, Automatic: s.Automatic, Cooldown: s.Cooldown,
+		Approval: engine.ApprovalPolicy{Approvers: a.Approvers, MinApprovals: a.MinApprovals, AllowSelfApproval: a.AllowSelfApproval, Expires: a.Expires}}, true
+}
+
+var _ engine.Stepper = runbook{}
+
 func (r runbook) Render(ctx context.Context, s signal.Signal) engine.Rendered {
 	out := r.rb.Render(ctx, actions.DataFromSignal(s, r.c.RPC))
 	steps := out.Assessment

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/actions/kube"
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/config"
@@ -98,6 +99,7 @@ func Decoders() *input.Decoders {
 	return input.NewDecoders().
 		Type(alertmanager.EventType, alertmanager.Decoder).
 		Type(engine.TimerEventType, engine.TimerDecoder).
+		Type(engine.ApprovalTimerEventType, engine.ApprovalTimerDecoder).
 		Source(command.Source, command.Decoder).
 		Source("solana", input.SignalEvent)
 }
@@ -160,6 +162,26 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		return nil, err
 	}
 	reports := report.New(engine.NewReader(kvs))
+	rdb, err := RedisClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	actionEnv := actions.Env{RPCURL: rpcURLs(cfg)}
+	if rdb != nil {
+		actionEnv.Redis = rdb
+		s.redis = rdb
+		s.Add(func(ctx context.Context) error { <-ctx.Done(); return rdb.Close() })
+	}
+	kc, from, err := kube.Client(cfg.Kubernetes)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	if kc != nil {
+		actionEnv.Kube = kc
+		log.Info("kubernetes actions run against the cluster", "config", from)
+	} else {
+		log.Info("kubernetes.kubeconfig not set and not in a pod: kubernetes actions are dry runs")
+	}
 	deps := engine.Deps{
 		Catalog: cat, Decoders: Decoders(),
 		Incidents: kvs[engine.BucketIncidents], IDs: kvs[engine.BucketIDs], Deliveries: kvs[engine.BucketDeliveries],
@@ -167,6 +189,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		Chat:    chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b,
 		Logger: log.With("component", "engine"), Metrics: engine.NewMetrics(s.Registry),
 		SilenceMax: cfg.Alertmanager.SilenceMax, Reports: reports,
+		Runs: kvs[engine.BucketRuns], Runner: StepRunner{Steps{Catalog: cat}}, ActionEnv: actionEnv,
 	}
 	var senderOpts []command.Option
 	if silencer != nil {
@@ -201,7 +224,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		wh.Routes(s.mux)
 	}
 	if cfg.Slack.SigningSecret.IsSet() || cfg.Slack.AppToken.IsSet() {
-		if err := s.addSlackInbound(cfg, cat.RPC); err != nil {
+		if err := s.addSlackInbound(cfg, cat); err != nil {
 			return nil, err
 		}
 	}
@@ -216,4 +239,17 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	}
 	ok = true
 	return s, nil
+}
+
+// rpcURLs looks an RPC endpoint's real URL up by its configured name, for
+// solana.switch_rpc: the live view only holds redacted URLs.
+func rpcURLs(cfg config.Config) func(string) (string, bool) {
+	urls := map[string]string{}
+	for _, e := range cfg.Solana.Endpoints {
+		urls[e.Name] = e.URL
+	}
+	return func(name string) (string, bool) {
+		u, ok := urls[name]
+		return u, ok && u != ""
+	}
 }

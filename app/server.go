@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/command"
@@ -41,6 +42,8 @@ type Server struct {
 	Engine   *engine.Engine
 	Commands *command.Sender
 	Reports  report.Reporter
+	// redis is the feature-flag store (redis.url), nil when not configured.
+	redis    redis.Cmdable
 	mux      *http.ServeMux
 	listener net.Listener
 	// http serves from the start, before the bus is there: until Run,

@@ -6,21 +6,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/slack-go/slack"
 
+	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/config"
 	slackin "github.com/incidentbot/incidentbot/handlers/slack"
 	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
-	"github.com/incidentbot/incidentbot/rpcview"
 )
 
 // addSlackInbound serves /incident and the card buttons through the
 // engine and the command sender: over HTTP (POST /slack/commands and
 // /slack/interactions) when slack.signing_secret is set, over Socket Mode
-// when slack.app_token is. rpc is the RPC view, nil when none is kept.
-func (s *Server) addSlackInbound(cfg config.Config, rpc rpcview.Reader) error {
+// when slack.app_token is. cat is the engine's catalog: its RPC view (nil
+// when none is kept) and the runbooks whose remediation steps people
+// request and approve; approvers in user groups are resolved with the same
+// cached usergroups.users.list lookups as the allow lists.
+func (s *Server) addSlackInbound(cfg config.Config, cat Catalog) error {
+	rpc := cat.RPC
 	sc := cfg.Slack
 	apiURL := sc.APIURL
 	if !strings.HasSuffix(apiURL, "/") {
@@ -31,10 +36,18 @@ func (s *Server) addSlackInbound(cfg config.Config, rpc rpcview.Reader) error {
 	if len(sc.AllowedUsers)+len(sc.AllowedGroups) > 0 {
 		access = slackin.NewAccess(sc.AllowedUsers, sc.AllowedGroups, api, 0)
 	}
+	approvers := access
+	if approvers == nil {
+		approvers = slackin.NewAccess(nil, nil, api, 0)
+	}
 	opts := slackin.Options{Incidents: s.Engine, Sender: s.Commands, RPC: rpc, Access: access,
-		Audit: s.Bus, Logger: s.log.With("component", "slack-inbound"), Reporter: s.Reports}
+		Audit: s.Bus, Logger: s.log.With("component", "slack-inbound"), Reporter: s.Reports,
+		Steps: Steps{Catalog: cat}, Approvers: approvers, Freezer: s.Engine}
 	if cfg.Alertmanager.URL != "" {
 		opts.Silencer = silences{s.Commands}
+	}
+	if s.redis != nil {
+		opts.Flags = flags{s.redis}
 	}
 	h, err := slackin.New(opts)
 	if err != nil {
@@ -75,4 +88,19 @@ func (x silences) Unsilence(ctx context.Context, incident string, by input.Actor
 		return "", err
 	}
 	return "The silence of " + ref.ID + " will be expired; the card shows when it is.", nil
+}
+
+// flags reads the feature flags in Redis for /incident flags (read-only).
+type flags struct{ rdb redis.Cmdable }
+
+func (f flags) Flags(ctx context.Context) ([]slackin.Flag, error) {
+	fs, err := actions.ReadFlags(ctx, f.rdb)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]slackin.Flag, len(fs))
+	for i, x := range fs {
+		out[i] = slackin.Flag{Name: x.Name, Enabled: x.Enabled}
+	}
+	return out, nil
 }

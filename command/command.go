@@ -29,7 +29,8 @@ import (
 const Source = "command"
 
 // Verbs are the kinds of input a person may send.
-var Verbs = []input.Kind{input.Ack, input.Unack, input.Resolve, input.Note, input.Escalate, input.Silence, input.Unsilence}
+var Verbs = []input.Kind{input.Ack, input.Unack, input.Resolve, input.Note, input.Escalate, input.Silence, input.Unsilence,
+	input.Request, input.Approve, input.Deny}
 
 // Errors Send answers a silence with before anything is published, matched
 // with errors.Is; their text is meant for the person who asked.
@@ -54,6 +55,12 @@ type Command struct {
 	Text string `json:"text,omitempty"`
 	// Duration is how long a silence should hold (verb silence).
 	Duration time.Duration `json:"duration,omitempty"`
+	// Step is the remediation step's id (request, approve, deny); Hash the
+	// hash of its plan as the person saw it; As the approver entry of the
+	// step's policy the voter matched (their id, or a group of theirs).
+	Step string `json:"step,omitempty"`
+	Hash string `json:"hash,omitempty"`
+	As   string `json:"as,omitempty"`
 	// RequestID identifies the request in the system it came from: a
 	// retried request or a second click on the same button carries the
 	// same one, so the bus stores the command once.
@@ -80,6 +87,9 @@ func (c Command) Validate() error {
 	if c.Verb == input.Note && strings.TrimSpace(c.Text) == "" {
 		errs = append(errs, errors.New("a note needs text"))
 	}
+	if (c.Verb == input.Request || c.Verb == input.Approve || c.Verb == input.Deny) && (c.Step == "" || c.Hash == "") {
+		errs = append(errs, fmt.Errorf("%s needs a step and the hash of its plan", c.Verb))
+	}
 	if c.Verb == input.Silence && c.Duration <= 0 {
 		errs = append(errs, errors.New("a silence needs a positive duration, like 1h"))
 	}
@@ -93,6 +103,13 @@ func (c Command) ID() string {
 	for _, s := range []string{c.By.Via, c.RequestID, string(c.Verb), engine.NormalizeID(c.Incident)} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
+	}
+	if c.Step != "" {
+		// A step's request or vote: one per step and plan.
+		for _, s := range []string{c.Step, c.Hash} {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
 	}
 	return "cmd-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
@@ -211,5 +228,6 @@ func Decoder(ev bus.Event) ([]input.Input, error) {
 	if err := c.Validate(); err != nil {
 		return nil, bus.Poison(fmt.Errorf("invalid command: %w", err))
 	}
-	return []input.Input{{Kind: c.Verb, ID: ev.ID, At: c.At, Incident: c.Incident, Actor: c.By, Text: c.Text, Duration: c.Duration}}, nil
+	return []input.Input{{Kind: c.Verb, ID: ev.ID, At: c.At, Incident: c.Incident, Actor: c.By, Text: c.Text, Duration: c.Duration,
+		Step: c.Step, Hash: c.Hash, As: c.As}}, nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/incidentbot/incidentbot/actions/kube"
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/handlers/alertmanager"
@@ -51,6 +52,19 @@ type Config struct {
 	Slack        SlackConfig         `yaml:"slack"`
 	PagerDuty    PagerDutyConfig     `yaml:"pagerduty"`
 	Solana       solana.Config       `yaml:"solana"`
+	Redis        RedisConfig         `yaml:"redis"`
+	// Kubernetes is where the Kubernetes actions run: a kubeconfig, the
+	// in-cluster configuration in a pod, or none (dry runs).
+	Kubernetes kube.Config `yaml:"kubernetes"`
+}
+
+// RedisConfig is the app's feature-flag store, which the featureflag.*
+// actions change. Without a URL those actions run as dry runs only.
+type RedisConfig struct {
+	// URL is redis://[:password@]host:port/db (or rediss:// for TLS). It
+	// may carry a password, so it is a secret: it never prints.
+	URL     secret.Secret `yaml:"url"`
+	URLFile string        `yaml:"url_file"`
 }
 
 // HTTPConfig bounds what clients can hold of the HTTP server (webhooks,
@@ -302,6 +316,7 @@ func (c *Config) readFiles(use Use) []*Problem {
 		read(&c.Alertmanager.APIBearerToken, c.Alertmanager.APIBearerTokenFile, "alertmanager.api_bearer_token_file")
 		read(&c.Alertmanager.APIPassword, c.Alertmanager.APIPasswordFile, "alertmanager.api_password_file")
 		read(&c.Slack.Token, c.Slack.TokenFile, "slack.token_file")
+		read(&c.Redis.URL, c.Redis.URLFile, "redis.url_file")
 		read(&c.Slack.SigningSecret, c.Slack.SigningSecretFile, "slack.signing_secret_file")
 		read(&c.Slack.AppToken, c.Slack.AppTokenFile, "slack.app_token_file")
 		read(&c.PagerDuty.RoutingKey, c.PagerDuty.RoutingKeyFile, "pagerduty.routing_key_file")

@@ -249,3 +249,32 @@ func TestSlackInbound(t *testing.T) {
 		t.Errorf("the token is printed: %v", err)
 	}
 }
+
+// TestRedisURL: redis.url comes from the file, a url_file or the
+// environment; it may hold a password, so it never prints, not even in a
+// problem about it.
+func TestRedisURL(t *testing.T) {
+	dir := t.TempDir()
+	urlFile := filepath.Join(dir, "redis-url")
+	os.WriteFile(urlFile, []byte("redis://:hunter2pw@redis:6379/0\n"), 0o600)
+	path := filepath.Join(dir, "bot.yaml")
+	os.WriteFile(path, []byte("redis:\n  url_file: "+urlFile+"\n"), 0o600)
+	c, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.URL.Reveal() != "redis://:hunter2pw@redis:6379/0" {
+		t.Fatalf("url %q", c.Redis.URL.Reveal())
+	}
+	if s := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(s, "hunter2pw") {
+		t.Fatalf("password printed: %s", s)
+	}
+	c, err = config.Load("", []string{"INCIDENTBOT_REDIS_URL=redis://:envpw@127.0.0.1:6379/1"})
+	if err != nil || c.Redis.URL.Reveal() != "redis://:envpw@127.0.0.1:6379/1" {
+		t.Fatalf("env: %v %q", err, c.Redis.URL.Reveal())
+	}
+	_, err = config.Load("", []string{"INCIDENTBOT_REDIS_URL=http://:secretpw@redis:6379"})
+	if err == nil || !strings.Contains(err.Error(), "redis.url: not a Redis URL") || strings.Contains(err.Error(), "secretpw") {
+		t.Fatalf("err = %v", err)
+	}
+}

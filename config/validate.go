@@ -12,6 +12,7 @@ import (
 
 	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/runbooks"
+	"github.com/redis/go-redis/v9"
 )
 
 // Use says what a configuration is loaded for: each command checks, and
@@ -90,6 +91,12 @@ func (c Config) problems(use Use) []*Problem {
 				add("pagerduty.routing_keys."+name, "not a key name: want letters, digits, '.', '_' or '-' (at most 63)")
 			case !c.PagerDuty.RoutingKeys[name].IsSet():
 				add("pagerduty.routing_keys."+name, "empty routing key")
+			}
+		}
+		if u := c.Redis.URL; u.IsSet() {
+			// The URL may hold a password: the problem never quotes it.
+			if _, err := redis.ParseURL(u.Reveal()); err != nil {
+				add("redis.url", "not a Redis URL: want redis://[:password@]host:port/db or rediss://… (the value is not shown: it may hold a password)")
 			}
 		}
 		for _, u := range []struct{ path, raw string }{{"slack.api_url", c.Slack.APIURL}, {"pagerduty.events_url", c.PagerDuty.EventsURL}} {

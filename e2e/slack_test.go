@@ -20,6 +20,7 @@ import (
 
 	"github.com/incidentbot/incidentbot/config"
 	slackin "github.com/incidentbot/incidentbot/handlers/slack"
+	"github.com/incidentbot/incidentbot/internal/testenv"
 	nslack "github.com/incidentbot/incidentbot/notify/slack"
 	"github.com/incidentbot/incidentbot/notify/slack/slacktestutil"
 	"github.com/incidentbot/incidentbot/secret"
@@ -181,4 +182,25 @@ func ackButton(sl *slacktestutil.Server, skip string) string {
 		}
 	}
 	return ""
+}
+
+// TestSlackFlagsReadsRedis: `/incident flags` through serve lists the
+// feature flags in the app's real Redis, read-only.
+func TestSlackFlagsReadsRedis(t *testing.T) {
+	r := testenv.StartRedis(t)
+	if err := r.Client.Set(t.Context(), "feature:enable_escrow", "false", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	bot := serveInProcess(t, slog.LevelInfo, func(c *config.Config) {
+		c.Slack.SigningSecret = secret.Secret(signingSecret)
+		c.Redis.URL = secret.Secret(r.URL)
+	})
+	body := []byte(url.Values{"user_id": {"U0ADA"}, "user_name": {"ada"}, "command": {"/incident"}, "text": {"flags"}, "channel_id": {"C1"}}.Encode())
+	code, answer := slackPost(t, bot.srv.Addr(), slackin.CommandsPath, body)
+	if code != http.StatusOK || !strings.Contains(answer, "enable_escrow") || !strings.Contains(answer, `"response_type":"ephemeral"`) {
+		t.Fatalf("/incident flags: %d %s", code, answer)
+	}
+	if v, _ := r.Client.Get(t.Context(), "feature:enable_escrow").Result(); v != "false" {
+		t.Fatalf("reading the flags changed one: %q", v)
+	}
 }

@@ -28,11 +28,13 @@ const (
 	silenced
 	unsilenceRequested
 	silenceExpired
+	stepChanged
+	frozen
 )
 
 func (c change) String() string {
 	return [...]string{"unchanged", "opened", "updated", "reopened", "resolved", "acknowledged", "unacknowledged", "noted", "escalated",
-		"silence_requested", "silenced", "unsilence_requested", "silence_expired"}[c]
+		"silence_requested", "silenced", "unsilence_requested", "silence_expired", "step_changed", "freeze_changed"}[c]
 }
 
 // Result is what one apply decided: the change, or why nothing changed.
@@ -45,6 +47,8 @@ type Result struct {
 	// Reason says in words why nothing changed, for the audit trail and
 	// for the person who asked.
 	Reason string
+	// step is the remediation step a stepChanged is about.
+	step string
 }
 
 // Changed reports whether the record changed.
@@ -85,6 +89,9 @@ type applyEnv struct {
 	// silence's duration.
 	Silences   bool
 	SilenceMax time.Duration
+	// Step returns the policy of a remediation step of the incident's
+	// runbook (nil: no step can be requested).
+	Step func(id string) (StepPolicy, bool)
 	// ReportOnResolve adds a report entry to the timeline when the
 	// incident resolves; the chat worker renders it when it posts it.
 	ReportOnResolve bool
@@ -234,6 +241,18 @@ func applyInput(rec *Record, in input.Input, env applyEnv) (*Record, Result) {
 		res = silenceCreated(next, in, env)
 	case input.SilenceExpired:
 		res = silenceEnded(next, in, env)
+	case input.Request:
+		res = stepRequest(next, in, env)
+	case input.Approve, input.Deny:
+		res = stepVote(next, in, env)
+	case input.ApprovalExpired:
+		res = stepExpired(next, in, env)
+	case input.Freeze, input.Unfreeze:
+		res = freezeNote(next, in, env)
+	case input.ActionStarted:
+		res = actionStarted(next, in, env)
+	case input.ActionResult:
+		res = actionResult(next, in, env)
 	case input.EscalationDue:
 		switch {
 		case in.Token != next.Escalation.Token:

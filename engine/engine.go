@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
@@ -143,6 +145,9 @@ type Engine struct {
 	silencer   Silencer
 	silenceMax time.Duration
 	reports    Reports
+	runs       bus.KV
+	runner     StepRunner
+	actionEnv  actions.Env
 	audit      bus.Auditor
 	log        *slog.Logger
 	m          *Metrics
@@ -179,6 +184,12 @@ type Deps struct {
 	SilenceMax time.Duration
 	// Reports renders the report posted on resolution; nil posts none.
 	Reports Reports
+	// Runs is the bucket of action keys (RunsBucket); Runner resolves and
+	// runs approved steps with ActionEnv's clients. Without Runs no step
+	// runs; without Runner an approved step waits.
+	Runs      bus.KV
+	Runner    StepRunner
+	ActionEnv actions.Env
 }
 
 // Reports renders an incident's report (package report).
@@ -212,6 +223,7 @@ func New(cfg Config, d Deps) (*Engine, error) {
 	return &Engine{cfg: cfg, catalog: d.Catalog, decoders: d.Decoders, incidents: d.Incidents, ids: d.IDs, deliveries: d.Deliveries, archiveKV: d.Archive,
 		chat: d.Chat, pager: d.Pager, pub: d.Publisher, timers: d.Scheduler, audit: d.Audit,
 		silencer: d.Silencer, silenceMax: d.SilenceMax, reports: d.Reports,
+		runs: d.Runs, runner: d.Runner, actionEnv: d.ActionEnv,
 		log: d.Logger, m: d.Metrics, now: d.Now, newID: d.NewID}, nil
 }
 
@@ -324,7 +336,16 @@ func (e *Engine) group(ins []input.Input) ([]*batch, []input.Input) {
 func (e *Engine) env(key string, rb Runbook) applyEnv {
 	return applyEnv{Now: e.now(), ReopenWindow: e.cfg.ReopenWindow, Runbook: rb.Name(), Severity: rb.Severity,
 		Levels: rb.Escalation(), NewID: e.newID, Key: key,
-		Silences: e.silencer != nil, SilenceMax: e.silenceMax, ReportOnResolve: e.cfg.ReportOnResolve && e.reports != nil}
+		Silences: e.silencer != nil, SilenceMax: e.silenceMax, ReportOnResolve: e.cfg.ReportOnResolve && e.reports != nil,
+		Step: stepOf(rb)}
+}
+
+// stepOf returns rb's step policies, or nil when rb has none.
+func stepOf(rb Runbook) func(string) (StepPolicy, bool) {
+	if s, ok := rb.(Stepper); ok {
+		return s.Step
+	}
+	return nil
 }
 
 // signalEnv is the env for signals rb matched, applied to cur: when cur
@@ -437,7 +458,13 @@ func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev b
 			return err
 		}
 	}
+	if err := e.armApprovalTimers(ctx, prev, rec, redo); err != nil {
+		return err
+	}
 	if err := e.queueDeliveries(ctx, rec); err != nil {
+		return err
+	}
+	if err := e.queueActions(ctx, rec); err != nil {
 		return err
 	}
 	if err := e.archive(ctx, rec); err != nil {
@@ -447,8 +474,19 @@ func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev b
 		e.m.transitions.WithLabelValues(res.change.String()).Inc()
 		e.log.Info("incident "+res.change.String(), "incident", rec.ID, "runbook", rec.Runbook, "severity", rec.Severity,
 			"status", rec.Status, "group", rec.GroupKey, "by", by.String())
-		e.auditf(ctx, bus.AuditRecord{Kind: "incident." + res.change.String(), Incident: rec.ID, EventID: ev.ID, Actor: by.String(),
-			Detail: lastText(rec), Attrs: actorAttrs(map[string]string{"runbook": rec.Runbook, "severity": string(rec.Severity), "status": string(rec.Status)}, by)})
+		attrs := map[string]string{"runbook": rec.Runbook, "severity": string(rec.Severity), "status": string(rec.Status)}
+		kind := "incident." + res.change.String()
+		if q := rec.Steps[res.step]; res.change == stepChanged && q != nil {
+			// remediation.requested, .approved, .denied, .expired, .void,
+			// .started, .result: with the step, its plan and hash.
+			kind = "remediation." + strings.TrimPrefix(rec.Timeline[len(rec.Timeline)-1].Kind, "step_")
+			attrs["step"], attrs["hash"], attrs["plan"], attrs["state"] = res.step, q.Hash, q.Plan, string(q.State)
+			if q.Run != nil && q.Run.Result != "" {
+				attrs["result"] = q.Run.Result
+			}
+		}
+		e.auditf(ctx, bus.AuditRecord{Kind: kind, Incident: rec.ID, EventID: ev.ID, Actor: by.String(),
+			Detail: lastText(rec), Attrs: actorAttrs(attrs, by)})
 	}
 	return nil
 }
@@ -512,5 +550,6 @@ func (e *Engine) Consumers() []Consumer {
 		deliver(SinkChat, e.HandleChat),
 		deliver(SinkPager, e.HandlePager),
 		deliver(SinkSilence, e.HandleSilence),
+		deliver(SinkAction, e.HandleAction),
 	}
 }

@@ -56,6 +56,9 @@ type Record struct {
 	// silence request older than it is stale whatever order they arrive in.
 	Silence      *SilenceWish `json:"silence,omitempty"`
 	UnsilencedAt time.Time    `json:"unsilenced_at,omitzero"`
+	// Steps are the remediation steps requested, by step id: the latest
+	// request of each, its votes and where it stands.
+	Steps map[string]*StepRequest `json:"steps,omitempty"`
 	// Notes are people's notes, by input id (a set: a redelivered note is
 	// kept once).
 	Notes map[string]Note `json:"notes,omitempty"`
@@ -193,6 +196,7 @@ func clone(r *Record) *Record {
 		c.Alerts[k] = &a
 	}
 	c.Notes = maps.Clone(r.Notes)
+	c.Steps = cloneSteps(r.Steps)
 	c.Timeline = slices.Clone(r.Timeline)
 	c.Applied = slices.Clone(r.Applied)
 	c.Acks = slices.Clone(r.Acks)

@@ -57,6 +57,14 @@ func (e *Engine) render(ctx context.Context, rec *Record, rb Runbook) notify.Inc
 	if inc.Title == "" {
 		inc.Title = rep.Name()
 	}
+	if f, err := e.Frozen(ctx); err == nil {
+		inc.Freeze = f.String()
+	}
+	for i, p := range inc.Remediation {
+		if q := rec.Steps[p.ID]; q != nil {
+			inc.Remediation[i].Status = q.StepStatus()
+		}
+	}
 	if rec.Ack != nil {
 		inc.AcknowledgedBy = rec.Ack.By.String()
 		inc.AcknowledgedAt = rec.Ack.At
@@ -139,3 +147,7 @@ func (m missingRunbook) Escalation() []notify.EscalationLevel       { return nil
 func (m missingRunbook) Render(_ context.Context, s signal.Signal) Rendered {
 	return Rendered{Title: s.Name(), Summary: "runbook " + m.name + " is no longer loaded"}
 }
+
+// Representative is the signal an incident's runbook is rendered and its
+// remediation steps planned for.
+func Representative(rec *Record) signal.Signal { return representative(rec, rec.sortedAlerts()) }

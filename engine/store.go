@@ -17,6 +17,7 @@ var Buckets = []bus.BucketSpec{
 	{Name: BucketIDs, Description: "incident id (and PagerDuty dedup key) to record key", History: 1},
 	{Name: BucketDeliveries, Description: "what chat and pager were sent, per incident", History: 5},
 	{Name: BucketArchive, Description: "resolved incidents by id, kept after their key moves on to a later incident", History: 1},
+	RunsBucket,
 }
 
 // Bucket names.

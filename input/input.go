@@ -49,10 +49,31 @@ const (
 	// SilenceExpired is the silence reconciler reporting that Alertmanager
 	// expired the silence: Text is its id, Token the wish it ended.
 	SilenceExpired Kind = "silence_expired"
+	// Request asks for remediation step Step to run, for the plan whose
+	// hash is Hash (Text is the plan as the requester saw it). It runs
+	// once the step's approval policy is met.
+	Request Kind = "request"
+	// Approve and Deny are an approver's vote on the request of Step, for
+	// the plan with hash Hash; As is the policy's approver entry the voter
+	// matched when voting (their user id, or a group of theirs).
+	Approve Kind = "approve"
+	Deny    Kind = "deny"
+	// ApprovalExpired is a request's expiry timer firing, fenced by Token.
+	ApprovalExpired Kind = "approval_expired"
+	// ActionStarted and ActionResult are the action reconciler reporting
+	// that the run of Step for plan Hash began, and its result (Token:
+	// verified, verify_failed, failed, dry_run, unknown, void; Text: detail).
+	ActionStarted Kind = "action_started"
+	ActionResult  Kind = "action_result"
+	// Freeze and Unfreeze tell an open incident that the remediation kill
+	// switch was turned on or off (Text: the reason).
+	Freeze   Kind = "freeze"
+	Unfreeze Kind = "unfreeze"
 )
 
 // Kinds lists every kind, for validation and help texts.
-var Kinds = []Kind{Signal, Ack, Unack, Resolve, Note, Escalate, EscalationDue, Silence, Unsilence, SilenceCreated, SilenceExpired}
+var Kinds = []Kind{Signal, Ack, Unack, Resolve, Note, Escalate, EscalationDue, Silence, Unsilence, SilenceCreated, SilenceExpired,
+	Request, Approve, Deny, ApprovalExpired, ActionStarted, ActionResult, Freeze, Unfreeze}
 
 // Actor is who caused an input.
 type Actor struct {
@@ -113,6 +134,12 @@ type Input struct {
 	Token string
 	// Duration is how long a Silence should hold.
 	Duration time.Duration
+	// Step is the remediation step's id in the runbook (Request, Approve,
+	// Deny, ApprovalExpired); Hash the hash of the plan it is about; As the
+	// approver entry a voter matched.
+	Step string
+	Hash string
+	As   string
 }
 
 // Validate reports what an input is missing.
@@ -120,7 +147,7 @@ func (in Input) Validate() error {
 	switch in.Kind {
 	case Signal:
 		return in.Signal.Validate()
-	case Ack, Unack, Resolve, Escalate:
+	case Ack, Unack, Resolve, Escalate, Freeze, Unfreeze:
 	case Note:
 		if in.Text == "" {
 			return fmt.Errorf("note for %s: text is empty", in.Incident)
@@ -137,6 +164,14 @@ func (in Input) Validate() error {
 	case SilenceCreated, SilenceExpired:
 		if in.Text == "" || in.Token == "" {
 			return fmt.Errorf("%s for %s: silence id or token is empty", in.Kind, in.Incident)
+		}
+	case Request, Approve, Deny, ActionStarted, ActionResult:
+		if in.Step == "" || in.Hash == "" {
+			return fmt.Errorf("%s for %s: step or plan hash is empty", in.Kind, in.Incident)
+		}
+	case ApprovalExpired:
+		if in.Step == "" || in.Token == "" {
+			return fmt.Errorf("approval timer for %s: step or token is empty", in.Incident)
 		}
 	default:
 		return fmt.Errorf("unknown input kind %q", in.Kind)

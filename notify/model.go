@@ -85,6 +85,9 @@ type Incident struct {
 	// Alertmanager: "Silenced until 04:12 UTC by Ada (slack) (silence
 	// 1a2b3c4d…)"; empty when not.
 	Silence string
+	// Freeze is set while remediation is frozen (the kill switch): who,
+	// since when, why.
+	Freeze string
 	// Notes are people's notes, oldest first.
 	Notes []Update
 	// Reopened counts how often the incident re-fired after resolving.
@@ -127,6 +130,10 @@ type Proposal struct {
 	Automatic bool
 	// Error is set when the plan could not be rendered for this incident.
 	Error string
+	// Status is where the step's latest request stands, with its votes,
+	// or its run's result ("approved by Bob (slack); ✅ verified: …");
+	// empty while nobody requested it.
+	Status string
 }
 
 // EscalationLevel is one level of the runbook's escalation ladder.

@@ -14,7 +14,7 @@ import (
 	"github.com/incidentbot/incidentbot/watchers/solana"
 )
 
-var subcommands = []string{"serve", "watch", "check", "replay", "report", "test", "actions", "version"}
+var subcommands = []string{"serve", "watch", "check", "replay", "report", "audit", "test", "actions", "version"}
 
 // TestHelpEverywhere: --help (and -h, and `help CMD`) on every subcommand
 // prints its usage to stdout and exits 0, without running anything.

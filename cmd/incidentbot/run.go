@@ -42,6 +42,8 @@ Usage:
                                                                         validate configuration and runbooks
   incidentbot replay  [--config FILE] [--type TYPE] PAYLOAD.json|-       show what a payload would do, without side effects
   incidentbot report  [--config FILE] [--data-dir DIR] ID | --since 7d  an incident's report, or a summary of many
+  incidentbot audit   [--data-dir DIR] [--incident ID] [--since 7d] [--json]
+                                                                        the audit trail: who did what, when, plans and hashes
   incidentbot test    FILE|DIR...                                         run runbook tests (see test --help for the format)
   incidentbot actions                                                   list remediation actions (dry-run plans only)
   incidentbot version [--json]
@@ -77,6 +79,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return replay(ctx, rest, stdin, stdout, stderr, environ)
 	case "report":
 		return reportCmd(ctx, rest, stdout, stderr, environ)
+	case "audit":
+		return auditCmd(ctx, rest, stdout, stderr, environ)
 	case "test":
 		return testRunbooks(ctx, rest, stdout, stderr)
 	case "actions":

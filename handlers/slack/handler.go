@@ -82,7 +82,7 @@ type FlagReader interface {
 const (
 	hintSilencer = "silences need Alertmanager's API: set alertmanager.url"
 	hintReporter = "reports need the report builder, which this build does not include yet"
-	hintFlags    = "flags need the feature-flag store (Redis) configured"
+	hintFlags    = "flags are read from the app's Redis: set redis.url"
 	hintRPC      = "the RPC view needs solana.endpoints (or `incidentbot watch` on a shared bus.url)"
 )
 
@@ -97,6 +97,14 @@ type Options struct {
 	Silencer Silencer
 	Reporter Reporter
 	Flags    FlagReader
+	// Steps resolves remediation steps for run, approve and deny (nil:
+	// they answer what to configure); Approvers matches a voter against a
+	// step's approvers (nil: user ids only; Access implements it).
+	Steps     Steps
+	Approvers Approvers
+	// Freezer is the remediation kill switch (the engine); nil: freeze and
+	// unfreeze answer what to configure.
+	Freezer Freezer
 	// Access restricts who may use the commands and buttons; nil lets
 	// everyone in the workspace.
 	Access *Access
@@ -212,6 +220,11 @@ func (h *Handler) SlashCommand(ctx context.Context, sc slack.SlashCommand, trans
 		return h.silence(ctx, by, req.Incident, req.Duration, requestID, false)
 	case VerbUnsilence:
 		return h.unsilence(ctx, by, req.Incident, requestID)
+	case VerbFreeze, VerbUnfreeze:
+		return h.freeze(ctx, by, req.Verb == VerbFreeze, req.Text)
+	case VerbRun, VerbApprove, VerbDeny:
+		kind := map[Verb]input.Kind{VerbRun: input.Request, VerbApprove: input.Approve, VerbDeny: input.Deny}[req.Verb]
+		return h.step(ctx, by, kind, req.Incident, req.Step, requestID, false)
 	}
 	kind := map[Verb]input.Kind{VerbAck: input.Ack, VerbUnack: input.Unack, VerbResolve: input.Resolve,
 		VerbNote: input.Note, VerbEscalate: input.Escalate}[req.Verb]

@@ -27,6 +27,11 @@ const (
 	VerbRPC       Verb = "rpc"
 	VerbFlags     Verb = "flags"
 	VerbReport    Verb = "report"
+	VerbRun       Verb = "run"
+	VerbApprove   Verb = "approve"
+	VerbDeny      Verb = "deny"
+	VerbFreeze    Verb = "freeze"
+	VerbUnfreeze  Verb = "unfreeze"
 )
 
 // usage is one line per verb, in the order help shows them.
@@ -47,6 +52,11 @@ var usage = []struct {
 	{VerbRPC, "", "the Solana RPC endpoints, best first"},
 	{VerbFlags, "", "feature flags and their state (read-only)"},
 	{VerbReport, "ID", "the incident's timeline with time to acknowledge and resolve"},
+	{VerbRun, "ID STEP", "request a remediation step (its id in the runbook) for the plan shown now"},
+	{VerbApprove, "ID STEP", "approve the pending request of a step"},
+	{VerbDeny, "ID STEP", "deny the pending request of a step"},
+	{VerbFreeze, "[reason]", "kill switch: no remediation runs anywhere until unfreeze"},
+	{VerbUnfreeze, "", "lift the kill switch"},
 	{VerbHelp, "", "this list"},
 }
 
@@ -65,6 +75,8 @@ type Request struct {
 	Text string
 	// Duration is how long to silence.
 	Duration time.Duration
+	// Step is a remediation step's id (run, approve, deny).
+	Step string
 }
 
 // String renders the request back as command text.
@@ -75,6 +87,9 @@ func (r Request) String() string {
 	}
 	if r.Duration > 0 {
 		parts = append(parts, formatDuration(r.Duration))
+	}
+	if r.Step != "" {
+		parts = append(parts, r.Step)
 	}
 	if r.Text != "" {
 		parts = append(parts, r.Text)
@@ -115,12 +130,18 @@ func Parse(text string) (Request, error) {
 	}
 	r := Request{Verb: v}
 	switch v {
-	case VerbHelp, VerbList, VerbRPC, VerbFlags:
+	case VerbFreeze:
+		if len(rest) > maxText {
+			return Request{}, usagef("the reason is %d characters long; keep it under %d", len(rest), maxText)
+		}
+		r.Text = rest
+		return r, nil
+	case VerbHelp, VerbList, VerbRPC, VerbFlags, VerbUnfreeze:
 		if rest != "" && v != VerbHelp {
 			return Request{}, usagef("`%s` takes no arguments", v)
 		}
 		return r, nil
-	case VerbShow, VerbAck, VerbUnack, VerbEscalate, VerbUnsilence, VerbReport, VerbResolve, VerbNote, VerbSilence:
+	case VerbShow, VerbAck, VerbUnack, VerbEscalate, VerbUnsilence, VerbReport, VerbResolve, VerbNote, VerbSilence, VerbRun, VerbApprove, VerbDeny:
 	default:
 		return Request{}, usagef("unknown command %q", clip(word, 40))
 	}
@@ -153,6 +174,15 @@ func Parse(text string) (Request, error) {
 			return Request{}, err
 		}
 		r.Duration = dur
+	case VerbRun, VerbApprove, VerbDeny:
+		step, more := cut(rest)
+		if step == "" {
+			return Request{}, usagef("`%s` needs a step id from the runbook: `%s %s disable-feature`", v, v, id)
+		}
+		if more != "" || !validStep(step) {
+			return Request{}, usagef("`%s` takes an incident id and one step id (lower-case letters, digits, '_', '-')", v)
+		}
+		r.Step = step
 	default:
 		if rest != "" {
 			return Request{}, usagef("`%s` takes only an incident id", v)
@@ -182,6 +212,19 @@ func validID(id string) bool {
 	}
 	for _, c := range id {
 		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validStep accepts what runbook step ids can be.
+func validStep(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-' || c == '_') {
 			return false
 		}
 	}

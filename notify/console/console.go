@@ -160,6 +160,9 @@ func Card(inc notify.Incident) string {
 	if inc.ResolvedBy != "" {
 		status += " · resolved by " + inc.ResolvedBy
 	}
+	if inc.Freeze != "" {
+		status += " · 🧊 " + inc.Freeze
+	}
 	if inc.Silence != "" {
 		status += " · 🔕 " + inc.Silence
 	}
@@ -216,7 +219,7 @@ func Card(inc notify.Incident) string {
 		}
 	}
 	if len(inc.Remediation) > 0 {
-		line("proposed remediation (dry run):")
+		line("remediation (/incident run ID STEP requests a step):")
 		for i, p := range inc.Remediation {
 			line("  %d. %s [%s]", i+1, oneLine(p.Title), p.Action)
 			switch {
@@ -225,14 +228,17 @@ func Card(inc notify.Incident) string {
 			case p.Plan != "":
 				line("     %s", indent(p.Plan, "┃      "))
 			}
-			policy := "would need approval (proposed: approvals are not taken yet)"
+			policy := "needs approval"
 			if p.Automatic {
-				policy = "would run automatically (proposed: nothing runs yet)"
+				policy = "runs without approval when requested"
 			}
 			if p.Approval != "" {
 				policy += ": " + oneLine(p.Approval)
 			}
 			line("     %s", policy)
+			if p.Status != "" {
+				line("     status: %s", oneLine(p.Status))
+			}
 		}
 	}
 	if len(inc.Escalation) > 0 {

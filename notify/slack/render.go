@@ -144,6 +144,9 @@ func statusText(inc notify.Incident) string {
 	if inc.Reopened > 0 {
 		parts = append(parts, fmt.Sprintf("🔁 reopened %d×", inc.Reopened))
 	}
+	if inc.Freeze != "" {
+		parts = append(parts, "🧊 "+escN(oneLine(inc.Freeze), 300))
+	}
 	if inc.Silence != "" {
 		parts = append(parts, "🔕 "+escN(oneLine(inc.Silence), 200))
 	}
@@ -257,7 +260,7 @@ func assessmentText(steps []notify.Step) string {
 }
 
 func remediationBlocks(ps []notify.Proposal, maxProposals int) []slack.Block {
-	blocks := []slack.Block{section("*Proposed remediation* · dry run: nothing has been executed")}
+	blocks := []slack.Block{section("*Remediation* · `/incident run ID STEP` requests a step; approvers `/incident approve|deny ID STEP`")}
 	shown := ps
 	if len(shown) > maxProposals {
 		shown = shown[:maxProposals]
@@ -281,9 +284,9 @@ func remediationBlocks(ps []notify.Proposal, maxProposals int) []slack.Block {
 
 		var policy string
 		if p.Automatic {
-			policy = "⚙️ would run automatically (proposed: nothing runs yet)"
+			policy = "⚙️ runs without approval when requested"
 		} else {
-			policy = "🔐 would need approval (proposed: approvals are not taken yet)"
+			policy = "🔐 needs approval"
 		}
 		if p.Approval != "" {
 			policy += ": " + escN(oneLine(p.Approval), 300)
@@ -292,6 +295,9 @@ func remediationBlocks(ps []notify.Proposal, maxProposals int) []slack.Block {
 			policy += " · step " + code(notify.Truncate(p.ID, 80))
 		}
 		blocks = append(blocks, contextLine(policy))
+		if p.Status != "" {
+			blocks = append(blocks, contextLine("📋 "+escN(oneLine(p.Status), 600)))
+		}
 	}
 	if n := len(ps) - len(shown); n > 0 {
 		blocks = append(blocks, contextLine(fmt.Sprintf("_+%d more proposals in the runbook_", n)))

@@ -1,0 +1,82 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/config"
+	"github.com/incidentbot/incidentbot/engine"
+	"github.com/incidentbot/incidentbot/runbooks"
+)
+
+// Steps resolves an incident's remediation steps as they would run now,
+// for requests and votes (handlers/slack.Steps): the step's policy, and
+// the exact plan with the hash approvals bind to.
+type Steps struct {
+	Catalog Catalog
+	// Env is what the actions resolve with (the RPC URL lookup).
+	Env actions.Env
+}
+
+// Resolve implements handlers/slack.Steps.
+func (s Steps) Resolve(ctx context.Context, rec *engine.Record, step string) (engine.StepPolicy, actions.Plan, error) {
+	rb := s.Catalog.Set.Get(rec.Runbook)
+	if rb == nil {
+		return engine.StepPolicy{}, actions.Plan{}, fmt.Errorf("runbook %s is no longer loaded", rec.Runbook)
+	}
+	st := rb.Step(step)
+	if st == nil || st.Bound == nil {
+		return engine.StepPolicy{}, actions.Plan{}, fmt.Errorf("runbook %s has no remediation step %q", rec.Runbook, step)
+	}
+	pol, _ := runbook{rb: rb, c: s.Catalog}.Step(step)
+	data := actions.DataFromSignal(engine.Representative(rec), s.Catalog.RPC)
+	pctx, cancel := context.WithTimeout(ctx, runbooks.PlanTimeout)
+	defer cancel()
+	if r, ok := st.Bound.(actions.Runner); ok {
+		p, err := r.Resolve(pctx, s.Env, data)
+		return pol, p, err
+	}
+	// An action that cannot run yet: its dry-run text is the plan, so an
+	// approval still binds to exactly what people read.
+	text, err := st.Bound.Plan(pctx, data)
+	if err != nil {
+		return pol, actions.Plan{}, err
+	}
+	p, err := actions.NewPlan(st.Action, text+" (dry run: this action cannot run yet)", "dry-run", text)
+	return pol, p, err
+}
+
+// StepRunner resolves approved steps for the engine's action reconciler
+// (engine.StepRunner): the plan as it resolves now, and the action that
+// runs it. An action that cannot run yet is refused.
+type StepRunner struct{ Steps Steps }
+
+// Resolve implements engine.StepRunner.
+func (s StepRunner) Resolve(ctx context.Context, rec *engine.Record, step string) (actions.Plan, actions.Runner, error) {
+	_, p, err := s.Steps.Resolve(ctx, rec, step)
+	if err != nil {
+		return p, nil, err
+	}
+	rb := s.Steps.Catalog.Set.Get(rec.Runbook)
+	r, ok := rb.Step(step).Bound.(actions.Runner)
+	if !ok {
+		return p, nil, fmt.Errorf("%s cannot run yet: only its dry-run plan exists", p.Action)
+	}
+	return p, r, nil
+}
+
+// RedisClient opens the feature-flag store of redis.url, or returns nil
+// (the flag actions then run as dry runs) when it is not configured.
+func RedisClient(cfg config.Config) (*redis.Client, error) {
+	if !cfg.Redis.URL.IsSet() {
+		return nil, nil
+	}
+	opt, err := redis.ParseURL(cfg.Redis.URL.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: not a Redis URL") // never the URL: it may hold a password
+	}
+	return redis.NewClient(opt), nil
+}

@@ -1,0 +1,278 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/input"
+)
+
+// Running approved steps, exactly once. The action reconciler (consumer
+// deliver-action, a job per record version like chat and pager) runs a
+// step whose request is approved only after it created the step's action
+// key — (incident, step, plan hash) — in the engine's bucket
+// remediation_runs. KV.Create succeeds once, so a double click, a
+// redelivered job, a second replica or a restart cannot run it twice. The
+// key records the result once known; a key with no result after its
+// deadline (its runner died mid-run) is reported as "outcome unknown" and
+// never run again. The result comes back to the record as an input.
+
+// SinkAction names the action reconciler in job subjects and metrics.
+const SinkAction = "action"
+
+// BucketRuns holds one entry per run: the action keys.
+const BucketRuns = "remediation_runs"
+
+// RunsBucket is the bucket's spec; it is among Buckets.
+var RunsBucket = bus.BucketSpec{Name: BucketRuns, Description: "remediation runs: one key per incident, step and plan, created before the run", History: 1}
+
+// StepRunner resolves an incident's step to what will run now.
+type StepRunner interface {
+	// Resolve returns the step's plan as it resolves now, and its runner.
+	Resolve(ctx context.Context, rec *Record, step string) (actions.Plan, actions.Runner, error)
+}
+
+// Results of a run, as recorded in the action key and on the record.
+const (
+	RunVerified     = "verified"
+	RunVerifyFailed = "verify_failed"
+	RunFailed       = "failed"
+	RunDryRun       = "dry_run"
+	RunUnknown      = "unknown"
+	RunVoid         = "void"
+)
+
+// actionRun is the value of an action key.
+type actionRun struct {
+	Incident  string          `json:"incident"`
+	Step      string          `json:"step"`
+	Plan      actions.Plan    `json:"plan"`
+	StartedAt time.Time       `json:"started_at"`
+	Deadline  time.Time       `json:"deadline"`
+	Result    string          `json:"result,omitempty"`
+	Detail    string          `json:"detail,omitempty"`
+	Outcome   actions.Outcome `json:"outcome,omitzero"`
+}
+
+// StepRun is what the record knows of a step's run.
+type StepRun struct {
+	Hash      string    `json:"hash"`
+	StartedAt time.Time `json:"started_at"`
+	// Result is empty while it runs.
+	Result string    `json:"result,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+func actionKey(incident, step, hash string) string {
+	h := sha256.Sum256([]byte(incident + "\x00" + step + "\x00" + hash))
+	return "run." + hex.EncodeToString(h[:16])
+}
+
+// wantsRun lists the steps of r approved and not yet run, by id.
+func wantsRun(r *Record) []string {
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(r.Steps)) {
+		q := r.Steps[id]
+		if q.State == DecisionApproved && (q.Run == nil || q.Run.Hash != q.Hash || q.Run.Result == "") {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// queueActions queues a run job when a step waits to run.
+func (e *Engine) queueActions(ctx context.Context, r *Record) error {
+	if e.runs == nil || len(wantsRun(r)) == 0 {
+		return nil
+	}
+	ev := bus.Event{ID: SinkAction + "." + r.ID + "." + fmt.Sprint(r.Version), Source: "engine", Type: jobEventType,
+		Time: e.now(), Subject: r.Key, Data: []byte(r.Key)}
+	if _, err := e.pub.PublishTo(ctx, JobSubject(SinkAction), ev); err != nil {
+		return fmt.Errorf("queue run of %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+var errRunning = errors.New("a run of this step is in flight on another worker")
+
+// HandleAction is the action reconciler's job handler.
+func (e *Engine) HandleAction(ctx context.Context, d *bus.Delivery) error {
+	key, err := jobKey(d)
+	if err != nil {
+		return err
+	}
+	rec, _, err := e.load(ctx, key)
+	if err != nil || rec == nil || e.runs == nil {
+		return err
+	}
+	for _, step := range wantsRun(rec) {
+		if err := e.runStep(ctx, d, rec, step); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step string) error {
+	q := rec.Steps[step]
+	key := actionKey(rec.ID, step, q.Hash)
+	// A run already begun (or done) for this plan: never a second.
+	if ent, err := e.runs.Get(ctx, key); err == nil {
+		return e.adopt(ctx, rec, step, ent.Value)
+	} else if !errors.Is(err, bus.ErrKeyNotFound) {
+		return err
+	}
+	if e.runner == nil {
+		return nil
+	}
+	plan, runner, err := e.runner.Resolve(ctx, rec, step)
+	if err == nil && runner == nil {
+		err = errors.New("no runner for this step")
+	}
+	if err != nil {
+		return e.report(ctx, rec, step, q.Hash, RunFailed, "could not resolve the plan: "+err.Error())
+	}
+	if plan.Hash != q.Hash {
+		return e.report(ctx, rec, step, q.Hash, RunVoid,
+			fmt.Sprintf("the plan changed since it was approved (plan %s, now %s): request it again", short(q.Hash), short(plan.Hash)))
+	}
+	if f, err := e.Frozen(ctx); err != nil {
+		return err
+	} else if f.On {
+		return e.report(ctx, rec, step, q.Hash, RunVoid, f.String()+": nothing runs; request it again once unfrozen")
+	}
+	now := e.now()
+	run := actionRun{Incident: rec.ID, Step: step, Plan: plan, StartedAt: now, Deadline: now.Add(e.cfg.EffectTimeout)}
+	val, _ := json.Marshal(run)
+	rev, err := e.runs.Create(ctx, key, val)
+	if errors.Is(err, bus.ErrKeyExists) {
+		ent, err := e.runs.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		return e.adopt(ctx, rec, step, ent.Value)
+	}
+	if err != nil {
+		return err
+	}
+	// The key is ours: run once.
+	e.auditf(ctx, bus.AuditRecord{Kind: "remediation.ran", Incident: rec.ID, Detail: step + ": " + plan.Text,
+		Attrs: map[string]string{"step": step, "action": plan.Action, "target": plan.Target, "hash": plan.Hash, "plan": plan.Text}})
+	if err := e.started(ctx, rec, step, q.Hash, now); err != nil {
+		e.log.Warn("run start not recorded on the card", "incident", rec.ID, "step", step, "err", err)
+	}
+	_ = d.InProgress()
+	rctx, cancel := context.WithDeadline(ctx, run.Deadline)
+	out, err := runner.Run(rctx, e.actionEnv, plan)
+	switch {
+	case errors.Is(err, actions.ErrDryRun):
+		run.Result, run.Detail = RunDryRun, err.Error()
+	case err != nil:
+		run.Result, run.Detail = RunFailed, err.Error()
+	default:
+		run.Outcome = out
+		if verr := runner.Verify(rctx, e.actionEnv, plan, out); verr != nil {
+			run.Result, run.Detail = RunVerifyFailed, out.Detail+"; verify failed: "+verr.Error()
+		} else {
+			run.Result, run.Detail = RunVerified, out.Detail+"; verified"
+		}
+	}
+	cancel()
+	val, _ = json.Marshal(run)
+	if _, err := e.runs.Update(context.WithoutCancel(ctx), key, val, rev); err != nil {
+		return fmt.Errorf("record the result of %s %s: %w", rec.ID, step, err)
+	}
+	return e.report(ctx, rec, step, q.Hash, run.Result, run.Detail)
+}
+
+// adopt brings the record in line with an action key found: its result,
+// or, past its deadline with none, an unknown outcome; before its deadline
+// the job waits for the worker that holds it.
+func (e *Engine) adopt(ctx context.Context, rec *Record, step string, raw []byte) error {
+	var run actionRun
+	if err := json.Unmarshal(raw, &run); err != nil {
+		return bus.Poison(fmt.Errorf("action key of %s %s: %w", rec.ID, step, err))
+	}
+	switch {
+	case run.Result != "":
+		return e.report(ctx, rec, step, run.Plan.Hash, run.Result, run.Detail)
+	case e.now().Before(run.Deadline.Add(LeaseMargin)):
+		return bus.Retry(errRunning, run.Deadline.Add(LeaseMargin).Sub(e.now()))
+	}
+	return e.report(ctx, rec, step, run.Plan.Hash, RunUnknown,
+		fmt.Sprintf("the run that began at %s did not record a result: check, then retry by hand", run.StartedAt.UTC().Format("15:04:05 UTC")))
+}
+
+func (e *Engine) started(ctx context.Context, rec *Record, step, hash string, at time.Time) error {
+	in := input.Input{Kind: input.ActionStarted, Incident: rec.ID, At: at, Actor: input.Bot, Step: step, Hash: hash}
+	in.ID = "action_started." + actionKey(rec.ID, step, hash)
+	ev := bus.Event{ID: in.ID, Source: "engine", Type: "engine." + string(in.Kind), Time: at, Subject: rec.GroupKey}
+	return e.applyOne(ctx, in, ev, e.log.With("event", ev.ID))
+}
+
+func (e *Engine) report(ctx context.Context, rec *Record, step, hash, result, detail string) error {
+	in := input.Input{Kind: input.ActionResult, Incident: rec.ID, At: e.now(), Actor: input.Bot, Step: step, Hash: hash, Token: result, Text: detail}
+	in.ID = "action_result." + actionKey(rec.ID, step, hash) + "." + result
+	ev := bus.Event{ID: in.ID, Source: "engine", Type: "engine." + string(in.Kind), Time: in.At, Subject: rec.GroupKey}
+	return e.applyOne(ctx, in, ev, e.log.With("event", ev.ID))
+}
+
+// actionStarted records that a run began (apply).
+func actionStarted(r *Record, in input.Input, env applyEnv) Result {
+	q := r.Steps[in.Step]
+	if q == nil || q.Hash != in.Hash {
+		return stale("no approved request for this plan")
+	}
+	if q.Run != nil && q.Run.Hash == in.Hash {
+		return noop("already running")
+	}
+	q.Run = &StepRun{Hash: in.Hash, StartedAt: in.At}
+	r.addUpdate(env.Now, "step_started", fmt.Sprintf("Running %s (plan %s)", in.Step, short(in.Hash)))
+	return Result{change: stepChanged, step: in.Step}
+}
+
+// actionResult records a run's result (apply).
+func actionResult(r *Record, in input.Input, env applyEnv) Result {
+	q := r.Steps[in.Step]
+	if q == nil || q.Hash != in.Hash {
+		return stale("no request for this plan")
+	}
+	if q.Run != nil && q.Run.Hash == in.Hash && q.Run.Result != "" {
+		return noop("result already recorded: " + q.Run.Result)
+	}
+	if in.Token == RunVoid {
+		q.State, q.Reason = DecisionVoid, in.Text
+		r.addUpdate(env.Now, "step_void", "The approval of "+in.Step+" is void: "+in.Text)
+		return Result{change: stepChanged, step: in.Step}
+	}
+	if q.Run == nil || q.Run.Hash != in.Hash {
+		q.Run = &StepRun{Hash: in.Hash}
+	}
+	q.Run.Result, q.Run.Detail, q.Run.At = in.Token, in.Text, in.At
+	text := map[string]string{
+		RunVerified:     "✅ %s ran and is verified: %s",
+		RunVerifyFailed: "⚠️ %s ran but its check failed: %s",
+		RunFailed:       "❌ %s failed: %s",
+		RunDryRun:       "%s did not run (%s)",
+		RunUnknown:      "❓ %s: outcome unknown — %s",
+	}[in.Token]
+	if text == "" {
+		text = "%s: %s"
+	}
+	r.addUpdate(env.Now, "step_result", fmt.Sprintf(text, in.Step, in.Text))
+	return Result{change: stepChanged, step: in.Step}
+}
+
+// ActionKey is the action key of a run of step for plan hash in incident
+// (tests create one to stand for a runner that died mid-run).
+func ActionKey(incident, step, hash string) string { return actionKey(incident, step, hash) }

@@ -1,0 +1,203 @@
+package slack
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/slack-go/slack"
+
+	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/command"
+	"github.com/incidentbot/incidentbot/engine"
+	"github.com/incidentbot/incidentbot/input"
+)
+
+// Steps resolves an incident's remediation step as it would run now: its
+// policy and the exact plan, whose hash a request and its votes bind to.
+type Steps interface {
+	Resolve(ctx context.Context, rec *engine.Record, step string) (engine.StepPolicy, actions.Plan, error)
+}
+
+// Approvers says which entry of a step's approvers a Slack user matches:
+// their own user id, or a user group (id S… or handle @name) they are a
+// member of; "" when none.
+type Approvers interface {
+	Match(ctx context.Context, user string, approvers []string) (string, error)
+}
+
+// Freezer is the remediation kill switch, kept in KV so every replica
+// obeys it at once (the engine).
+type Freezer interface {
+	Frozen(ctx context.Context) (engine.Freeze, error)
+	SetFreeze(ctx context.Context, on bool, by input.Actor, reason string) error
+}
+
+func (h *Handler) freeze(ctx context.Context, by input.Actor, on bool, reason string) Reply {
+	if h.o.Freezer == nil {
+		return Reply{Text: "Not configured on this bot: " + hintSteps + "."}
+	}
+	if err := h.o.Freezer.SetFreeze(ctx, on, by, reason); err != nil {
+		h.log.Error("slack freeze failed", "on", on, "err", err)
+		return Reply{Text: "⚠️ Not accepted: " + esc(err.Error())}
+	}
+	if on {
+		return Reply{Text: "🧊 Remediation is frozen: no step runs on any replica until `/incident unfreeze`. Every open card says so."}
+	}
+	return Reply{Text: "Remediation is unfrozen. Steps refused while frozen must be requested again."}
+}
+
+const hintSteps = "remediation steps need the runbooks' actions wired to this handler"
+
+// step requests a remediation step (run) or votes on its request (approve,
+// deny), for the plan as it resolves now. A person who may not vote is
+// refused here, ephemerally, and nothing is sent.
+func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id, step, requestID string, card bool) Reply {
+	if h.o.Steps == nil {
+		return Reply{Text: "Not configured on this bot: " + hintSteps + "."}
+	}
+	if h.o.Freezer != nil {
+		f, err := h.o.Freezer.Frozen(ctx)
+		if err != nil {
+			return Reply{Text: notAccepted(id, err)}
+		}
+		if f.On {
+			return Reply{Text: "🧊 " + esc(f.String()) + ": nothing is requested, approved or run."}
+		}
+	}
+	rec, r, ok := h.get(ctx, id)
+	if !ok {
+		return r
+	}
+	if !rec.Open() {
+		return Reply{Text: fmt.Sprintf("*%s* is already resolved%s: no remediation runs for it.", rec.ID, resolvedBy(rec))}
+	}
+	pol, plan, err := h.o.Steps.Resolve(ctx, rec, step)
+	if err != nil {
+		return Reply{Text: "⚠️ Cannot plan `" + esc(step) + "` for *" + rec.ID + "*: " + esc(err.Error())}
+	}
+	c := command.Command{Verb: kind, Incident: rec.ID, By: by, Step: step, Hash: plan.Hash, Text: plan.Text, RequestID: requestID, At: h.o.Now()}
+	if kind != input.Request {
+		req := rec.Steps[step]
+		if req == nil {
+			return Reply{Text: fmt.Sprintf("Nobody requested `%s` for *%s*: request it first with `/incident run %s %s`.", esc(step), rec.ID, rec.ID, esc(step))}
+		}
+		as := ""
+		if h.o.Approvers != nil {
+			if as, err = h.o.Approvers.Match(ctx, by.ID, pol.Approval.Approvers); err != nil {
+				h.log.Warn("slack: approvers not resolved", "step", step, "err", err)
+			}
+		} else if slices.Contains(pol.Approval.Approvers, by.ID) {
+			as = by.ID
+		}
+		if ok, why := engine.MayApprove(pol.Approval, by, as, req.Requested.By); !ok {
+			h.audit(ctx, "slack.refused", rec.ID, string(kind)+" "+step+": "+why, by)
+			return Reply{Text: "⛔ " + esc(why)}
+		}
+		if req.State != engine.DecisionPending {
+			why := fmt.Sprintf("The request for `%s` is already %s: %s", esc(step), req.State, esc(req.Reason))
+			if card {
+				why += " (The card you used is out of date.)"
+			}
+			return Reply{Text: why}
+		}
+		c.As = as
+	}
+	if _, err := h.o.Sender.Send(ctx, c); err != nil {
+		h.log.Error("slack command not accepted", "incident", rec.ID, "verb", kind, "step", step, "err", err)
+		return Reply{Text: notAccepted(rec.ID, err)}
+	}
+	switch kind {
+	case input.Request:
+		if pol.Automatic {
+			return Reply{Text: fmt.Sprintf("▶️ Running `%s` for *%s* (automatic step): accepted.\nPlan: %s", esc(step), rec.ID, esc(plan.Text))}
+		}
+		return Reply{Text: fmt.Sprintf("🙋 Requested `%s` for *%s*: accepted. It needs %s.\nPlan: %s", esc(step), rec.ID, esc(pol.Approval.String()), esc(plan.Text))}
+	case input.Approve:
+		return Reply{Text: fmt.Sprintf("👍 Your approval of `%s` for *%s* is accepted; the card shows the votes.", esc(step), rec.ID)}
+	}
+	return Reply{Text: fmt.Sprintf("👎 Your denial of `%s` for *%s* is accepted.", esc(step), rec.ID)}
+}
+
+// UserGroups lists the workspace's user groups (usergroups.list;
+// *slack.Client has it), to find a group by its handle.
+type UserGroups interface {
+	GetUserGroupsContext(ctx context.Context, opts ...slack.GetUserGroupsOption) ([]slack.UserGroup, error)
+}
+
+// Match implements Approvers with the same cached group lookups the allow
+// lists use: a user id entry matches that user; a group entry (S… or
+// @handle) matches its members.
+func (a *Access) Match(ctx context.Context, user string, approvers []string) (string, error) {
+	if slices.Contains(approvers, user) {
+		return user, nil
+	}
+	var errs []string
+	for _, ap := range approvers {
+		group := ap
+		switch {
+		case strings.HasPrefix(ap, "@"):
+			id, err := a.groupByHandle(ctx, strings.TrimPrefix(ap, "@"))
+			if err != nil {
+				errs = append(errs, ap+": "+err.Error())
+				continue
+			}
+			group = id
+		case strings.HasPrefix(ap, "S"):
+		default:
+			continue
+		}
+		members, err := a.members(ctx, group)
+		if err != nil {
+			errs = append(errs, ap+": "+err.Error())
+			continue
+		}
+		if members[user] {
+			return ap, nil
+		}
+	}
+	if len(errs) > 0 {
+		return "", fmt.Errorf("could not check %s", strings.Join(errs, "; "))
+	}
+	return "", nil
+}
+
+// groupByHandle finds a user group's id by its handle, cached like members.
+func (a *Access) groupByHandle(ctx context.Context, handle string) (string, error) {
+	a.mu.Lock()
+	c, ok := a.cache["handle:"+handle]
+	a.mu.Unlock()
+	if ok && a.now().Sub(c.at) < a.ttl {
+		for id := range c.members {
+			return id, nil
+		}
+	}
+	ug, can := a.api.(UserGroups)
+	if !can || a.api == nil {
+		return "", fmt.Errorf("no Slack token to read user groups with")
+	}
+	groups, err := ug.GetUserGroupsContext(ctx)
+	if err != nil {
+		if ok {
+			for id := range c.members {
+				return id, nil
+			}
+		}
+		return "", err
+	}
+	now := a.now()
+	found := ""
+	a.mu.Lock()
+	for _, g := range groups {
+		a.cache["handle:"+g.Handle] = groupMembers{members: map[string]bool{g.ID: true}, at: now}
+		if g.Handle == handle {
+			found = g.ID
+		}
+	}
+	a.mu.Unlock()
+	if found == "" {
+		return "", fmt.Errorf("no user group @%s", handle)
+	}
+	return found, nil
+}
