@@ -264,7 +264,7 @@ func TestCommandsAnswer(t *testing.T) {
 		"show inc-2041":        {"*INC-2041*", "*firing* · critical", "Alerts: 1 firing, 0 resolved", "Incident opened"},
 		"ack INC-9999":         {"No incident INC-9999"},
 		"rpc":                  {"Not configured on this bot:", "solana.endpoints"},
-		"flags":                {"Not configured on this bot:", "feature-flag store"},
+		"flags":                {"Not configured on this bot:", "set redis.url"},
 		"report INC-2041":      {"Not configured on this bot:", "report builder"},
 		"silence INC-2041 1h":  {"Not configured on this bot:", "alertmanager.url"},
 		"unsilence INC-2041":   {"Not configured on this bot:", "alertmanager.url"},
