@@ -3,14 +3,9 @@
 // Kubernetes permissions it needs), validates its parameters when the
 // runbook loads, and renders a dry-run plan for an incident.
 //
-// Only planning exists so far. Running is planned as two more methods on
-// Bound, added when the executors land:
-//
-//	Run(ctx context.Context, env Env, data PlanData) (Result, error)
-//	Verify(ctx context.Context, env Env, data PlanData) error // optional
-//
-// where Env carries the Kubernetes, Redis and Alertmanager clients. Both
-// receive the same typed parameters Plan sees, never a map.
+// A bound action that can run also implements Runner (see run.go):
+// Resolve, Run and Verify, and Reverter where its change can be undone.
+// They receive the same typed parameters Plan sees, never a map.
 package actions
 
 import (

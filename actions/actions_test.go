@@ -307,3 +307,15 @@ func TestTemplateRefs(t *testing.T) {
 		}
 	}
 }
+
+func TestRunsTellsRunnersFromPlans(t *testing.T) {
+	for name, want := range map[string]bool{"featureflag.disable": true, "kubernetes.scale": true, "solana.switch_rpc": true, "manual": false} {
+		a, ok := Default().Lookup(name)
+		if !ok {
+			t.Fatalf("no action %s", name)
+		}
+		if got := Runs(a); got != want {
+			t.Errorf("Runs(%s) = %v, want %v", name, got, want)
+		}
+	}
+}

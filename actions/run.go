@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/redis/go-redis/v9"
+	"gopkg.in/yaml.v3"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -86,3 +87,27 @@ type Env struct {
 // ErrDryRun is returned by Run when the system the action needs is not
 // configured: nothing was changed.
 var ErrDryRun = errors.New("dry run: the system this action needs is not configured")
+
+// Runs reports whether the action can run (its bound form is a Runner), by
+// binding its own example; the others render a plan for a person to carry
+// out.
+func Runs(a Action) bool {
+	var doc yaml.Node
+	if yaml.Unmarshal([]byte(a.Describe().Example), &doc) != nil || len(doc.Content) == 0 {
+		return false
+	}
+	var params *yaml.Node
+	if m := doc.Content[0]; m.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == "params" {
+				params = m.Content[i+1]
+			}
+		}
+	}
+	b, err := a.Load(params, "example")
+	if err != nil {
+		return false
+	}
+	_, ok := b.(Runner)
+	return ok
+}

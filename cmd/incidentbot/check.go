@@ -95,23 +95,28 @@ func check(args []string, stdout, stderr io.Writer, environ []string) error {
 	return nil
 }
 
-// listActions prints what each remediation action does, its parameters
-// and the Kubernetes permissions it will need once actions run. Today
-// actions only validate their parameters and render dry-run plans.
+// listActions prints what each remediation action does, whether it runs
+// (behind the runbook's approval policy) or only proposes a plan, its
+// parameters, and the Kubernetes permissions and services it needs.
 func listActions(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("actions", "", "Lists the remediation actions runbooks may propose, with their parameters. In this release an\n"+
-		"action only validates its parameters and renders a dry-run plan on the incident card: nothing runs.", stdout, stderr)
+	fs := newFlags("actions", "", "Lists the remediation actions runbooks may propose, with their parameters: which run (once the\n"+
+		"runbook's approval policy is met, exactly once, audited) and which only render a plan for a person to carry out.", stdout, stderr)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"actions takes no arguments"}
 	}
-	fmt.Fprint(stdout, "Remediation actions. In this release they render dry-run plans only: nothing runs, nothing\n"+
-		"is changed. \"rbac\" is what an action will need once running lands; the Helm chart's Role grants it.\n\n")
+	fmt.Fprint(stdout, "Remediation actions. \"runs\": carried out by the bot once the step's approval policy is met\n"+
+		"(a dry run when its system is not configured); \"plan only\": the card shows what a person should do.\n"+
+		"\"rbac\" is what an action needs; the Helm chart's Role grants it.\n\n")
 	for _, a := range actions.Default().All() {
 		d := a.Describe()
-		fmt.Fprintf(stdout, "%s\n  %s\n", d.Name, d.Description)
+		mode := "plan only"
+		if actions.Runs(a) {
+			mode = "runs"
+		}
+		fmt.Fprintf(stdout, "%s (%s)\n  %s\n", d.Name, mode, d.Description)
 		for _, p := range d.Params {
 			req := ""
 			if p.Required {
@@ -124,10 +129,10 @@ func listActions(args []string, stdout, stderr io.Writer) error {
 			if group == "" {
 				group = "core"
 			}
-			fmt.Fprintf(stdout, "    rbac (once it runs): %s %s: %s\n", group, strings.Join(perm.Resources, ","), strings.Join(perm.Verbs, ","))
+			fmt.Fprintf(stdout, "    rbac: %s %s: %s\n", group, strings.Join(perm.Resources, ","), strings.Join(perm.Verbs, ","))
 		}
 		if len(d.Needs) > 0 {
-			fmt.Fprintf(stdout, "    needs (once it runs): %s\n", strings.Join(d.Needs, ", "))
+			fmt.Fprintf(stdout, "    needs: %s\n", strings.Join(d.Needs, ", "))
 		}
 		fmt.Fprintln(stdout)
 	}

@@ -135,14 +135,14 @@ func TestEveryRunbookTypeIsReplayable(t *testing.T) {
 	}
 }
 
-// TestActionsSaysNothingRuns: `actions` describes what exists, dry-run
-// plans, not execution.
-func TestActionsSaysNothingRuns(t *testing.T) {
+// TestActionsSaysWhatRuns: `actions` says which actions run and which
+// only propose a plan.
+func TestActionsSaysWhatRuns(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(context.Background(), []string{"actions"}, nil, &out, &errb, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "dry-run plans only: nothing runs") || !strings.Contains(out.String(), "kubernetes.scale") {
+	if !strings.Contains(out.String(), "kubernetes.scale (runs)") || !strings.Contains(out.String(), "manual (plan only)") {
 		t.Errorf("actions output:\n%s", out.String())
 	}
 }
