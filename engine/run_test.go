@@ -140,6 +140,19 @@ func (e *runEnv) send(t *testing.T, verb input.Kind, id, who, reqID string) {
 	}
 }
 
+// request sends a request and waits until the card shows it: people vote
+// on a request they see, and with two replicas a vote sent at once could
+// be applied first (a vote for no request is dropped).
+func (e *runEnv) request(t *testing.T, id, who, reqID string) {
+	t.Helper()
+	before := time.Now()
+	e.send(t, input.Request, id, who, reqID)
+	eventually(t, "the request recorded", func() bool {
+		q := e.step(t, id)
+		return q != nil && !q.Requested.At.Before(before)
+	})
+}
+
 func (e *runEnv) step(t *testing.T, id string) *engine.StepRequest {
 	t.Helper()
 	r, err := e.eng.Get(context.Background(), id)
@@ -168,7 +181,7 @@ func TestApprovedStepRunsOnce(t *testing.T) {
 	e.replica(t)
 	e.replica(t)
 	id := e.open(t)
-	e.send(t, input.Request, id, "U0ADA", "r1")
+	e.request(t, id, "U0ADA", "r1")
 	e.send(t, input.Approve, id, "U0BOB", "a1")
 	e.send(t, input.Approve, id, "U0BOB", "a1") // a double click
 	e.send(t, input.Approve, id, "U0BOB", "a2") // a second click with its own id
@@ -220,7 +233,7 @@ func TestCrashMidRunIsOutcomeUnknown(t *testing.T) {
 	if _, err := e.kvs[engine.BucketRuns].Create(context.Background(), key, val); err != nil {
 		t.Fatal(err)
 	}
-	e.send(t, input.Request, id, "U0ADA", "r1")
+	e.request(t, id, "U0ADA", "r1")
 	e.send(t, input.Approve, id, "U0BOB", "a1")
 	eventually(t, "the result", func() bool {
 		q := e.step(t, id)
@@ -309,6 +322,10 @@ func TestFreezeBlocksEverything(t *testing.T) {
 		return strings.Contains(e.lastCard().Freeze, "Remediation frozen by ada (slack) since") && strings.Contains(e.lastCard().Freeze, ": bad deploy")
 	})
 	e.send(t, input.Request, id, "U0ADA", "r1")
+	// The approver sees the request on the card before voting: with two
+	// replicas a vote sent before its request is recorded can be applied
+	// first, and a vote for no request is dropped.
+	eventually(t, "the request", func() bool { q := e.step(t, id); return q != nil && q.State == engine.DecisionPending })
 	e.send(t, input.Approve, id, "U0BOB", "a1")
 	eventually(t, "void", func() bool { q := e.step(t, id); return q != nil && q.State == engine.DecisionVoid })
 	if q := e.step(t, id); !strings.Contains(q.Reason, "Remediation frozen by ada (slack)") || !strings.Contains(q.Reason, "nothing runs") {
@@ -322,6 +339,7 @@ func TestFreezeBlocksEverything(t *testing.T) {
 	}
 	eventually(t, "the card unfrozen", func() bool { return e.lastCard().Freeze == "" })
 	e.send(t, input.Request, id, "U0ADA", "r2")
+	eventually(t, "the new request", func() bool { q := e.step(t, id); return q != nil && q.State == engine.DecisionPending })
 	e.send(t, input.Approve, id, "U0BOB", "a2")
 	eventually(t, "the run", func() bool {
 		q := e.step(t, id)
