@@ -101,6 +101,9 @@ func TestAuditTellsTheStory(t *testing.T) {
 		if _, err := sender.Send(ctx, c); err != nil {
 			t.Fatal(err)
 		}
+		if c.Verb == input.Request { // vote on a request the card shows
+			waitRec("the request", func(r *engine.Record) bool { return r.Steps["disable-feature"] != nil })
+		}
 	}
 	waitRec("the result", func(r *engine.Record) bool {
 		q := r.Steps["disable-feature"]
