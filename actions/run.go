@@ -88,6 +88,13 @@ type Env struct {
 // configured: nothing was changed.
 var ErrDryRun = errors.New("dry run: the system this action needs is not configured")
 
+// ErrNotYet is returned (wrapped, saying what is awaited) by Verify when
+// the change is not visible yet but may still become so: a rollout still
+// progressing, a multisig upgrade waiting for its signers. The engine
+// probes again until the step's verify window (`verify.within`) ends; any
+// other error fails the check at once.
+var ErrNotYet = errors.New("not verified yet")
+
 // Runs reports whether the action can run (its bound form is a Runner), by
 // binding its own example; the others render a plan for a person to carry
 // out.
