@@ -53,6 +53,7 @@ type Server struct {
 	httpErr chan error
 	serving atomic.Bool
 	waiting atomic.Pointer[string]
+	ready   *readiness
 	parts   []func(context.Context) error
 	// consumers drain first on shutdown, before the other parts stop.
 	consumers []func(context.Context) error
@@ -81,8 +82,9 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	s := &Server{cfg: cfg, log: log, Registry: reg, mux: http.NewServeMux(), listener: o.Listener, httpErr: make(chan error, 1)}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	s.ready = newReadiness(func(ctx context.Context) error { return s.Bus.Probe(ctx) }, reg)
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Bus.Ready(r.Context()); err != nil {
+		if err := s.ready.check(r.Context()); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -227,6 +229,9 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) Run(ctx context.Context, extra ...func(context.Context) error) error {
 	srv := s.http
 	parts := append(append([]func(context.Context) error{}, s.parts...), extra...)
+	// Probe the store with real writes; a store wedged after a full disk
+	// stops the process, for its supervisor to restart (bus.Watch).
+	parts = append(parts, func(ctx context.Context) error { return s.Bus.Watch(ctx, s.ready.record) })
 	errc := make(chan error, 1+len(parts)+len(s.consumers))
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -43,6 +43,13 @@ type Config struct {
 	// PublishTimeout bounds one publish when the caller's context has no
 	// earlier deadline (default 5s).
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	// ProbeInterval is how often the store is probed with a real write
+	// (default 10s); see Probe and Watch.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// MinFreeBytes is the free space on the data directory above which
+	// an embedded store that still cannot write is wedged, not full, and
+	// the process exits for its supervisor to restart it (default 64 MiB).
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // DefaultConfig is the embedded default.
@@ -54,6 +61,8 @@ func DefaultConfig() Config {
 		DuplicateWindow: time.Hour,
 		EventsMaxAge:    7 * 24 * time.Hour,
 		PublishTimeout:  5 * time.Second,
+		ProbeInterval:   10 * time.Second,
+		MinFreeBytes:    64 << 20,
 	}
 }
 
@@ -76,6 +85,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DataDir == "" {
 		c.DataDir = d.DataDir
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = d.ProbeInterval
+	}
+	if c.MinFreeBytes <= 0 {
+		c.MinFreeBytes = d.MinFreeBytes
 	}
 	return c
 }
@@ -102,6 +117,9 @@ type Bus struct {
 	js     jetstream.JetStream
 	events jetstream.Stream
 	onWait func(Wait) // see OnWait
+
+	mu      sync.Mutex
+	buckets []kvBucket // every bucket ensured, for Probe
 }
 
 // Open starts the embedded server (when no URL is configured) or connects to

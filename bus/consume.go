@@ -105,6 +105,10 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.Stream == "" {
 		c.Stream = streamEvents
 	}
+	if c.Stream == streamEvents && len(c.FilterSubjects) == 0 {
+		// Everything but the store probes (see Probe).
+		c.FilterSubjects = []string{"events.>", "commands.>"}
+	}
 	if c.MaxDeliver == 0 || c.MaxDeliver < -1 {
 		c.MaxDeliver = 10
 	}

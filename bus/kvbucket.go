@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -68,7 +69,7 @@ func (k kvBucket) Keys(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kv keys: %w", mapKVErr(err))
 	}
-	return keys, nil
+	return slices.DeleteFunc(keys, func(k string) bool { return k == probeKey }), nil
 }
 
 func mapKVErr(err error) error {

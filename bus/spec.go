@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,7 +75,7 @@ func EventsStreamSpec(cfg Config) StreamSpec {
 	return StreamSpec{
 		Name:        streamEvents,
 		Description: "incidentbot events from every source, and commands",
-		Subjects:    []string{"events.>", "commands.>"},
+		Subjects:    []string{"events.>", "commands.>", probeSubject},
 		MaxAge:      cfg.EventsMaxAge,
 		Duplicates:  cfg.DuplicateWindow,
 	}
@@ -191,7 +192,13 @@ func (b *Bus) EnsureBucket(ctx context.Context, s BucketSpec) (KV, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kvBucket{kv: kv}, nil
+	kb := kvBucket{kv: kv}
+	b.mu.Lock()
+	if !slices.ContainsFunc(b.buckets, func(o kvBucket) bool { return o.kv.Bucket() == name }) {
+		b.buckets = append(b.buckets, kb)
+	}
+	b.mu.Unlock()
+	return kb, nil
 }
 
 // validSubject checks a subject relative to the prefix: dot-separated

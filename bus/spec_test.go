@@ -91,7 +91,7 @@ func TestOpenUpgradesEventsStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := s.CachedInfo().Config.Subjects
-	want := []string{"incidentbot.events.>", "incidentbot.commands.>"}
+	want := []string{"incidentbot.events.>", "incidentbot.commands.>", "incidentbot.probe.events"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("subjects after upgrade = %v, want %v", got, want)
 	}

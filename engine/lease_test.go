@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,4 +152,148 @@ func TestLeaseLeavesRoomForACardWithin20sOfARestart(t *testing.T) {
 	if held := DefaultConfig().EffectTimeout + LeaseMargin; held > 18*time.Second {
 		t.Fatalf("a dead worker holds a post for %s by default; the card could miss 20s after a restart", held)
 	}
+}
+
+// writeFailingKV fails every write while full is set: a disk that filled
+// up between a sink call and the record of it.
+type writeFailingKV struct {
+	bus.KV
+	full *atomic.Bool
+}
+
+var errDiskFull = errors.New("write: no space left on device")
+
+func (k writeFailingKV) Put(ctx context.Context, key string, v []byte) (uint64, error) {
+	if k.full.Load() {
+		return 0, errDiskFull
+	}
+	return k.KV.Put(ctx, key, v)
+}
+
+func (k writeFailingKV) Create(ctx context.Context, key string, v []byte, o ...bus.KVOption) (uint64, error) {
+	if k.full.Load() {
+		return 0, errDiskFull
+	}
+	return k.KV.Create(ctx, key, v, o...)
+}
+
+func (k writeFailingKV) Update(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
+	if k.full.Load() {
+		return 0, errDiskFull
+	}
+	return k.KV.Update(ctx, key, v, rev)
+}
+
+// fillingChat posts and pages, then the disk fills.
+type fillingChat struct {
+	countingChat
+	full  *atomic.Bool
+	pages int
+}
+
+func (c *fillingChat) PostCard(ctx context.Context, ch string, inc notify.Incident, tag notify.CardTag) (notify.CardRef, error) {
+	ref, err := c.countingChat.PostCard(ctx, ch, inc, tag)
+	if c.posts == 1 {
+		c.full.Store(true)
+	}
+	return ref, err
+}
+
+func (c *fillingChat) Page(context.Context, notify.Page) error {
+	c.pages++
+	if c.pages == 1 {
+		c.full.Store(true)
+	}
+	return nil
+}
+
+type pagingRunbook struct{ oneRunbook }
+
+func (pagingRunbook) Severity(map[string]string) notify.Severity { return notify.SeverityCritical }
+func (pagingRunbook) Route(notify.Severity) Route                { return Route{Channel: "#x", Page: true} }
+func (pagingRunbook) Match(signal.Signal) (Runbook, bool)        { return pagingRunbook{}, true }
+func (pagingRunbook) Get(string) (Runbook, bool)                 { return pagingRunbook{}, true }
+
+// TestAFailedRecordAfterASendDoesNotSendAgain: the card is posted and the
+// page triggered, then the disk fills before either is recorded. Every
+// retry while the disk is full fails without calling Slack or PagerDuty
+// (the lease cannot even be taken); once space returns, the card is found
+// rather than posted again. (Measured before leases: a second card and
+// 13 triggers of one page.) A page can be triggered at most once more,
+// after its lease ends: the Events API cannot be asked whether a trigger
+// arrived, and PagerDuty folds a trigger with the same dedup key.
+func TestAFailedRecordAfterASendDoesNotSendAgain(t *testing.T) {
+	ctx := context.Background()
+	cfg := bus.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	b, err := bus.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	full := &atomic.Bool{}
+	kvs := map[string]bus.KV{}
+	for _, s := range Buckets {
+		kv, err := b.EnsureBucket(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kvs[s.Name] = writeFailingKV{KV: kv, full: full}
+	}
+	for _, s := range Streams {
+		if err := b.EnsureStream(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sinks := &fillingChat{full: full}
+	clk := &fakeClock{t: t0}
+	e, err := New(DefaultConfig(), Deps{Catalog: pagingRunbook{}, Decoders: input.NewDecoders(),
+		Incidents: kvs[BucketIncidents], IDs: kvs[BucketIDs], Deliveries: kvs[BucketDeliveries],
+		Chat: sinks, Pager: sinks, Publisher: b, Scheduler: b, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := apply1(nil, sig("1", "firing", t0), t0)
+	rec.Key = "inc.test"
+	rec.Severity = notify.SeverityCritical
+	if err := e.store(ctx, rec.Key, rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	job := jobFor(rec)
+	if err := e.HandleChat(ctx, job); err == nil {
+		t.Fatal("chat: the card's record failed, yet no retry")
+	}
+	full.Store(false) // room for the page's lease, then it fills again
+	if err := e.HandlePager(ctx, job); err == nil {
+		t.Fatal("pager: the page's record failed, yet no retry")
+	}
+	for i := range 12 {
+		clk.add(time.Second)
+		if err := e.HandleChat(ctx, job); err == nil {
+			t.Fatalf("chat retry %d on a full disk: nil error, want a retry", i)
+		}
+		if err := e.HandlePager(ctx, job); err == nil {
+			t.Fatalf("pager retry %d on a full disk: nil error, want a retry", i)
+		}
+	}
+	if sinks.posts != 1 || sinks.pages != 1 {
+		t.Fatalf("while the disk was full: %d posts, %d pages; want 1 and 1", sinks.posts, sinks.pages)
+	}
+	full.Store(false)
+	clk.add(e.cfg.EffectTimeout + LeaseMargin + time.Second)
+	for range 3 {
+		if err := e.HandleChat(ctx, job); err != nil {
+			t.Fatalf("chat once space returned: %v", err)
+		}
+		if err := e.HandlePager(ctx, job); err != nil {
+			t.Fatalf("pager once space returned: %v", err)
+		}
+	}
+	if sinks.posts != 1 || sinks.finds < 1 {
+		t.Fatalf("once space returned: %d posts, %d finds; want the card found, not posted again", sinks.posts, sinks.finds)
+	}
+	if sinks.pages > 2 {
+		t.Fatalf("%d triggers of one page; want at most one more after its lease ended", sinks.pages)
+	}
+	t.Logf("triggers of the page: %d (1 before the disk filled, %d after its lease ended)", sinks.pages, sinks.pages-1)
 }
