@@ -43,6 +43,10 @@ type Config struct {
 	// PublishTimeout bounds one publish when the caller's context has no
 	// earlier deadline (default 5s).
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	// AuditMaxAge and AuditMaxBytes bound the audit stream (defaults 365
+	// days and 1 GiB); past either, the oldest records are dropped.
+	AuditMaxAge   time.Duration `yaml:"audit_max_age"`
+	AuditMaxBytes int64         `yaml:"audit_max_bytes"`
 	// ProbeInterval is how often the store is probed with a real write
 	// (default 10s); see Probe and Watch.
 	ProbeInterval time.Duration `yaml:"probe_interval"`
@@ -61,6 +65,8 @@ func DefaultConfig() Config {
 		DuplicateWindow: time.Hour,
 		EventsMaxAge:    7 * 24 * time.Hour,
 		PublishTimeout:  5 * time.Second,
+		AuditMaxAge:     365 * 24 * time.Hour,
+		AuditMaxBytes:   1 << 30,
 		ProbeInterval:   10 * time.Second,
 		MinFreeBytes:    64 << 20,
 	}
@@ -85,6 +91,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DataDir == "" {
 		c.DataDir = d.DataDir
+	}
+	if c.AuditMaxAge <= 0 {
+		c.AuditMaxAge = d.AuditMaxAge
+	}
+	if c.AuditMaxBytes <= 0 {
+		c.AuditMaxBytes = d.AuditMaxBytes
 	}
 	if c.ProbeInterval <= 0 {
 		c.ProbeInterval = d.ProbeInterval
@@ -247,7 +259,7 @@ func (b *Bus) provision(ctx context.Context) error {
 		return err
 	}
 	b.events = ev
-	if err := b.EnsureStream(ctx, AuditStreamSpec()); err != nil {
+	if err := b.EnsureStream(ctx, AuditStreamSpec(b.cfg)); err != nil {
 		return err
 	}
 	return nil

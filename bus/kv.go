@@ -23,8 +23,10 @@ type KV interface {
 	// Update stores value only if the key's current revision is rev;
 	// otherwise it returns ErrRevisionMismatch.
 	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
-	// Delete removes key.
-	Delete(ctx context.Context, key string) error
+	// Delete removes key. With IfRevision it removes it only while its
+	// revision is still rev (else ErrRevisionMismatch); with Purge it also
+	// drops the key's history, to reclaim the space.
+	Delete(ctx context.Context, key string, opts ...KVOption) error
 	// Keys lists the keys in the bucket (empty, not an error, when none).
 	Keys(ctx context.Context) ([]string, error)
 }
@@ -51,7 +53,27 @@ var (
 type KVOption func(*kvOptions) error
 
 type kvOptions struct {
-	ttl time.Duration
+	ttl   time.Duration
+	rev   uint64
+	purge bool
+}
+
+// IfRevision makes a Delete conditional: only while the key's revision is
+// still rev, so a value written since is never lost.
+func IfRevision(rev uint64) KVOption {
+	return func(o *kvOptions) error {
+		if rev == 0 {
+			return errors.New("if revision: 0 is no revision")
+		}
+		o.rev = rev
+		return nil
+	}
+}
+
+// Purge makes a Delete drop the key's history too (a KV purge), so the
+// space its revisions took is reclaimed.
+func Purge() KVOption {
+	return func(o *kvOptions) error { o.purge = true; return nil }
 }
 
 // KeyTTL makes the key created expire after d (at least one second): it

@@ -60,3 +60,42 @@ func TestKVKeyTTL(t *testing.T) {
 		t.Logf("key ttl on a plain bucket: %v", err)
 	}
 }
+
+// TestKVConditionalPurge: a Delete with IfRevision leaves a key written
+// since alone; with Purge it drops the key's history.
+func TestKVConditionalPurge(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	ctx := context.Background()
+	for _, kv := range []bus.KV{mustBucket(t, b), bus.NewMemKV()} {
+		rev, err := kv.Put(ctx, "k", []byte("1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, "k", []byte("2")); err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Delete(ctx, "k", bus.IfRevision(rev), bus.Purge()); !errors.Is(err, bus.ErrRevisionMismatch) {
+			t.Fatalf("%T: delete at a stale revision: %v; want ErrRevisionMismatch", kv, err)
+		}
+		ent, err := kv.Get(ctx, "k")
+		if err != nil || string(ent.Value) != "2" {
+			t.Fatalf("%T: after a refused delete: %q, %v; want 2", kv, ent.Value, err)
+		}
+		if err := kv.Delete(ctx, "k", bus.IfRevision(ent.Revision), bus.Purge()); err != nil {
+			t.Fatalf("%T: delete at the current revision: %v", kv, err)
+		}
+		if _, err := kv.Get(ctx, "k"); !errors.Is(err, bus.ErrKeyNotFound) {
+			t.Fatalf("%T: after the purge: %v; want not found", kv, err)
+		}
+	}
+}
+
+func mustBucket(t *testing.T, b *bus.Bus) bus.KV {
+	t.Helper()
+	kv, err := b.EnsureBucket(context.Background(), bus.BucketSpec{Name: "purge", History: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}

@@ -54,8 +54,21 @@ func (k kvBucket) Update(ctx context.Context, key string, value []byte, rev uint
 	return nrev, nil
 }
 
-func (k kvBucket) Delete(ctx context.Context, key string) error {
-	if err := k.kv.Delete(ctx, key); err != nil {
+func (k kvBucket) Delete(ctx context.Context, key string, opts ...KVOption) error {
+	o, err := applyKVOptions(opts)
+	if err != nil {
+		return fmt.Errorf("kv delete %s: %w", key, err)
+	}
+	var dopts []jetstream.KVDeleteOpt
+	if o.rev > 0 {
+		dopts = append(dopts, jetstream.LastRevision(o.rev))
+	}
+	if o.purge {
+		err = k.kv.Purge(ctx, key, dopts...)
+	} else {
+		err = k.kv.Delete(ctx, key, dopts...)
+	}
+	if err != nil {
 		return fmt.Errorf("kv delete %s: %w", key, mapKVErr(err))
 	}
 	return nil

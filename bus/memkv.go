@@ -60,9 +60,16 @@ func (m *MemKV) Update(_ context.Context, k string, v []byte, rev uint64) (uint6
 	return m.put(k, v), nil
 }
 
-func (m *MemKV) Delete(_ context.Context, k string) error {
+func (m *MemKV) Delete(_ context.Context, k string, opts ...KVOption) error {
+	o, err := applyKVOptions(opts)
+	if err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if e, ok := m.data[k]; o.rev > 0 && (!ok || e.Revision != o.rev) {
+		return ErrRevisionMismatch
+	}
 	delete(m.data, k)
 	return nil
 }

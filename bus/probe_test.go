@@ -156,3 +156,33 @@ func TestAFullDiskIsSurvived(t *testing.T) {
 		t.Fatalf("events after a restart: %d, %v; want the %d accepted before the disk filled, and 1 after", n, err, accepted)
 	}
 }
+
+// TestAuditTrailHasASize: past bus.audit_max_bytes the oldest audit
+// records go first; the newest are kept.
+func TestAuditTrailHasASize(t *testing.T) {
+	ctx := context.Background()
+	cfg := bus.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.AuditMaxBytes = 64 << 10
+	b, err := bus.Open(ctx, cfg, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	detail := string(make([]byte, 1000))
+	for i := range 500 {
+		if err := b.Audit(ctx, bus.AuditRecord{Kind: "test.record", Detail: fmt.Sprint(i, detail)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trail, err := b.AuditTrail(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trail) == 0 || len(trail) >= 100 {
+		t.Fatalf("%d audit records kept of 500 of ~1 KB under a 64 KiB limit", len(trail))
+	}
+	if last := trail[len(trail)-1].Detail; last[:3] != "499" {
+		t.Fatalf("the newest record kept is %.5q; want 499", last)
+	}
+}

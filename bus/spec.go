@@ -81,13 +81,16 @@ func EventsStreamSpec(cfg Config) StreamSpec {
 	}
 }
 
-// AuditStreamSpec is the stream of audit records (see Audit).
-func AuditStreamSpec() StreamSpec {
+// AuditStreamSpec is the stream of audit records (see Audit), bounded by
+// age and by size: past either, the oldest records go first.
+func AuditStreamSpec(cfg Config) StreamSpec {
+	cfg = cfg.withDefaults()
 	return StreamSpec{
 		Name:        streamAudit,
 		Description: "incidentbot audit trail: every decision and effect",
 		Subjects:    []string{"audit.>"},
-		MaxAge:      365 * 24 * time.Hour,
+		MaxAge:      cfg.AuditMaxAge,
+		MaxBytes:    cfg.AuditMaxBytes,
 	}
 }
 

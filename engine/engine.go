@@ -88,6 +88,10 @@ type Config struct {
 	// SweepInterval is how often the repair sweep looks for deliveries
 	// that fell behind and refreshes the open-incidents gauge (default 1m).
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// Retention is how long a resolved incident is kept (its record, id,
+	// deliveries and archived copy) after it resolved; the sweep removes
+	// it then. Default 90 days; it must exceed ReopenWindow.
+	Retention time.Duration `yaml:"retention"`
 	// ReportOnResolve posts the incident's report in its thread when it
 	// resolves (default true; needs Deps.Reports).
 	ReportOnResolve bool `yaml:"report_on_resolve"`
@@ -96,7 +100,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{ReopenWindow: time.Hour, EffectTimeout: 15 * time.Second, RetryMax: 10 * time.Second, SweepInterval: time.Minute,
-		ReportOnResolve: true}
+		Retention: 90 * 24 * time.Hour, ReportOnResolve: true}
 }
 
 func (c Config) withDefaults() Config {
@@ -113,6 +117,12 @@ func (c Config) withDefaults() Config {
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = d.SweepInterval
 	}
+	if c.Retention <= 0 {
+		c.Retention = d.Retention
+	}
+	// A resolved incident may still reopen within the reopen window: it
+	// is kept at least that long.
+	c.Retention = max(c.Retention, c.ReopenWindow+c.SweepInterval)
 	return c
 }
 
@@ -138,21 +148,23 @@ type Engine struct {
 	ids        bus.KV
 	deliveries bus.KV
 	archiveKV  bus.KV
-	chat       notify.Chat
-	pager      notify.Pager
-	pub        Publisher
-	timers     Scheduler
-	silencer   Silencer
-	silenceMax time.Duration
-	reports    Reports
-	runs       bus.KV
-	runner     StepRunner
-	actionEnv  actions.Env
-	audit      bus.Auditor
-	log        *slog.Logger
-	m          *Metrics
-	now        func() time.Time
-	newID      func() string
+	// archivePass is when the sweep last walked the archive (retention).
+	archivePass time.Time
+	chat        notify.Chat
+	pager       notify.Pager
+	pub         Publisher
+	timers      Scheduler
+	silencer    Silencer
+	silenceMax  time.Duration
+	reports     Reports
+	runs        bus.KV
+	runner      StepRunner
+	actionEnv   actions.Env
+	audit       bus.Auditor
+	log         *slog.Logger
+	m           *Metrics
+	now         func() time.Time
+	newID       func() string
 }
 
 // Deps are the engine's collaborators.

@@ -53,6 +53,7 @@ func (e *Engine) SweepOnce(ctx context.Context) {
 	for sev, n := range open {
 		e.m.open.WithLabelValues(string(sev)).Set(n)
 	}
+	e.expireOld(ctx, recs)
 }
 
 // behind reports whether a sink has not caught up with the record.
