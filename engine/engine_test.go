@@ -260,7 +260,7 @@ func (e *env) newEngine(t *testing.T) *engine.Engine {
 	eng, err := engine.New(e.cfg, engine.Deps{Catalog: e.cat, Decoders: app.Decoders(),
 		Incidents: e.kvs[engine.BucketIncidents], IDs: e.kvs[engine.BucketIDs], Deliveries: e.kvs[engine.BucketDeliveries],
 		Archive: e.kvs[engine.BucketArchive],
-		Chat: e.rec, Pager: e.rec, Publisher: e.bus, Scheduler: e.bus, Audit: e.bus, Now: e.clock.Now})
+		Chat:    e.rec, Pager: e.rec, Publisher: e.bus, Scheduler: e.bus, Audit: e.bus, Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
