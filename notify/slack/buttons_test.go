@@ -214,3 +214,21 @@ func TestThirtyStepsFit(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkBlocksWithStepButtons renders a card with 8 pending steps,
+// each with its buttons and confirm dialogs.
+func BenchmarkBlocksWithStepButtons(b *testing.B) {
+	inc := firingCritical()
+	inc.Remediation = nil
+	for i := range 8 {
+		inc.Remediation = append(inc.Remediation, notify.Proposal{ID: fmt.Sprintf("step-%d", i), Title: "Restart api pods", Action: "kubernetes.rollout_restart",
+			Plan: "deployment solana-dapps/api: rollout restart", Approval: "1 approval from @sre-oncall", State: notify.StepPending, Hash: strings.Repeat("ab", 32)})
+	}
+	var size int
+	for b.Loop() {
+		blocks := Blocks(inc, RenderOptions{})
+		raw, _ := json.Marshal(blocks)
+		size = len(raw)
+	}
+	b.ReportMetric(float64(size), "bytes/card")
+}
