@@ -35,17 +35,7 @@ func (s Steps) Resolve(ctx context.Context, rec *engine.Record, step string) (en
 	data := actions.DataFromSignal(engine.Representative(rec), s.Catalog.RPC)
 	pctx, cancel := context.WithTimeout(ctx, runbooks.PlanTimeout)
 	defer cancel()
-	if r, ok := st.Bound.(actions.Runner); ok {
-		p, err := r.Resolve(pctx, s.Env, data)
-		return pol, p, err
-	}
-	// An action that cannot run yet: its dry-run text is the plan, so an
-	// approval still binds to exactly what people read.
-	text, err := st.Bound.Plan(pctx, data)
-	if err != nil {
-		return pol, actions.Plan{}, err
-	}
-	p, err := actions.NewPlan(st.Action, text+" (dry run: this action cannot run yet)", "dry-run", text)
+	p, err := st.Resolve(pctx, s.Env, data)
 	return pol, p, err
 }
 

@@ -63,6 +63,7 @@ func (e *Engine) render(ctx context.Context, rec *Record, rb Runbook) notify.Inc
 	for i, p := range inc.Remediation {
 		if q := rec.Steps[p.ID]; q != nil {
 			inc.Remediation[i].Status = q.StepStatus()
+			inc.Remediation[i].State = stepState(q, p.Hash)
 		}
 	}
 	if rec.Ack != nil {
@@ -151,3 +152,34 @@ func (m missingRunbook) Render(_ context.Context, s signal.Signal) Rendered {
 // Representative is the signal an incident's runbook is rendered and its
 // remediation steps planned for.
 func Representative(rec *Record) signal.Signal { return representative(rec, rec.sortedAlerts()) }
+
+// stepState is where a step's latest request stands for the plan the card
+// shows (hash, as resolved for this card; empty when it could not be):
+// what its buttons offer. A pending request for another plan is void (a
+// vote would void it); a run that ended for another plan leaves the plan
+// shown unrequested.
+func stepState(q *StepRequest, hash string) notify.StepState {
+	other := hash != "" && q.Hash != hash
+	switch q.State {
+	case DecisionPending:
+		if other {
+			return notify.StepVoid
+		}
+		return notify.StepPending
+	case DecisionApproved:
+		if q.Run != nil && q.Run.Hash == q.Hash && q.Run.Result != "" {
+			if other {
+				return notify.StepNone
+			}
+			return notify.StepRan
+		}
+		return notify.StepApproved
+	case DecisionDenied:
+		return notify.StepDenied
+	case DecisionExpired:
+		return notify.StepExpired
+	case DecisionVoid:
+		return notify.StepVoid
+	}
+	return notify.StepNone
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/incidentbot/incidentbot/input"
+	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/signal"
 )
 
@@ -153,4 +154,31 @@ func TestStepApproval(t *testing.T) {
 			t.Fatalf("automatic: %v %+v", res, q)
 		}
 	})
+}
+
+// TestStepStateForTheCard: what the card's buttons follow, from the
+// latest request and the plan the card shows.
+func TestStepStateForTheCard(t *testing.T) {
+	ran := &StepRun{Hash: "h1", StartedAt: t0, Result: RunVerified}
+	for _, tt := range []struct {
+		name string
+		q    StepRequest
+		hash string
+		want notify.StepState
+	}{
+		{"pending", StepRequest{Hash: "h1", State: DecisionPending}, "h1", notify.StepPending},
+		{"pending for another plan", StepRequest{Hash: "h1", State: DecisionPending}, "h2", notify.StepVoid},
+		{"pending, plan unknown", StepRequest{Hash: "h1", State: DecisionPending}, "", notify.StepPending},
+		{"approved, waiting", StepRequest{Hash: "h1", State: DecisionApproved}, "h1", notify.StepApproved},
+		{"running", StepRequest{Hash: "h1", State: DecisionApproved, Run: &StepRun{Hash: "h1", StartedAt: t0}}, "h1", notify.StepApproved},
+		{"ran", StepRequest{Hash: "h1", State: DecisionApproved, Run: ran}, "h1", notify.StepRan},
+		{"ran, plan changed since", StepRequest{Hash: "h1", State: DecisionApproved, Run: ran}, "h2", notify.StepNone},
+		{"denied", StepRequest{Hash: "h1", State: DecisionDenied}, "h1", notify.StepDenied},
+		{"expired", StepRequest{Hash: "h1", State: DecisionExpired}, "h1", notify.StepExpired},
+		{"void", StepRequest{Hash: "h1", State: DecisionVoid}, "h1", notify.StepVoid},
+	} {
+		if got := stepState(&tt.q, tt.hash); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
 }

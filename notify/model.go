@@ -134,7 +134,32 @@ type Proposal struct {
 	// or its run's result ("approved by Bob (slack); ✅ verified: …");
 	// empty while nobody requested it.
 	Status string
+	// State is where the step's latest request stands for the plan shown
+	// (see StepState); it decides the card's buttons.
+	State StepState
+	// Hash is the hash of the plan as resolved for this card, the one a
+	// request or a vote from it binds to; empty when it could not be
+	// resolved (then the step has no buttons).
+	Hash string
 }
+
+// StepState is where a remediation step's latest request stands, for the
+// plan the card shows.
+type StepState string
+
+// Step states. StepNone, StepDenied, StepExpired and StepVoid offer a new
+// request (Request, or Run for an automatic step); StepPending offers
+// Approve and Deny; StepApproved (approved, waiting to run or running) and
+// StepRan (the approved plan ran: it never runs twice) offer nothing.
+const (
+	StepNone     StepState = ""
+	StepPending  StepState = "pending"
+	StepApproved StepState = "approved"
+	StepRan      StepState = "ran"
+	StepDenied   StepState = "denied"
+	StepExpired  StepState = "expired"
+	StepVoid     StepState = "void"
+)
 
 // EscalationLevel is one level of the runbook's escalation ladder.
 type EscalationLevel struct {

@@ -254,10 +254,42 @@ func (r *Runbook) Render(ctx context.Context, data actions.PlanData) Rendered {
 			p.Error = err.Error()
 		} else {
 			p.Plan = plan
+			// The hash a request or a vote from this card binds to: the
+			// plan resolved as a request would resolve it now. Resolving
+			// reads no system (the clients are used only to run).
+			pctx, cancel := context.WithTimeout(ctx, PlanTimeout)
+			if rp, err := safeResolve(pctx, s, data); err == nil {
+				p.Hash = rp.Hash
+			}
+			cancel()
 		}
 		out.Remediation = append(out.Remediation, p)
 	}
 	return out
+}
+
+// Resolve resolves the step's exact plan for data, the one whose hash
+// approvals bind to. An action that cannot run yet resolves to its dry-run
+// text, so an approval still binds to exactly what people read.
+func (s *Remediation) Resolve(ctx context.Context, env actions.Env, data actions.PlanData) (actions.Plan, error) {
+	if r, ok := s.Bound.(actions.Runner); ok {
+		return r.Resolve(ctx, env, data)
+	}
+	text, err := s.Bound.Plan(ctx, data)
+	if err != nil {
+		return actions.Plan{}, err
+	}
+	return actions.NewPlan(s.Action, text+" (dry run: this action cannot run yet)", "dry-run", text)
+}
+
+// safeResolve resolves with no clients and turns a panic into an error.
+func safeResolve(ctx context.Context, s *Remediation, data actions.PlanData) (p actions.Plan, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: resolve failed: %v", s.Action, r)
+		}
+	}()
+	return s.Resolve(ctx, actions.Env{}, data)
 }
 
 // safePlan plans and turns a panic in an action into an error: one bad

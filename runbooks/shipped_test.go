@@ -81,6 +81,10 @@ func checkDecision(t *testing.T, s *Set, sig signal.Signal, rpc rpcview.Reader, 
 			if p.Error != "" || !strings.Contains(p.Plan, w.plan) {
 				t.Errorf("step %s: plan %q error %q, want a plan containing %q", p.ID, p.Plan, p.Error, w.plan)
 			}
+			// The card's hash is the one a request from it resolves to.
+			if plan, err := r.Step(p.ID).Resolve(t.Context(), actions.Env{}, actions.DataFromSignal(sig, rpc)); err != nil || p.Hash == "" || p.Hash != plan.Hash {
+				t.Errorf("step %s: card hash %q, resolved %q (%v)", p.ID, p.Hash, plan.Hash, err)
+			}
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(want.steps)) {

@@ -224,7 +224,7 @@ func (h *Handler) SlashCommand(ctx context.Context, sc slack.SlashCommand, trans
 		return h.freeze(ctx, by, req.Verb == VerbFreeze, req.Text)
 	case VerbRun, VerbApprove, VerbDeny:
 		kind := map[Verb]input.Kind{VerbRun: input.Request, VerbApprove: input.Approve, VerbDeny: input.Deny}[req.Verb]
-		return h.step(ctx, by, kind, req.Incident, req.Step, requestID, false)
+		return h.step(ctx, by, kind, req.Incident, req.Step, "", requestID, false)
 	}
 	kind := map[Verb]input.Kind{VerbAck: input.Ack, VerbUnack: input.Unack, VerbResolve: input.Resolve,
 		VerbNote: input.Note, VerbEscalate: input.Escalate}[req.Verb]
@@ -250,6 +250,9 @@ func (h *Handler) Interaction(ctx context.Context, ic slack.InteractionCallback,
 	}
 	by := who(ic.User.ID, name, transport)
 	a := ic.ActionCallback.BlockActions[0]
+	if kind, ok := stepButtonKinds[a.ActionID]; ok {
+		return h.stepButton(ctx, ic, a, by, kind, transport), true
+	}
 	kind, known := buttonKinds[a.ActionID]
 	if !known && a.ActionID != nslack.ActionSilence {
 		return Reply{}, false
@@ -274,6 +277,32 @@ func (h *Handler) Interaction(ctx context.Context, ic slack.InteractionCallback,
 		return h.silence(ctx, by, id, time.Hour, requestID, true), true
 	}
 	return h.change(ctx, by, kind, id, "", requestID, true), true
+}
+
+// stepButtonKinds maps a remediation step's buttons to the input each
+// sends.
+var stepButtonKinds = map[string]input.Kind{
+	nslack.ActionStepRequest: input.Request, nslack.ActionStepApprove: input.Approve, nslack.ActionStepDeny: input.Deny,
+}
+
+// stepButton answers a click on a step's Request (Run), Approve or Deny: the
+// same path as /incident run|approve|deny, bound to the plan hash the card
+// showed.
+func (h *Handler) stepButton(ctx context.Context, ic slack.InteractionCallback, a *slack.BlockAction, by input.Actor, kind input.Kind, transport string) Reply {
+	id, version, step, hash, valid := nslack.ParseStepButtonValue(a.Value)
+	if !valid {
+		return Reply{Text: "⚠️ This button carries no step incidentbot can read; use `/incident run|approve|deny ID STEP` instead."}
+	}
+	if r, ok := h.refuse(ctx, by, a.ActionID+" "+id+" "+step); !ok {
+		return r
+	}
+	// A double click carries the same user, button, card version and
+	// plan: the same request, stored once by the bus. A later card (a new
+	// version) may ask again.
+	requestID := fmt.Sprintf("button:%s:%s:%s:v%d:%s:%s", ic.User.ID, a.ActionID, engine.NormalizeID(id), version, step, hash)
+	h.log.Info("slack step button", "action", a.ActionID, "incident", id, "step", step, "plan", hash,
+		"card_version", version, "user", ic.User.ID, "transport", transport)
+	return h.step(ctx, by, kind, id, step, hash, requestID, true)
 }
 
 // Respond posts reply to a response_url in the background: Slack shows

@@ -313,6 +313,8 @@ type replies struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	sent []string
+	// types are the response_type of each, in order.
+	types []string
 }
 
 func startReplies(t *testing.T) *replies {
@@ -320,11 +322,13 @@ func startReplies(t *testing.T) *replies {
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
 		var p struct {
-			Text string `json:"text"`
+			Text         string `json:"text"`
+			ResponseType string `json:"response_type"`
 		}
 		_ = json.Unmarshal(b, &p)
 		r.mu.Lock()
 		r.sent = append(r.sent, p.Text)
+		r.types = append(r.types, p.ResponseType)
 		r.mu.Unlock()
 	}))
 	t.Cleanup(r.srv.Close)
@@ -359,4 +363,45 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// stepButton finds the value of a step's button on the incident's current
+// card; "" when the card has no such button.
+func (bt *bot) stepButton(t *testing.T, actionID, step string) string {
+	t.Helper()
+	for _, p := range bt.slack.Posts() {
+		if p.ThreadTS != "" {
+			continue
+		}
+		card, _ := bt.slack.Card(p.Channel, p.TS)
+		var blocks []struct {
+			Type     string `json:"type"`
+			BlockID  string `json:"block_id"`
+			Elements []struct {
+				ActionID string `json:"action_id"`
+				Value    string `json:"value"`
+			} `json:"elements"`
+		}
+		_ = json.Unmarshal(card.Blocks, &blocks)
+		for _, b := range blocks {
+			for _, e := range b.Elements {
+				if b.Type == "actions" && b.BlockID == nslack.StepBlockPrefix+step && e.ActionID == actionID {
+					return e.Value
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// ephemeral says whether every response_url post so far was ephemeral.
+func (r *replies) ephemeral() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.types {
+		if t != "ephemeral" {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -52,8 +53,10 @@ const hintSteps = "remediation steps need the runbooks' actions wired to this ha
 
 // step requests a remediation step (run) or votes on its request (approve,
 // deny), for the plan as it resolves now. A person who may not vote is
-// refused here, ephemerally, and nothing is sent.
-func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id, step, requestID string, card bool) Reply {
+// refused here, ephemerally, and nothing is sent. seen is the (short) plan
+// hash a card button showed, "" from a command: when the plan resolves to
+// another hash now, nothing is sent.
+func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id, step, seen, requestID string, card bool) Reply {
 	if h.o.Steps == nil {
 		return Reply{Text: "Not configured on this bot: " + hintSteps + "."}
 	}
@@ -77,7 +80,20 @@ func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id,
 	if err != nil {
 		return Reply{Text: "⚠️ Cannot plan `" + esc(step) + "` for *" + rec.ID + "*: " + esc(err.Error())}
 	}
+	if seen != "" && !strings.HasPrefix(plan.Hash, seen) {
+		h.audit(ctx, "slack.stale", rec.ID, fmt.Sprintf("%s %s: plan %s on the card, %s now", kind, step, seen, short(plan.Hash)), by)
+		return Reply{Text: fmt.Sprintf("🔄 The plan changed since this card was drawn: look again. (`%s`: plan %s on the card, %s now; nothing was sent.)",
+			esc(step), esc(seen), short(plan.Hash))}
+	}
 	c := command.Command{Verb: kind, Incident: rec.ID, By: by, Step: step, Hash: plan.Hash, Text: plan.Text, RequestID: requestID, At: h.o.Now()}
+	if kind == input.Request {
+		if why := requested(rec.Steps[step], plan.Hash, h.o.Now()); why != "" {
+			if card {
+				why += " (The card you used is out of date.)"
+			}
+			return Reply{Text: why}
+		}
+	}
 	if kind != input.Request {
 		req := rec.Steps[step]
 		if req == nil {
@@ -119,6 +135,26 @@ func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id,
 	}
 	return Reply{Text: fmt.Sprintf("👎 Your denial of `%s` for *%s* is accepted.", esc(step), rec.ID)}
 }
+
+// requested says why a request for the plan with hash would change
+// nothing (it is already requested, approved or ran), or "".
+func requested(req *engine.StepRequest, hash string, now time.Time) string {
+	if req == nil || req.Hash != hash {
+		return ""
+	}
+	switch {
+	case req.State == engine.DecisionPending && now.Before(req.ExpiresAt):
+		return fmt.Sprintf("`%s` is already requested by %s for this plan (%s): approvers can approve it on the card.",
+			esc(req.Step), esc(req.Requested.By.String()), esc(req.Reason))
+	case req.State == engine.DecisionApproved && req.Run != nil && req.Run.Hash == hash && req.Run.Result != "":
+		return fmt.Sprintf("`%s` already ran for this plan (%s): it never runs twice; retry by hand.", esc(req.Step), esc(req.Run.Result))
+	case req.State == engine.DecisionApproved:
+		return fmt.Sprintf("`%s` is already approved for this plan: %s.", esc(req.Step), esc(req.Reason))
+	}
+	return ""
+}
+
+func short(hash string) string { return hash[:min(len(hash), 12)] }
 
 // UserGroups lists the workspace's user groups (usergroups.list;
 // *slack.Client has it), to find a group by its handle.

@@ -67,3 +67,107 @@ func actionsBlock(inc notify.Incident) *slack.ActionBlock {
 		button(ActionEscalate, "Escalate", "danger"))
 	return slack.NewActionBlock(ActionsBlockID, elems...)
 }
+
+// Action ids of a remediation step's buttons. Each button's value is
+// StepButtonValue(incident id, card version, step id, short plan hash).
+const (
+	// ActionStepRequest requests the step (labelled Run for a step that
+	// needs no approval).
+	ActionStepRequest = "step_request"
+	ActionStepApprove = "step_approve"
+	ActionStepDeny    = "step_deny"
+)
+
+// StepBlockPrefix starts the block id of a step's row of buttons; the
+// step's id follows.
+const StepBlockPrefix = "step_actions:"
+
+// shortHash is how much of a plan hash a step button carries: what the
+// card shows ("plan 1a2b3c4d5e6f").
+const shortHash = 12
+
+// Block Kit limits that apply to buttons.
+const (
+	maxBlockID       = 255
+	maxButtonValue   = 2000
+	maxConfirmTitle  = 100
+	maxConfirmText   = 300
+	maxConfirmButton = 30
+)
+
+// StepButtonValue is what a step button carries: the incident id and card
+// version, the step id and the short hash of the plan the card showed,
+// "INC-7F3A2C@12|switch-rpc|1a2b3c4d5e6f".
+func StepButtonValue(id string, version int64, step, hash string) string {
+	if len(hash) > shortHash {
+		hash = hash[:shortHash]
+	}
+	return ButtonValue(id, version) + "|" + step + "|" + hash
+}
+
+// ParseStepButtonValue reads a StepButtonValue.
+func ParseStepButtonValue(v string) (id string, version int64, step, hash string, ok bool) {
+	parts := strings.Split(strings.TrimSpace(v), "|")
+	if len(parts) != 3 || parts[1] == "" || len(parts[2]) < 8 {
+		return "", 0, "", "", false
+	}
+	id, version, ok = ParseButtonValue(parts[0])
+	if !ok {
+		return "", 0, "", "", false
+	}
+	return id, version, parts[1], parts[2], true
+}
+
+// stepActions is a step's row of buttons, or nil when it has none: Request
+// (Run when it needs no approval) when no request is live for the plan
+// shown, Approve and Deny while one is pending; nothing while it is
+// approved or running or once it ran, for a step whose plan is unavailable
+// or has no hash, on a resolved incident or while remediation is frozen.
+func stepActions(inc notify.Incident, p notify.Proposal) *slack.ActionBlock {
+	if inc.Status == notify.StatusResolved || inc.ID == "" || inc.Freeze != "" ||
+		p.ID == "" || p.Error != "" || p.Hash == "" {
+		return nil
+	}
+	value := StepButtonValue(inc.ID, inc.Version, p.ID, p.Hash)
+	blockID := StepBlockPrefix + p.ID
+	if len(value) > maxButtonValue || len(blockID) > maxBlockID {
+		return nil // a step id this long is refused by the runbook loader
+	}
+	title := oneLine(p.Title)
+	if title == "" {
+		title = p.ID
+	}
+	button := func(id, text, style string, confirm bool) slack.BlockElement {
+		b := slack.NewButtonBlockElement(id, value, slack.NewTextBlockObject(slack.PlainTextType, text, true, false))
+		b.Style = slack.Style(style)
+		if confirm {
+			plan := oneLine(p.Plan)
+			if plan == "" {
+				plan = title
+			}
+			b.Confirm = slack.NewConfirmationBlockObject(
+				plain(text+" "+title+"?", maxConfirmTitle),
+				plain("This will: "+plan, maxConfirmText),
+				plain(text, maxConfirmButton),
+				plain("Cancel", maxConfirmButton))
+		}
+		return b
+	}
+	switch p.State {
+	case notify.StepNone, notify.StepDenied, notify.StepExpired, notify.StepVoid:
+		if p.Automatic {
+			return slack.NewActionBlock(blockID, button(ActionStepRequest, "Run", "primary", true))
+		}
+		return slack.NewActionBlock(blockID, button(ActionStepRequest, "Request", "", true))
+	case notify.StepPending:
+		return slack.NewActionBlock(blockID,
+			button(ActionStepApprove, "Approve", "primary", true),
+			button(ActionStepDeny, "Deny", "danger", false))
+	}
+	return nil
+}
+
+// plain is plain text cut to limit characters.
+func plain(s string, limit int) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.PlainTextType, notify.Truncate(s, limit), false, false)
+}

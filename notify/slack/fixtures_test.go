@@ -42,9 +42,12 @@ func firingCritical() notify.Incident {
 		Remediation: []notify.Proposal{
 			{ID: "switch-rpc", Title: "Switch to backup RPC", Action: "kubernetes.set_env",
 				Plan:     "deployment solana-dapps/api: set SOLANA_RPC_URL → https://rpc-b.example.com",
-				Approval: "one approver from @sre-oncall"},
+				Approval: "one approver from @sre-oncall",
+				Hash:     "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809", State: notify.StepPending,
+				Status: "pending: requested by ada (slack), plan 1a2b3c4d5e6f — 0 of 1 approvals; expires 12:30 UTC"},
 			{ID: "restart-api", Title: "Restart api pods", Action: "kubernetes.rollout_restart",
-				Plan: "deployment solana-dapps/api: rollout restart (3 pods)", Approval: "automatic after 5m if still firing", Automatic: true},
+				Plan: "deployment solana-dapps/api: rollout restart (3 pods)", Approval: "automatic after 5m if still firing", Automatic: true,
+				Hash: "9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0"},
 			{ID: "scale-rpc", Title: "Scale RPC pool", Action: "kubernetes.scale", Error: `deployment "rpc" not found in namespace solana-dapps`},
 		},
 		Escalation: []notify.EscalationLevel{

@@ -15,7 +15,9 @@ type RenderOptions struct {
 	// MaxAlerts caps the alerts listed on the card; the rest are
 	// summarised as "+N more". Zero means 8.
 	MaxAlerts int
-	// MaxProposals caps the remediation proposals shown. Zero means 5.
+	// MaxProposals caps the remediation steps shown, each with its
+	// buttons; fewer are shown when Slack's 50 blocks would not hold
+	// them. Zero means 8 (every step of the shipped runbooks).
 	MaxProposals int
 }
 
@@ -24,7 +26,7 @@ func (o RenderOptions) withDefaults() RenderOptions {
 		o.MaxAlerts = 8
 	}
 	if o.MaxProposals <= 0 {
-		o.MaxProposals = 5
+		o.MaxProposals = 8
 	}
 	return o
 }
@@ -94,20 +96,26 @@ func Blocks(inc notify.Incident, opts RenderOptions) []slack.Block {
 	if len(inc.Assessment) > 0 {
 		blocks = append(blocks, slack.NewDividerBlock(), section(assessmentText(inc.Assessment)))
 	}
-	if len(inc.Remediation) > 0 {
-		blocks = append(blocks, slack.NewDividerBlock())
-		blocks = append(blocks, remediationBlocks(inc.Remediation, opts.MaxProposals)...)
-	}
+	var tail []slack.Block
 	if len(inc.Escalation) > 0 {
-		blocks = append(blocks, slack.NewDividerBlock(), section(escalationText(inc.Escalation, inc.EscalationState)))
+		tail = append(tail, slack.NewDividerBlock(), section(escalationText(inc.Escalation, inc.EscalationState)))
 	}
 	if a := actionsBlock(inc); a != nil {
-		blocks = append(blocks, a)
+		tail = append(tail, a)
 	}
 	if l := linksText(inc); l != "" {
-		blocks = append(blocks, contextLine(l))
+		tail = append(tail, contextLine(l))
 	}
-	blocks = append(blocks, contextLine(footerText(inc)))
+	tail = append(tail, contextLine(footerText(inc)))
+	if len(inc.Remediation) > 0 {
+		// The steps get what the rest of the card leaves of Slack's 50
+		// blocks: those that do not fit are counted, not cut off.
+		if budget := maxBlocks - len(blocks) - len(tail) - 1; budget >= 2 {
+			blocks = append(blocks, slack.NewDividerBlock())
+			blocks = append(blocks, remediationBlocks(inc, opts.MaxProposals, budget)...)
+		}
+	}
+	blocks = append(blocks, tail...)
 
 	if len(blocks) > maxBlocks {
 		// Cannot happen with the caps above; kept so that a future block
@@ -259,48 +267,74 @@ func assessmentText(steps []notify.Step) string {
 	return lines("*Assessment*", ls, maxSectionText, func(n int) string { return fmt.Sprintf("_+%d more steps in the runbook_", n) })
 }
 
-func remediationBlocks(ps []notify.Proposal, maxProposals int) []slack.Block {
-	blocks := []slack.Block{section("*Remediation* · `/incident run ID STEP` requests a step; approvers `/incident approve|deny ID STEP`")}
-	shown := ps
-	if len(shown) > maxProposals {
-		shown = shown[:maxProposals]
+// remediationBlocks renders the steps in at most budget blocks (at least
+// 2): per step its plan, its policy, where its request stands and its
+// buttons.
+func remediationBlocks(inc notify.Incident, maxProposals, budget int) []slack.Block {
+	ps := inc.Remediation
+	blocks := []slack.Block{section("*Remediation* · buttons below, or `/incident run ID STEP` requests a step; approvers `/incident approve|deny ID STEP`")}
+	shown := 0
+	for i, p := range ps {
+		if i >= maxProposals {
+			break
+		}
+		step := proposalBlocks(inc, i, p)
+		// Room for this step, and for the line counting those left out.
+		room := budget - len(blocks)
+		if i < len(ps)-1 {
+			room--
+		}
+		if len(step) > room {
+			break
+		}
+		blocks = append(blocks, step...)
+		shown++
 	}
-	for i, p := range shown {
-		title := oneLine(p.Title)
-		if title == "" {
-			title = p.ID
-		}
-		s := fmt.Sprintf("*%d. %s*", i+1, escN(title, 150))
-		if p.Action != "" {
-			s += " · " + code(notify.Truncate(p.Action, 80))
-		}
-		switch {
-		case p.Error != "":
-			s += "\n⚠️ plan unavailable: " + escN(oneLine(p.Error), 500)
-		case strings.TrimSpace(p.Plan) != "":
-			s += "\n" + codeBlock(notify.Truncate(strings.TrimSpace(p.Plan), 2500))
-		}
-		blocks = append(blocks, section(s))
+	if n := len(ps) - shown; n > 0 {
+		blocks = append(blocks, contextLine(fmt.Sprintf("_+%d more proposals in the runbook: `/incident run ID STEP`_", n)))
+	}
+	return blocks
+}
 
-		var policy string
-		if p.Automatic {
-			policy = "⚙️ runs without approval when requested"
-		} else {
-			policy = "🔐 needs approval"
-		}
-		if p.Approval != "" {
-			policy += ": " + escN(oneLine(p.Approval), 300)
-		}
-		if p.ID != "" {
-			policy += " · step " + code(notify.Truncate(p.ID, 80))
-		}
-		blocks = append(blocks, contextLine(policy))
-		if p.Status != "" {
-			blocks = append(blocks, contextLine("📋 "+escN(oneLine(p.Status), 600)))
-		}
+// proposalBlocks is one step: its plan, policy, status and buttons.
+func proposalBlocks(inc notify.Incident, i int, p notify.Proposal) []slack.Block {
+	title := oneLine(p.Title)
+	if title == "" {
+		title = p.ID
 	}
-	if n := len(ps) - len(shown); n > 0 {
-		blocks = append(blocks, contextLine(fmt.Sprintf("_+%d more proposals in the runbook_", n)))
+	s := fmt.Sprintf("*%d. %s*", i+1, escN(title, 150))
+	if p.Action != "" {
+		s += " · " + code(notify.Truncate(p.Action, 80))
+	}
+	switch {
+	case p.Error != "":
+		s += "\n⚠️ plan unavailable: " + escN(oneLine(p.Error), 500)
+	case strings.TrimSpace(p.Plan) != "":
+		s += "\n" + codeBlock(notify.Truncate(strings.TrimSpace(p.Plan), 2500))
+	}
+	blocks := []slack.Block{section(s)}
+
+	var policy string
+	if p.Automatic {
+		policy = "⚙️ runs without approval when requested"
+	} else {
+		policy = "🔐 needs approval"
+	}
+	if p.Approval != "" {
+		policy += ": " + escN(oneLine(p.Approval), 300)
+	}
+	if p.ID != "" {
+		policy += " · step " + code(notify.Truncate(p.ID, 80))
+	}
+	if p.Hash != "" {
+		policy += " · plan " + code(p.Hash[:min(len(p.Hash), shortHash)])
+	}
+	blocks = append(blocks, contextLine(policy))
+	if p.Status != "" {
+		blocks = append(blocks, contextLine("📋 "+escN(oneLine(p.Status), 600)))
+	}
+	if a := stepActions(inc, p); a != nil {
+		blocks = append(blocks, a)
 	}
 	return blocks
 }
