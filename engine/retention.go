@@ -21,35 +21,46 @@ import (
 // Archived copies of incidents a later one superseded are no longer under
 // any record key; the sweep walks the archive for them at most hourly.
 
-// expireOld removes the incidents of recs (by record key) resolved before
-// the retention, and, at most hourly, archived ones. It returns how many
-// it removed.
-func (e *Engine) expireOld(ctx context.Context, recs map[string]*Record) int {
-	if e.cfg.Retention <= 0 {
-		return 0
+// retentionPass is one sweep's retention: it removes each record past
+// the retention as the sweep reads it, then, at most hourly, archived
+// copies no record holds any more.
+type retentionPass struct {
+	e       *Engine
+	cutoff  time.Time
+	removed int
+}
+
+func (e *Engine) retention() *retentionPass {
+	return &retentionPass{e: e, cutoff: e.now().Add(-e.cfg.Retention)}
+}
+
+// expire removes the incident r stored at key when it resolved before the
+// retention, and says whether it did.
+func (p *retentionPass) expire(ctx context.Context, key string, r *Record) bool {
+	if !expired(r, p.cutoff) {
+		return false
 	}
-	cutoff := e.now().Add(-e.cfg.Retention)
-	n := 0
-	for key, r := range recs {
-		if !expired(r, cutoff) {
-			continue
+	if err := p.e.expire(ctx, key, r); err != nil {
+		if ctx.Err() == nil {
+			p.e.log.Warn("retention: remove incident", "incident", r.ID, "err", err)
 		}
-		if err := e.expire(ctx, key, r); err != nil {
-			if ctx.Err() == nil {
-				e.log.Warn("retention: remove incident", "incident", r.ID, "err", err)
-			}
-			continue
-		}
-		n++
+		return false
 	}
+	p.removed++
+	return true
+}
+
+// archive ends the pass: archived copies resolved before the retention
+// whose id has no record (current) any more, then a log line.
+func (p *retentionPass) archive(ctx context.Context, current map[string]bool) {
+	e := p.e
 	if e.archiveKV != nil && e.now().Sub(e.archivePass) >= max(time.Hour, e.cfg.SweepInterval) {
 		e.archivePass = e.now()
-		n += e.expireArchived(ctx, recs, cutoff)
+		p.removed += e.expireArchived(ctx, current, p.cutoff)
 	}
-	if n > 0 {
-		e.log.Info("retention: removed incidents resolved before the retention", "removed", n, "retention", e.cfg.Retention)
+	if p.removed > 0 {
+		e.log.Info("retention: removed incidents resolved before the retention", "removed", p.removed, "retention", e.cfg.Retention)
 	}
-	return n
 }
 
 func expired(r *Record, cutoff time.Time) bool {
@@ -88,12 +99,8 @@ func (e *Engine) expireIndexes(ctx context.Context, id string) error {
 }
 
 // expireArchived removes archived copies resolved before cutoff whose
-// incident is no longer any key's record (recs).
-func (e *Engine) expireArchived(ctx context.Context, recs map[string]*Record, cutoff time.Time) int {
-	current := map[string]bool{}
-	for _, r := range recs {
-		current[r.ID] = true
-	}
+// incident is no longer any key's record (current).
+func (e *Engine) expireArchived(ctx context.Context, current map[string]bool, cutoff time.Time) int {
 	keys, err := e.archiveKV.Keys(ctx)
 	if err != nil {
 		e.log.Warn("retention: list archived incidents", "err", err)

@@ -26,9 +26,10 @@ func (e *Engine) Sweep(ctx context.Context) error {
 	}
 }
 
-// SweepOnce is one pass of Sweep.
+// SweepOnce is one pass of Sweep. It reads the records one at a time and
+// keeps none: its memory does not grow with the number of incidents.
 func (e *Engine) SweepOnce(ctx context.Context) {
-	recs, err := e.Incidents(ctx)
+	keys, err := e.incidents.Keys(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("sweep: list incidents", "err", err)
@@ -36,9 +37,25 @@ func (e *Engine) SweepOnce(ctx context.Context) {
 		return
 	}
 	open := map[notify.Severity]float64{notify.SeverityCritical: 0, notify.SeverityWarning: 0, notify.SeverityInfo: 0}
-	for _, r := range recs {
+	current := make(map[string]bool, len(keys)) // ids with a record, for the archive's retention
+	ret := e.retention()
+	for _, key := range keys {
+		r, _, err := e.load(ctx, key)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("sweep: load incident", "key", key, "err", err)
+			}
+			return
+		}
+		if r == nil {
+			continue
+		}
+		current[r.ID] = true
 		if r.Open() {
 			open[r.Severity]++
+		}
+		if ret.expire(ctx, key, r) {
+			continue
 		}
 		// Leave recent changes to the jobs they queued.
 		if e.now().Sub(r.UpdatedAt) < 2*e.cfg.EffectTimeout+e.cfg.RetryMax {
@@ -53,7 +70,7 @@ func (e *Engine) SweepOnce(ctx context.Context) {
 	for sev, n := range open {
 		e.m.open.WithLabelValues(string(sev)).Set(n)
 	}
-	e.expireOld(ctx, recs)
+	ret.archive(ctx, current)
 }
 
 // behind reports whether a sink has not caught up with the record.
