@@ -130,7 +130,7 @@ func TestAuditTellsTheStory(t *testing.T) {
 		"remediation.approved     INC-A0D1     Bob (slack) — Bob (slack) approved disable-feature (plan " + short + "): approved by Bob (slack), ready to run",
 		"remediation.ran          INC-A0D1     incidentbot — disable-feature: redis: SET feature:enable_escrow false",
 		"remediation.started",
-		"remediation.result       INC-A0D1     incidentbot (incidentbot) — ✅ disable-feature ran and is verified: SET feature:enable_escrow false (was missing); verified",
+		"remediation.verified     INC-A0D1     incidentbot (incidentbot) — ✅ disable-feature ran and is verified: SET feature:enable_escrow false (was missing); verified",
 		"result=\"verified\"",
 	} {
 		if !strings.Contains(story, want) {
