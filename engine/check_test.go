@@ -71,6 +71,12 @@ type checkRunner struct {
 	runs, verifies, reverts atomic.Int32
 }
 
+func (c *checkRunner) setVerify(f func(n int) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.verify = f
+}
+
 func (c *checkRunner) setFlag(step, flag string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -288,7 +294,7 @@ func actionJob(rec *engine.Record) *bus.Delivery {
 func TestVerifyFailsAutoRevertsAndEscalates(t *testing.T) {
 	e := newCheckEnv(t, engine.RunPolicy{Revert: engine.RevertAuto}, engine.BreakerPolicy{Failures: 5, Window: time.Hour})
 	e.replica(t)
-	e.runner.verify = func(int) error { return errors.New("the app still serves escrow") }
+	e.runner.setVerify(func(int) error { return errors.New("the app still serves escrow") })
 	if err := e.redis.Client.Set(context.Background(), "feature:enable_escrow", "true", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -345,12 +351,12 @@ func TestVerifyNotYetThenPasses(t *testing.T) {
 	e := newCheckEnv(t, engine.RunPolicy{Revert: engine.RevertManual}, engine.BreakerPolicy{},
 		func(c *engine.Config) { c.EffectTimeout = 30 * time.Second }) // the default window
 	var ready atomic.Bool
-	e.runner.verify = func(n int) error {
+	e.runner.setVerify(func(n int) error {
 		if !ready.Load() {
 			return fmt.Errorf("the rollout is at 1 of 3 pods: %w", actions.ErrNotYet)
 		}
 		return nil
-	}
+	})
 	id := e.open(t)
 	e.requestApproved(t, id, "disable-escrow", "1")
 	eventually(t, "verifying", func() bool {
@@ -417,8 +423,24 @@ func TestVerifyWithinNeedsTheIncidentResolved(t *testing.T) {
 	if v := e.flag(t, "feature:enable_escrow"); v != "false" {
 		t.Fatalf("flag %q before the revert", v)
 	}
-	// Bob may not approve his own request; Ada's is approved by Bob.
+	// Ada requests it, Bob approves, and three more engines are handed
+	// the job at the same moment as the engine's own worker.
 	e.requestApproved(t, id, "revert-disable-escrow", "2")
+	eventually(t, "the revert approved", func() bool {
+		return e.record(t, id).Steps["revert-disable-escrow"].State == engine.DecisionApproved
+	})
+	racers := []*engine.Engine{e.replica(t), e.replica(t), e.replica(t)}
+	job := actionJob(e.record(t, id))
+	var wg sync.WaitGroup
+	for _, r := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A racer that finds the revert in flight is told to retry.
+			_ = r.HandleAction(context.Background(), job)
+		}()
+	}
+	wg.Wait()
 	rv := e.result(t, id, "revert-disable-escrow")
 	if rv.Result != engine.RunReverted {
 		t.Fatalf("revert %+v", rv)
@@ -476,7 +498,7 @@ func TestVerifyWithinIncidentResolves(t *testing.T) {
 // opening is audited once.
 func TestBreakerOpensAndRefuses(t *testing.T) {
 	e := newCheckEnv(t, engine.RunPolicy{Revert: engine.RevertNever}, engine.BreakerPolicy{Failures: 2, Window: time.Hour})
-	e.runner.verify = func(int) error { return errors.New("still broken") }
+	e.runner.setVerify(func(int) error { return errors.New("still broken") })
 	id := e.open(t)
 	e.requestApproved(t, id, "disable-escrow", "1")
 	if r := e.result(t, id, "disable-escrow"); r.Result != engine.RunVerifyFailed {
