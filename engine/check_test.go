@@ -377,7 +377,9 @@ func TestVerifyNotYetThenPasses(t *testing.T) {
 	before := e.runner.verifies.Load()
 	eventually(t, "a probe", func() bool { return e.runner.verifies.Load() > before })
 	ready.Store(true)
+	readyAt, checks := time.Now(), e.runner.verifies.Load()
 	run := e.result(t, id, "disable-escrow")
+	t.Logf("verified %s after the check turned good (%d checks in all, %d before)", time.Since(readyAt).Round(time.Millisecond), e.runner.verifies.Load(), checks)
 	if run.Result != engine.RunVerified || !strings.HasSuffix(run.Detail, "; verified") {
 		t.Fatalf("run %+v", run)
 	}
