@@ -82,6 +82,23 @@ func (r runbook) Step(id string) (engine.StepPolicy, bool) {
 
 var _ engine.Stepper = runbook{}
 
+// RunPolicy makes runbooks engine.Guarded: how a step's run is checked
+// and undone.
+func (r runbook) RunPolicy(id string) (engine.RunPolicy, bool) {
+	s := r.rb.Step(id)
+	if s == nil {
+		return engine.RunPolicy{}, false
+	}
+	return engine.RunPolicy{VerifyWithin: s.VerifyWithin, Revert: s.Revert}, true
+}
+
+// Breaker is the runbook's circuit breaker.
+func (r runbook) Breaker() engine.BreakerPolicy {
+	return engine.BreakerPolicy{Failures: r.rb.Breaker.Failures, Window: r.rb.Breaker.Window}
+}
+
+var _ engine.Guarded = runbook{}
+
 func (r runbook) Render(ctx context.Context, s signal.Signal) engine.Rendered {
 	out := r.rb.Render(ctx, actions.DataFromSignal(s, r.c.RPC))
 	steps := out.Assessment

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -26,6 +27,17 @@ func (s Steps) Resolve(ctx context.Context, rec *engine.Record, step string) (en
 	rb := s.Catalog.Set.Get(rec.Runbook)
 	if rb == nil {
 		return engine.StepPolicy{}, actions.Plan{}, fmt.Errorf("runbook %s is no longer loaded", rec.Runbook)
+	}
+	if orig, ok := strings.CutPrefix(step, engine.RevertPrefix); ok {
+		// A revert step: the step's policy, and a plan read from the
+		// record of its run.
+		st := rb.Step(orig)
+		if st == nil || st.Revert == runbooks.RevertNever {
+			return engine.StepPolicy{}, actions.Plan{}, fmt.Errorf("runbook %s has no remediation step %q that can be reverted", rec.Runbook, orig)
+		}
+		pol, _ := runbook{rb: rb, c: s.Catalog}.Step(orig)
+		p, err := engine.RevertPlan(rec, step)
+		return engine.RevertPolicy(pol), p, err
 	}
 	st := rb.Step(step)
 	if st == nil || st.Bound == nil {

@@ -79,6 +79,7 @@ func (c Config) problems(use Use) []*Problem {
 		positive("engine.effect_timeout", c.Engine.EffectTimeout)
 		positive("engine.retry_max", c.Engine.RetryMax)
 		positive("engine.sweep_interval", c.Engine.SweepInterval)
+		positive("engine.verify_interval", c.Engine.VerifyInterval)
 		positive("alertmanager.silence_max", c.Alertmanager.SilenceMax)
 		if strings.TrimSpace(c.Runbooks.DefaultChannel) == "" {
 			add("runbooks.default_channel", "empty: want a Slack channel like #incidents")

@@ -95,6 +95,9 @@ type applyEnv struct {
 	// ReportOnResolve adds a report entry to the timeline when the
 	// incident resolves; the chat worker renders it when it posts it.
 	ReportOnResolve bool
+	// Breaker, when set, says why the runbook's circuit breaker is open:
+	// requests of its steps (but revert steps) are refused.
+	Breaker string
 }
 
 // applySignals merges one event's signals for one incident into rec (nil
@@ -242,7 +245,7 @@ func applyInput(rec *Record, in input.Input, env applyEnv) (*Record, Result) {
 	case input.SilenceExpired:
 		res = silenceEnded(next, in, env)
 	case input.Request:
-		res = stepRequest(next, in, env)
+		res = request(next, in, env)
 	case input.Approve, input.Deny:
 		res = stepVote(next, in, env)
 	case input.ApprovalExpired:
@@ -273,6 +276,19 @@ func applyInput(rec *Record, in input.Input, env applyEnv) (*Record, Result) {
 	arm(next, env)
 	bump(next, env)
 	return next, res
+}
+
+// request refuses a request while the runbook's breaker is open, and a
+// revert step with nothing to revert; the rest is stepRequest's.
+func request(r *Record, in input.Input, env applyEnv) Result {
+	if strings.HasPrefix(in.Step, RevertPrefix) {
+		if _, err := RevertPlan(r, in.Step); err != nil {
+			return noop(err.Error())
+		}
+	} else if env.Breaker != "" {
+		return noop(env.Breaker + ": " + in.Step + " cannot be requested until it closes")
+	}
+	return stepRequest(r, in, env)
 }
 
 func ensure(m map[string]Note) map[string]Note {
@@ -402,6 +418,9 @@ func escalateNow(r *Record, in input.Input, env applyEnv) Result {
 		return noop("no escalation level left")
 	}
 	fireLevel(r, env, true, in.Actor)
+	if in.Text != "" {
+		r.Timeline[len(r.Timeline)-1].Text += ": " + in.Text
+	}
 	return Result{change: escalated}
 }
 

@@ -95,12 +95,16 @@ type Config struct {
 	// ReportOnResolve posts the incident's report in its thread when it
 	// resolves (default true; needs Deps.Reports).
 	ReportOnResolve bool `yaml:"report_on_resolve"`
+	// VerifyInterval is how often a remediation run still being checked
+	// (its action said "not yet", or verify.within waits for the incident
+	// to resolve) is probed again, on a durable timer (default 5s).
+	VerifyInterval time.Duration `yaml:"verify_interval"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{ReopenWindow: time.Hour, EffectTimeout: 15 * time.Second, RetryMax: 10 * time.Second, SweepInterval: time.Minute,
-		Retention: 90 * 24 * time.Hour, ReportOnResolve: true}
+		Retention: 90 * 24 * time.Hour, ReportOnResolve: true, VerifyInterval: 5 * time.Second}
 }
 
 func (c Config) withDefaults() Config {
@@ -123,6 +127,9 @@ func (c Config) withDefaults() Config {
 	// A resolved incident may still reopen within the reopen window: it
 	// is kept at least that long.
 	c.Retention = max(c.Retention, c.ReopenWindow+c.SweepInterval)
+	if c.VerifyInterval <= 0 {
+		c.VerifyInterval = d.VerifyInterval
+	}
 	return c
 }
 
@@ -352,12 +359,25 @@ func (e *Engine) env(key string, rb Runbook) applyEnv {
 		Step: stepOf(rb)}
 }
 
-// stepOf returns rb's step policies, or nil when rb has none.
+// stepOf returns rb's step policies, or nil when rb has none. A step's
+// revert step (revert-<id>) has the step's approval policy, unless the
+// step never reverts.
 func stepOf(rb Runbook) func(string) (StepPolicy, bool) {
-	if s, ok := rb.(Stepper); ok {
-		return s.Step
+	s, ok := rb.(Stepper)
+	if !ok {
+		return nil
 	}
-	return nil
+	return func(id string) (StepPolicy, bool) {
+		orig, isRevert := strings.CutPrefix(id, RevertPrefix)
+		if !isRevert {
+			return s.Step(id)
+		}
+		p, ok := s.Step(orig)
+		if !ok || runPolicy(rb, orig).Revert == RevertNever {
+			return StepPolicy{}, false
+		}
+		return RevertPolicy(p), true
+	}
 }
 
 // signalEnv is the env for signals rb matched, applied to cur: when cur
@@ -409,7 +429,12 @@ func (e *Engine) applyOne(ctx context.Context, in input.Input, ev bus.Event, log
 		if cur != nil && cur.ID != ref.ID {
 			return cur, stale("incident " + ref.ID + " was superseded by " + cur.ID)
 		}
-		return applyInput(cur, in, e.env(ref.Key, e.runbook(cur)))
+		env := e.env(ref.Key, e.runbook(cur))
+		if in.Kind == input.Request && cur != nil && !strings.HasPrefix(in.Step, RevertPrefix) {
+			// The action reconciler checks again before it runs.
+			env.Breaker, _ = e.BreakerOpen(ctx, cur.Runbook)
+		}
+		return applyInput(cur, in, env)
 	})
 	if err != nil {
 		return err
@@ -558,7 +583,7 @@ func (e *Engine) Consumers() []Consumer {
 	}
 	return []Consumer{
 		{bus.ConsumerConfig{Durable: "engine"}, e.Handle},
-		{bus.ConsumerConfig{Durable: "engine-timers", Stream: bus.TimersStreamSpec().Name, FilterSubjects: []string{"timers.due.>"}}, e.Handle},
+		{bus.ConsumerConfig{Durable: "engine-timers", Stream: bus.TimersStreamSpec().Name, FilterSubjects: []string{"timers.due.>"}}, e.handleTimer},
 		deliver(SinkChat, e.HandleChat),
 		deliver(SinkPager, e.HandlePager),
 		deliver(SinkSilence, e.HandleSilence),

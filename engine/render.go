@@ -60,12 +60,16 @@ func (e *Engine) render(ctx context.Context, rec *Record, rb Runbook) notify.Inc
 	if f, err := e.Frozen(ctx); err == nil {
 		inc.Freeze = f.String()
 	}
+	if why, err := e.BreakerOpen(ctx, rec.Runbook); err == nil {
+		inc.Breaker = why
+	}
 	for i, p := range inc.Remediation {
 		if q := rec.Steps[p.ID]; q != nil {
 			inc.Remediation[i].Status = q.StepStatus()
 			inc.Remediation[i].State = stepState(q, p.Hash)
 		}
 	}
+	inc.Remediation = revertProposals(rec, rb, inc.Remediation)
 	if rec.Ack != nil {
 		inc.AcknowledgedBy = rec.Ack.By.String()
 		inc.AcknowledgedAt = rec.Ack.At

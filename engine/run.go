@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/incidentbot/incidentbot/actions"
@@ -61,6 +62,18 @@ type actionRun struct {
 	Result    string          `json:"result,omitempty"`
 	Detail    string          `json:"detail,omitempty"`
 	Outcome   actions.Outcome `json:"outcome,omitzero"`
+	// Within is the step's verify.within; VerifyUntil ends the check
+	// window; Checked says the action's Verify passed, Waiting what its
+	// latest ErrNotYet said. Revert is the step's revert mode.
+	Within      time.Duration `json:"within,omitempty"`
+	VerifyUntil time.Time     `json:"verify_until,omitzero"`
+	Checked     bool          `json:"checked,omitempty"`
+	Waiting     string        `json:"waiting,omitempty"`
+	Revert      string        `json:"revert,omitempty"`
+	// Auto and Of are set on a revert key: whether it was the runbook's
+	// revert: auto, and the result of the run it reverts.
+	Auto bool   `json:"auto,omitempty"`
+	Of   string `json:"of,omitempty"`
 }
 
 // StepRun is what the record knows of a step's run.
@@ -71,6 +84,11 @@ type StepRun struct {
 	Result string    `json:"result,omitempty"`
 	Detail string    `json:"detail,omitempty"`
 	At     time.Time `json:"at,omitzero"`
+	// Before is what the run replaced (Outcome.Before, as its action
+	// encodes it) and Target what it touched: set when the run changed
+	// something its revert step can restore.
+	Before string `json:"before,omitempty"`
+	Target string `json:"target,omitempty"`
 }
 
 func actionKey(incident, step, hash string) string {
@@ -125,6 +143,9 @@ func (e *Engine) HandleAction(ctx context.Context, d *bus.Delivery) error {
 
 func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step string) error {
 	q := rec.Steps[step]
+	if orig, ok := strings.CutPrefix(step, RevertPrefix); ok {
+		return e.runRevert(ctx, rec, step, orig)
+	}
 	key := actionKey(rec.ID, step, q.Hash)
 	// A run already begun (or done) for this plan: never a second.
 	if ent, err := e.runs.Get(ctx, key); err == nil {
@@ -151,6 +172,11 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 	} else if f.On {
 		return e.report(ctx, rec, step, q.Hash, RunVoid, f.String()+": nothing runs; request it again once unfrozen")
 	}
+	if why, err := e.BreakerOpen(ctx, rec.Runbook); err != nil {
+		return err
+	} else if why != "" {
+		return e.report(ctx, rec, step, q.Hash, RunVoid, why+": nothing runs; request it again once it closes")
+	}
 	now := e.now()
 	run := actionRun{Incident: rec.ID, Step: step, Plan: plan, StartedAt: now, Deadline: now.Add(e.cfg.EffectTimeout)}
 	val, _ := json.Marshal(run)
@@ -174,25 +200,56 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 	_ = d.InProgress()
 	rctx, cancel := context.WithDeadline(ctx, run.Deadline)
 	out, err := runner.Run(rctx, e.actionEnv, plan)
+	pol := runPolicy(e.runbook(rec), step)
+	run.Revert = pol.Revert
 	switch {
 	case errors.Is(err, actions.ErrDryRun):
 		run.Result, run.Detail = RunDryRun, err.Error()
 	case err != nil:
 		run.Result, run.Detail = RunFailed, err.Error()
-	default:
-		run.Outcome = out
-		if verr := runner.Verify(rctx, e.actionEnv, plan, out); verr != nil {
-			run.Result, run.Detail = RunVerifyFailed, out.Detail+"; verify failed: "+verr.Error()
-		} else {
-			run.Result, run.Detail = RunVerified, out.Detail+"; verified"
+		if len(out.Before) > 0 {
+			run.Outcome = out // a partial change, which a revert may restore
 		}
+	default:
+		run.Outcome, run.Within = out, pol.VerifyWithin
+		window := pol.VerifyWithin
+		if window <= 0 {
+			window = e.cfg.EffectTimeout
+		}
+		run.VerifyUntil = now.Add(window)
+		e.check(rctx, rec, runner, &run)
 	}
 	cancel()
 	val, _ = json.Marshal(run)
 	if _, err := e.runs.Update(context.WithoutCancel(ctx), key, val, rev); err != nil {
 		return fmt.Errorf("record the result of %s %s: %w", rec.ID, step, err)
 	}
-	return e.report(ctx, rec, step, q.Hash, run.Result, run.Detail)
+	return e.finish(ctx, rec, key, run)
+}
+
+// runRevert runs a person's approved revert step (revert-<orig>): the
+// plan must still be the one approved, and the run it reverts is read
+// back from its action key.
+func (e *Engine) runRevert(ctx context.Context, rec *Record, step, orig string) error {
+	q := rec.Steps[step]
+	plan, err := RevertPlan(rec, step)
+	if err != nil {
+		return e.report(ctx, rec, step, q.Hash, RunVoid, err.Error())
+	}
+	if plan.Hash != q.Hash {
+		return e.report(ctx, rec, step, q.Hash, RunVoid,
+			fmt.Sprintf("the plan changed since it was approved (plan %s, now %s): request it again", short(q.Hash), short(plan.Hash)))
+	}
+	origKey := actionKey(rec.ID, orig, rec.Steps[orig].Run.Hash)
+	ent, err := e.runs.Get(ctx, origKey)
+	if err != nil {
+		return fmt.Errorf("read the run %s reverts: %w", step, err)
+	}
+	var run actionRun
+	if err := json.Unmarshal(ent.Value, &run); err != nil {
+		return bus.Poison(fmt.Errorf("action key of %s %s: %w", rec.ID, orig, err))
+	}
+	return e.revert(ctx, rec, origKey, run, false)
 }
 
 // adopt brings the record in line with an action key found: its result,
@@ -205,7 +262,7 @@ func (e *Engine) adopt(ctx context.Context, rec *Record, step string, raw []byte
 	}
 	switch {
 	case run.Result != "":
-		return e.report(ctx, rec, step, run.Plan.Hash, run.Result, run.Detail)
+		return e.finish(ctx, rec, actionKey(rec.ID, step, run.Plan.Hash), run)
 	case e.now().Before(run.Deadline.Add(LeaseMargin)):
 		return bus.Retry(errRunning, run.Deadline.Add(LeaseMargin).Sub(e.now()))
 	}
@@ -221,8 +278,17 @@ func (e *Engine) started(ctx context.Context, rec *Record, step, hash string, at
 }
 
 func (e *Engine) report(ctx context.Context, rec *Record, step, hash, result, detail string) error {
-	in := input.Input{Kind: input.ActionResult, Incident: rec.ID, At: e.now(), Actor: input.Bot, Step: step, Hash: hash, Token: result, Text: detail}
+	return e.applyResult(ctx, rec, resultInput(rec, step, hash, result, detail))
+}
+
+func resultInput(rec *Record, step, hash, result, detail string) input.Input {
+	in := input.Input{Kind: input.ActionResult, Incident: rec.ID, Actor: input.Bot, Step: step, Hash: hash, Token: result, Text: detail}
 	in.ID = "action_result." + actionKey(rec.ID, step, hash) + "." + result
+	return in
+}
+
+func (e *Engine) applyResult(ctx context.Context, rec *Record, in input.Input) error {
+	in.At = e.now()
 	ev := bus.Event{ID: in.ID, Source: "engine", Type: "engine." + string(in.Kind), Time: in.At, Subject: rec.GroupKey}
 	return e.applyOne(ctx, in, ev, e.log.With("event", ev.ID))
 }
@@ -244,10 +310,19 @@ func actionStarted(r *Record, in input.Input, env applyEnv) Result {
 // actionResult records a run's result (apply).
 func actionResult(r *Record, in input.Input, env applyEnv) Result {
 	q := r.Steps[in.Step]
+	if q == nil && strings.HasPrefix(in.Step, RevertPrefix) && in.Token != RunVoid {
+		// The runbook's revert: auto, which nobody requested.
+		q = &StepRequest{Step: in.Step, Hash: in.Hash, Requested: Mark{By: in.Actor, At: in.At}, State: DecisionApproved,
+			Reason: "revert: auto, after the step's check failed"}
+		if r.Steps == nil {
+			r.Steps = map[string]*StepRequest{}
+		}
+		r.Steps[in.Step] = q
+	}
 	if q == nil || q.Hash != in.Hash {
 		return stale("no request for this plan")
 	}
-	if q.Run != nil && q.Run.Hash == in.Hash && q.Run.Result != "" {
+	if q.Run != nil && q.Run.Hash == in.Hash && q.Run.Result != "" && (q.Run.Result != RunVerifying || in.Token == RunVerifying) {
 		return noop("result already recorded: " + q.Run.Result)
 	}
 	if in.Token == RunVoid {
@@ -259,17 +334,28 @@ func actionResult(r *Record, in input.Input, env applyEnv) Result {
 		q.Run = &StepRun{Hash: in.Hash}
 	}
 	q.Run.Result, q.Run.Detail, q.Run.At = in.Token, in.Text, in.At
+	if in.Before != "" {
+		q.Run.Before, q.Run.Target = in.Before, in.Target
+	}
 	text := map[string]string{
 		RunVerified:     "✅ %s ran and is verified: %s",
 		RunVerifyFailed: "⚠️ %s ran but its check failed: %s",
+		RunVerifying:    "🔎 %s ran; checking it: %s",
 		RunFailed:       "❌ %s failed: %s",
 		RunDryRun:       "%s did not run (%s)",
 		RunUnknown:      "❓ %s: outcome unknown — %s",
+		RunReverted:     "↩️ %s: %s",
+		RunRevertFailed: "❌ %s: %s",
 	}[in.Token]
 	if text == "" {
 		text = "%s: %s"
 	}
-	r.addUpdate(env.Now, "step_result", fmt.Sprintf(text, in.Step, in.Text))
+	kind := "step_result"
+	switch in.Token {
+	case RunVerified, RunVerifyFailed, RunVerifying, RunReverted, RunRevertFailed:
+		kind = "step_" + in.Token
+	}
+	r.addUpdate(env.Now, kind, fmt.Sprintf(text, in.Step, in.Text))
 	return Result{change: stepChanged, step: in.Step}
 }
 

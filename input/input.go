@@ -140,6 +140,11 @@ type Input struct {
 	Step string
 	Hash string
 	As   string
+	// Before and Target are set on an ActionResult whose run changed
+	// something that can be restored: the state before (Outcome.Before,
+	// as the action encodes it) and what the run touched.
+	Before string
+	Target string
 }
 
 // Validate reports what an input is missing.

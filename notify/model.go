@@ -88,6 +88,10 @@ type Incident struct {
 	// Freeze is set while remediation is frozen (the kill switch): who,
 	// since when, why.
 	Freeze string
+	// Breaker is set while the runbook's circuit breaker is open: "circuit
+	// breaker open: 3 failed runs of runbook X since 03:10 UTC; closes at
+	// 04:10 UTC".
+	Breaker string
 	// Notes are people's notes, oldest first.
 	Notes []Update
 	// Reopened counts how often the incident re-fired after resolving.

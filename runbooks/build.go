@@ -67,6 +67,7 @@ func build(c *collector, reg *actions.Registry, doc *yaml.Node) *Runbook {
 	r.severity = buildSeverity(c, sp.Severity)
 	r.routes, r.keyRefs = buildRoutes(c, sp.Routing)
 	r.corr = buildCorrelate(c, sp.Name, sp.Correlate)
+	r.Breaker = buildBreaker(c, sp.Breaker)
 	for _, s := range sp.Assessment {
 		r.assessment = append(r.assessment, step{text: s.Text, link: s.Link})
 	}
@@ -234,6 +235,10 @@ func buildStep(c *collector, reg *actions.Registry, p string, rs remediationSpec
 			c.fail(p+".id", "%q is not a valid step id (lower-case letters, digits, '_', '-')", rs.ID)
 			ok = false
 		}
+		if strings.HasPrefix(rs.ID, RevertPrefix) {
+			c.fail(p+".id", "%q: step ids starting with %q are reserved for the revert steps the bot offers", rs.ID, RevertPrefix)
+			ok = false
+		}
 		if prev, dup := ids[rs.ID]; dup {
 			c.fail(p+".id", "duplicate step id %q (also %s)", rs.ID, prev)
 			ok = false
@@ -260,6 +265,9 @@ func buildStep(c *collector, reg *actions.Registry, p string, rs remediationSpec
 	}
 	if rs.Cooldown != nil {
 		st.Cooldown = time.Duration(*rs.Cooldown)
+	}
+	if !buildCheck(c, p, rs, st) {
+		ok = false
 	}
 	if rs.Automatic != nil {
 		st.Automatic = *rs.Automatic
@@ -309,6 +317,66 @@ func buildStep(c *collector, reg *actions.Registry, p string, rs remediationSpec
 		return nil
 	}
 	return st
+}
+
+// buildCheck validates a step's verify and revert keys.
+func buildCheck(c *collector, p string, rs remediationSpec, st *Remediation) bool {
+	ok := true
+	if rs.Verify != nil && rs.Verify.Within != nil {
+		w := time.Duration(*rs.Verify.Within)
+		switch {
+		case w <= 0:
+			c.fail(p+".verify.within", "must be a positive duration like 5m")
+			ok = false
+		case w > MaxVerifyWithin:
+			c.fail(p+".verify.within", "%s is too long: at most %s", w, MaxVerifyWithin)
+			ok = false
+		}
+		st.VerifyWithin = w
+	}
+	_, reverts := st.Bound.(actions.Reverter)
+	st.Revert = RevertNever
+	if reverts {
+		st.Revert = RevertManual
+	}
+	if rs.Revert == nil {
+		return ok
+	}
+	switch m := *rs.Revert; m {
+	case RevertAuto, RevertManual:
+		if st.Bound != nil && !reverts {
+			c.fail(p+".revert", "%s: action %q cannot revert its change (use revert: never)", m, rs.Action)
+			return false
+		}
+		st.Revert = m
+	case RevertNever:
+		st.Revert = m
+	default:
+		c.fail(p+".revert", "%q: want auto, manual or never", m)
+		return false
+	}
+	return ok
+}
+
+// buildBreaker fills in the runbook's circuit breaker.
+func buildBreaker(c *collector, sp *breakerSpec) Breaker {
+	b := Breaker{Failures: DefaultBreakerFailures, Window: DefaultBreakerWindow}
+	if sp == nil {
+		return b
+	}
+	if sp.Failures != nil {
+		if *sp.Failures < 1 {
+			c.fail("breaker.failures", "must be at least 1")
+		}
+		b.Failures = *sp.Failures
+	}
+	if sp.Window != nil {
+		if *sp.Window <= 0 {
+			c.fail("breaker.window", "must be a positive duration like 1h")
+		}
+		b.Window = time.Duration(*sp.Window)
+	}
+	return b
 }
 
 // closest suggests the known name nearest to s.

@@ -41,6 +41,16 @@ type runbookSpec struct {
 	// first two levels, so the top level is called again one gap later.
 	EscalationRepeat int      `yaml:"escalation_repeat"`
 	PostIncident     []string `yaml:"post_incident"`
+	// Breaker is the runbook's circuit breaker: this many failed,
+	// verify_failed or reverted runs of its steps within window (across
+	// incidents and replicas) open it, and its steps refuse to run until
+	// the window has passed (default 3 in 1h).
+	Breaker *breakerSpec `yaml:"breaker"`
+}
+
+type breakerSpec struct {
+	Failures *int                 `yaml:"failures"`
+	Window   *strictyaml.Duration `yaml:"window"`
 }
 
 type matchSpec struct {
@@ -147,6 +157,19 @@ type remediationSpec struct {
 	Approval  *approvalSpec        `yaml:"approval"`
 	Cooldown  *strictyaml.Duration `yaml:"cooldown"`
 	Automatic *bool                `yaml:"automatic"`
+	// Verify is the step's check window; Revert says what happens when
+	// the check fails: auto (restore at once and escalate), manual (the
+	// card offers revert-<id> as a step of its own), never. Default
+	// manual when the action can be undone, never otherwise.
+	Verify *verifySpec `yaml:"verify"`
+	Revert *string     `yaml:"revert"`
+}
+
+type verifySpec struct {
+	// Within is how long after the run the action's check may take,
+	// and by when the incident must have resolved (all its alerts) for
+	// the run to count as verified.
+	Within *strictyaml.Duration `yaml:"within"`
 }
 
 type approvalSpec struct {

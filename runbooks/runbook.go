@@ -25,6 +25,12 @@ const (
 	DefaultMinApprovals  = 1
 	DefaultApprovalTTL   = 30 * time.Minute
 	DefaultCooldown      = 10 * time.Minute
+	// DefaultBreakerFailures failed, verify_failed or reverted runs of a
+	// runbook's steps within DefaultBreakerWindow open its breaker.
+	DefaultBreakerFailures = 3
+	DefaultBreakerWindow   = time.Hour
+	// MaxVerifyWithin bounds verify.within.
+	MaxVerifyWithin = 24 * time.Hour
 	// PlanTimeout bounds one remediation step's plan while rendering.
 	PlanTimeout = 5 * time.Second
 )
@@ -70,7 +76,27 @@ type Runbook struct {
 	Remediation  []*Remediation
 	Escalation   []notify.EscalationLevel
 	PostIncident []string
+	// Breaker is the runbook's circuit breaker (defaults filled in).
+	Breaker Breaker
 }
+
+// Breaker opens after Failures failed, verify_failed or reverted runs of
+// the runbook's steps within Window.
+type Breaker struct {
+	Failures int
+	Window   time.Duration
+}
+
+// Revert modes of a remediation step.
+const (
+	RevertAuto   = "auto"
+	RevertManual = "manual"
+	RevertNever  = "never"
+)
+
+// RevertPrefix starts the id of a step's revert step (revert-<id>): step
+// ids may not start with it.
+const RevertPrefix = "revert-"
 
 // Cause is one common cause: how it shows and how to check for it.
 type Cause struct {
@@ -116,6 +142,11 @@ type Remediation struct {
 	Cooldown time.Duration
 	// Automatic steps run without waiting for approval.
 	Automatic bool
+	// VerifyWithin is verify.within (0 when not set): the check window,
+	// and by when the incident must resolve for the run to count as
+	// verified. Revert is auto, manual or never.
+	VerifyWithin time.Duration
+	Revert       string
 }
 
 // Approval is who must approve a step before it runs.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/notify"
@@ -411,6 +412,36 @@ escalation_repeat: 11
     params: {namespace: x, deployment: y}
     approval: {approvers: [U123ABC], min_approvals: 2}
 `, []string{`f.yaml:10: remediation[0].approval.min_approvals: 2 approvals needed but only 1 approvers listed`}},
+		{"verify, revert and breaker", validHead + `breaker: {failures: 0, window: -1h, windw: 1h}
+remediation:
+  - id: revert-a
+    title: A
+    action: featureflag.disable
+    params: {flag: enable_escrow}
+    approval: {approvers: [U123ABC]}
+    revert: sometimes
+  - id: b
+    title: B
+    action: kubernetes.rollout_restart
+    params: {namespace: x, deployment: y}
+    approval: {approvers: [U123ABC]}
+    revert: auto
+    verify: {within: 0s}
+  - id: c
+    title: C
+    action: featureflag.disable
+    params: {flag: enable_escrow}
+    approval: {approvers: [U123ABC]}
+    verify: {within: 48h, whithin: 5m}
+`, []string{`f.yaml:5: breaker.window: invalid duration "-1h"`,
+			`f.yaml:5: breaker.windw: unknown key "windw"`,
+			`f.yaml:7: remediation[0].id: "revert-a": step ids starting with "revert-" are reserved`,
+			`f.yaml:12: remediation[0].revert: "sometimes": want auto, manual or never`,
+			`f.yaml:18: remediation[1].revert: auto: action "kubernetes.rollout_restart" cannot revert its change (use revert: never)`,
+			`f.yaml:19: remediation[1].verify.within: must be a positive duration`,
+			`f.yaml:25: remediation[2].verify.within: 48h0m0s is too long: at most 24h0m0s`,
+			`f.yaml:25: remediation[2].verify.whithin: unknown key "whithin"`}},
+		{"breaker failures", validHead + "breaker: {failures: 0}\n", []string{`f.yaml:5: breaker.failures: must be at least 1`}},
 		{"severity and routing", validHead + "severity: {default: urgent, map: {p1: sev1}}\nrouting:\n  critical: {channel: general}\n", []string{
 			`f.yaml:5: severity.default: unknown severity "urgent"`, `f.yaml:5: severity.map.p1: unknown severity "sev1"`,
 			`f.yaml:7: routing.critical.channel: "general" is not a Slack channel`}},
@@ -630,5 +661,44 @@ escalation:
 `))
 	if err == nil || strings.Contains(err.Error(), "0123456789abcdef") || !strings.Contains(err.Error(), "looks like a routing key itself") {
 		t.Fatalf("a key in place of its name: %v", err)
+	}
+}
+
+// TestVerifyRevertBreakerKeys: verify.within, revert (default manual for
+// an action that can revert, never for one that cannot) and the breaker
+// with its defaults.
+func TestVerifyRevertBreakerKeys(t *testing.T) {
+	rbs, _, err := Parse(actions.Default(), "f.yaml", []byte(validHead+`breaker: {failures: 5}
+remediation:
+  - id: a
+    title: A
+    action: featureflag.disable
+    params: {flag: enable_escrow}
+    approval: {approvers: [U123ABC]}
+    verify: {within: 5m}
+    revert: auto
+  - id: b
+    title: B
+    action: featureflag.disable
+    params: {flag: enable_escrow}
+    approval: {approvers: [U123ABC]}
+  - id: c
+    title: C
+    action: kubernetes.rollout_restart
+    params: {namespace: x, deployment: y}
+    approval: {approvers: [U123ABC]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := rbs[0]
+	if rb.Breaker != (Breaker{Failures: 5, Window: DefaultBreakerWindow}) {
+		t.Errorf("breaker %+v", rb.Breaker)
+	}
+	for id, want := range map[string]Remediation{"a": {VerifyWithin: 5 * time.Minute, Revert: RevertAuto}, "b": {Revert: RevertManual}, "c": {Revert: RevertNever}} {
+		st := rb.Step(id)
+		if st.VerifyWithin != want.VerifyWithin || st.Revert != want.Revert {
+			t.Errorf("%s: verify.within %s revert %s, want %s %s", id, st.VerifyWithin, st.Revert, want.VerifyWithin, want.Revert)
+		}
 	}
 }

@@ -112,6 +112,36 @@ func TestAuditTellsTheStory(t *testing.T) {
 	if v := rd.Client.Get(ctx, "feature:enable_escrow").Val(); v != "false" {
 		t.Fatalf("feature:enable_escrow = %q", v)
 	}
+	// The step can be undone: its revert step, planned from the record
+	// through the app's catalog, requested and approved, restores the
+	// flag as it was (missing).
+	rec = waitRec("the result", func(*engine.Record) bool { return true })
+	pol, rplan, err := steps.Resolve(ctx, rec, "revert-disable-feature")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol.Title != "Revert: Disable the affected feature" || !strings.Contains(rplan.Text, "restore redis feature:enable_escrow as it was before disable-feature ran at") {
+		t.Fatalf("revert policy %+v, plan %+v", pol, rplan)
+	}
+	for _, c := range []command.Command{
+		{Verb: input.Request, By: input.Actor{ID: "U0ADA", Name: "Ada", Via: "slack"}, RequestID: "r2"},
+		{Verb: input.Approve, By: input.Actor{ID: "U0BOB", Name: "Bob", Via: "slack"}, As: "@solana-oncall", RequestID: "a2"},
+	} {
+		c.Incident, c.Step, c.Hash, c.Text, c.At = "INC-A0D1", "revert-disable-feature", rplan.Hash, rplan.Text, time.Now()
+		if _, err := sender.Send(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Verb == input.Request {
+			waitRec("the revert request", func(r *engine.Record) bool { return r.Steps["revert-disable-feature"] != nil })
+		}
+	}
+	waitRec("the revert", func(r *engine.Record) bool {
+		q := r.Steps["revert-disable-feature"]
+		return q != nil && q.Run != nil && q.Run.Result == engine.RunReverted
+	})
+	if n, err := rd.Client.Exists(ctx, "feature:enable_escrow").Result(); err != nil || n != 0 {
+		t.Fatalf("feature:enable_escrow still exists after the revert (%d, %v)", n, err)
+	}
 	time.Sleep(200 * time.Millisecond) // the last audit records
 	cancel()
 	wg.Wait()
@@ -130,8 +160,10 @@ func TestAuditTellsTheStory(t *testing.T) {
 		"remediation.approved     INC-A0D1     Bob (slack) — Bob (slack) approved disable-feature (plan " + short + "): approved by Bob (slack), ready to run",
 		"remediation.ran          INC-A0D1     incidentbot — disable-feature: redis: SET feature:enable_escrow false",
 		"remediation.started",
-		"remediation.result       INC-A0D1     incidentbot (incidentbot) — ✅ disable-feature ran and is verified: SET feature:enable_escrow false (was missing); verified",
+		"remediation.verified     INC-A0D1     incidentbot (incidentbot) — ✅ disable-feature ran and is verified: SET feature:enable_escrow false (was missing); verified",
 		"result=\"verified\"",
+		"remediation.revert_started INC-A0D1     incidentbot — revert-disable-feature: restore redis feature:enable_escrow",
+		"remediation.reverted     INC-A0D1     incidentbot (incidentbot) — ↩️ revert-disable-feature: restored redis feature:enable_escrow as it was before the run: {\"missing\":true}",
 	} {
 		if !strings.Contains(story, want) {
 			t.Errorf("audit misses %q:\n%s", want, story)

@@ -218,9 +218,10 @@ func validID(id string) bool {
 	return true
 }
 
-// validStep accepts what runbook step ids can be.
+// validStep accepts what runbook step ids can be, and their revert
+// steps (revert-<id>).
 func validStep(s string) bool {
-	if len(s) > 64 {
+	if len(s) > 64+len("revert-") {
 		return false
 	}
 	for _, c := range s {

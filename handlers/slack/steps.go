@@ -35,6 +35,12 @@ type Freezer interface {
 	SetFreeze(ctx context.Context, on bool, by input.Actor, reason string) error
 }
 
+// Breakers says why a runbook's circuit breaker is open ("" when closed);
+// the engine is one.
+type Breakers interface {
+	BreakerOpen(ctx context.Context, runbook string) (string, error)
+}
+
 func (h *Handler) freeze(ctx context.Context, by input.Actor, on bool, reason string) Reply {
 	if h.o.Freezer == nil {
 		return Reply{Text: "Not configured on this bot: " + hintSteps + "."}
@@ -75,6 +81,13 @@ func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id,
 	}
 	if !rec.Open() {
 		return Reply{Text: fmt.Sprintf("*%s* is already resolved%s: no remediation runs for it.", rec.ID, resolvedBy(rec))}
+	}
+	if b, ok := h.o.Freezer.(Breakers); ok && kind == input.Request && !strings.HasPrefix(step, engine.RevertPrefix) {
+		if why, err := b.BreakerOpen(ctx, rec.Runbook); err != nil {
+			return Reply{Text: notAccepted(id, err)}
+		} else if why != "" {
+			return Reply{Text: "🔌 " + esc(why) + ": `" + esc(step) + "` cannot be requested until it closes."}
+		}
 	}
 	pol, plan, err := h.o.Steps.Resolve(ctx, rec, step)
 	if err != nil {

@@ -129,7 +129,13 @@ func TestAccessMatchesApprovers(t *testing.T) {
 	}
 }
 
-type frozen struct{ f engine.Freeze }
+type frozen struct {
+	f engine.Freeze
+	// breaker is what BreakerOpen says of every runbook.
+	breaker string
+}
+
+func (z *frozen) BreakerOpen(context.Context, string) (string, error) { return z.breaker, nil }
 
 func (z *frozen) Frozen(context.Context) (engine.Freeze, error) { return z.f, nil }
 func (z *frozen) SetFreeze(_ context.Context, on bool, by input.Actor, reason string) error {
@@ -173,5 +179,37 @@ func TestFreezeRefusesSteps(t *testing.T) {
 	}
 	if got := ask("run INC-2041 disable-feature"); !strings.Contains(got, "Requested `disable-feature`") {
 		t.Fatalf("run after unfreeze answered %q", got)
+	}
+}
+
+// TestBreakerRefusesRequests: while the runbook's circuit breaker is
+// open, /incident run is refused with the reason and nothing is sent; a
+// revert step is not refused by it (here there is nothing to revert).
+func TestBreakerRefusesRequests(t *testing.T) {
+	bt := newBot(t)
+	set, _, err := runbooks.LoadDefault("", actions.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := &frozen{breaker: "circuit breaker open: 3 failed runs of runbook high-error-rate since 03:10 UTC; closes at 04:10 UTC"}
+	bt.h = mustHandler(t, bt, func(o *slackin.Options) {
+		o.Now = time.Now
+		o.Steps = app.Steps{Catalog: app.Catalog{Set: set, DefaultChannel: "#incidents"}}
+		o.Freezer = z
+	})
+	bt.alert(t, "webhook.firing.single.json")
+	ask := func(text string) string {
+		body := slash("U0ADA", "ada", text, "t-"+text)
+		return reply(t, bt.post(slackin.CommandsPath, body, signed(fixtureSecret, time.Now().Unix(), body)))
+	}
+	before := bt.stored(t)
+	if got := ask("run INC-2041 disable-feature"); !strings.Contains(got, "🔌 circuit breaker open: 3 failed runs of runbook high-error-rate since 03:10 UTC; closes at 04:10 UTC: `disable-feature` cannot be requested until it closes") {
+		t.Fatalf("run answered %q", got)
+	}
+	if got := ask("run INC-2041 revert-disable-feature"); !strings.Contains(got, "nothing to revert: disable-feature has no run that changed something") {
+		t.Fatalf("revert answered %q", got)
+	}
+	if bt.stored(t) != before {
+		t.Fatal("a command was sent while the breaker is open")
 	}
 }

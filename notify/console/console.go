@@ -163,6 +163,9 @@ func Card(inc notify.Incident) string {
 	if inc.Freeze != "" {
 		status += " · 🧊 " + inc.Freeze
 	}
+	if inc.Breaker != "" {
+		status += " · 🔌 " + inc.Breaker
+	}
 	if inc.Silence != "" {
 		status += " · 🔕 " + inc.Silence
 	}

@@ -155,6 +155,9 @@ func statusText(inc notify.Incident) string {
 	if inc.Freeze != "" {
 		parts = append(parts, "🧊 "+escN(oneLine(inc.Freeze), 300))
 	}
+	if inc.Breaker != "" {
+		parts = append(parts, "🔌 "+escN(oneLine(inc.Breaker), 300))
+	}
 	if inc.Silence != "" {
 		parts = append(parts, "🔕 "+escN(oneLine(inc.Silence), 200))
 	}
