@@ -68,10 +68,10 @@ remediation:
 
 // People of the trials: Ada, Bob and Cat are approvers; Dan is not.
 const (
-	ada = "U0ADA"
-	bob = "U0BOB"
-	cat = "U0CAT"
-	dan = "U0DAN"
+	userAda = "U0ADA"
+	userBob = "U0BOB"
+	userCat = "U0CAT"
+	userDan = "U0DAN"
 )
 
 // trialEffectTimeout is engine.effect_timeout in the trials: a run has 3s
@@ -123,11 +123,11 @@ func trialApprovedByAnother(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
 	id := tr.fire(addr, "alpha")
-	if got := tr.slash(addr, ada, "run "+id+" disable"); !strings.Contains(got, "Requested `disable`") {
+	if got := tr.slash(addr, userAda, "run "+id+" disable"); !strings.Contains(got, "Requested `disable`") {
 		t.Fatalf("request: %q", got)
 	}
 	tr.waitCard("the request on the card", "pending: requested by ada")
-	if got := tr.slash(addr, bob, "approve "+id+" disable"); !strings.Contains(got, "approval of `disable`") {
+	if got := tr.slash(addr, userBob, "approve "+id+" disable"); !strings.Contains(got, "approval of `disable`") {
 		t.Fatalf("approve: %q", got)
 	}
 	tr.waitCard("the run verified on the card", "verified: SET feature:alpha false (was missing); verified")
@@ -136,8 +136,8 @@ func trialApprovedByAnother(t *testing.T) {
 	tr.wantFlag("alpha", "false")
 	tr.wantSets(1)
 	a := tr.waitAudit(id, "the whole story", func(a auditTrail) bool { return a.count("remediation.result", "disable") == 1 })
-	a.want(t, "remediation.requested", "disable", 1, "actor_id", ada, "state", "pending")
-	a.want(t, "remediation.approved", "disable", 1, "actor_id", bob, "state", "approved")
+	a.want(t, "remediation.requested", "disable", 1, "actor_id", userAda, "state", "pending")
+	a.want(t, "remediation.approved", "disable", 1, "actor_id", userBob, "state", "approved")
 	a.want(t, "remediation.ran", "disable", 1, "action", "featureflag.disable", "target", "redis feature:alpha")
 	a.want(t, "remediation.started", "disable", 1)
 	a.want(t, "remediation.result", "disable", 1, "result", "verified")
@@ -150,16 +150,16 @@ func trialSelfApproval(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
 	id := tr.fire(addr, "alpha")
-	tr.slash(addr, ada, "run "+id+" disable")
+	tr.slash(addr, userAda, "run "+id+" disable")
 	tr.waitCard("the request", "pending: requested by ada")
-	if got := tr.slash(addr, ada, "approve "+id+" disable"); !strings.HasPrefix(got, "⛔") || !strings.Contains(got, "you requested this step") {
+	if got := tr.slash(addr, userAda, "approve "+id+" disable"); !strings.HasPrefix(got, "⛔") || !strings.Contains(got, "you requested this step") {
 		t.Fatalf("self-approval: %q, want a refusal saying she requested it", got)
 	}
-	if got := tr.slash(addr, dan, "approve "+id+" disable"); !strings.HasPrefix(got, "⛔") || !strings.Contains(got, "not an approver") {
+	if got := tr.slash(addr, userDan, "approve "+id+" disable"); !strings.HasPrefix(got, "⛔") || !strings.Contains(got, "not an approver") {
 		t.Fatalf("approval by a non-approver: %q, want a refusal", got)
 	}
 	// Orders after the refusals (nothing was sent for them): a denial.
-	if got := tr.slash(addr, bob, "deny "+id+" disable"); !strings.Contains(got, "denial of `disable`") {
+	if got := tr.slash(addr, userBob, "deny "+id+" disable"); !strings.Contains(got, "denial of `disable`") {
 		t.Fatalf("deny: %q", got)
 	}
 	tr.waitCard("the denial", "denied: requested by ada")
@@ -167,10 +167,10 @@ func trialSelfApproval(t *testing.T) {
 	tr.wantFlag("alpha", "")
 	tr.wantSets(0)
 	a := tr.waitAudit(id, "the refusals and the denial", func(a auditTrail) bool { return a.count("slack.refused", "") == 2 })
-	a.want(t, "remediation.denied", "disable", 1, "actor_id", bob, "state", "denied")
+	a.want(t, "remediation.denied", "disable", 1, "actor_id", userBob, "state", "denied")
 	a.want(t, "remediation.ran", "disable", 0)
 	for _, r := range a.of("slack.refused", "") {
-		if r.Attrs["actor_id"] != ada && r.Attrs["actor_id"] != dan {
+		if r.Attrs["actor_id"] != userAda && r.Attrs["actor_id"] != userDan {
 			t.Errorf("refusal of %s audited, want ada's and dan's: %+v", r.Attrs["actor_id"], r)
 		}
 	}
@@ -182,11 +182,11 @@ func trialQuorum(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
 	id := tr.fire(addr, "alpha")
-	tr.slash(addr, ada, "run "+id+" quorum")
+	tr.slash(addr, userAda, "run "+id+" quorum")
 	tr.waitCard("the request", "pending: requested by ada")
-	tr.slash(addr, bob, "approve "+id+" quorum")
+	tr.slash(addr, userBob, "approve "+id+" quorum")
 	tr.waitCard("Bob's approval counted", "1 of 2 approvals (bob (slack))")
-	if got := tr.slash(addr, bob, "approve "+id+" quorum"); strings.HasPrefix(got, "⛔") {
+	if got := tr.slash(addr, userBob, "approve "+id+" quorum"); strings.HasPrefix(got, "⛔") {
 		t.Fatalf("Bob's second approval refused at once (%q): want it accepted and not counted", got)
 	}
 	tr.settle()
@@ -194,15 +194,15 @@ func trialQuorum(t *testing.T) {
 		t.Fatalf("after Bob approved twice the card says:\n%s\nwant 1 of 2 approvals", c)
 	}
 	tr.wantSets(0)
-	tr.slash(addr, cat, "approve "+id+" quorum")
+	tr.slash(addr, userCat, "approve "+id+" quorum")
 	tr.waitCard("the run", "approved by bob (slack), cat (slack)")
 	tr.waitCard("the run verified", "verified: SET feature:alpha false")
 	tr.settle()
 	tr.wantFlag("alpha", "false")
 	tr.wantSets(1)
 	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "quorum") == 1 })
-	a.want(t, "remediation.approved", "quorum", 1, "actor_id", bob, "state", "pending")
-	a.want(t, "remediation.approved", "quorum", 1, "actor_id", cat, "state", "approved")
+	a.want(t, "remediation.approved", "quorum", 1, "actor_id", userBob, "state", "pending")
+	a.want(t, "remediation.approved", "quorum", 1, "actor_id", userCat, "state", "approved")
 	a.want(t, "remediation.ran", "quorum", 1)
 	a.want(t, "remediation.result", "quorum", 1, "result", "verified")
 }
@@ -213,11 +213,11 @@ func trialExpired(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
 	id := tr.fire(addr, "alpha")
-	tr.slash(addr, ada, "run "+id+" hasty")
+	tr.slash(addr, userAda, "run "+id+" hasty")
 	tr.waitCard("the request", "pending: requested by ada")
 	tr.waitCard("the request expired", "expired: requested by ada")
 	tr.waitThread("the expiry in the thread", "The request for hasty expired")
-	if got := tr.slash(addr, bob, "approve "+id+" hasty"); !strings.Contains(got, "already expired") {
+	if got := tr.slash(addr, userBob, "approve "+id+" hasty"); !strings.Contains(got, "already expired") {
 		t.Fatalf("approval after expiry: %q, want a refusal saying it expired", got)
 	}
 	tr.settle()
@@ -251,18 +251,21 @@ func trialDoubleClick(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	all(ada, "run "+id+" disable", "req.1", "req.1", "req.2")
+	all(userAda, "run "+id+" disable", "req.1", "req.1", "req.2")
 	tr.waitCard("the request", "pending: requested by ada")
-	all(bob, "approve "+id+" disable", "apv.1", "apv.1", "apv.2")
+	all(userBob, "approve "+id+" disable", "apv.1", "apv.1", "apv.2")
 	tr.waitCard("the run verified", "verified: SET feature:alpha false")
-	all(ada, "run "+id+" disable", "req.1")
-	all(bob, "approve "+id+" disable", "apv.1")
+	all(userAda, "run "+id+" disable", "req.1")
+	all(userBob, "approve "+id+" disable", "apv.1")
+	if got := tr.slash(addr, userCat, "run "+id+" disable"); !strings.Contains(got, "already ran for *"+id+"* with this plan (verified): it never runs twice") {
+		t.Errorf("a new request after the run: %q, want it refused as already run", got)
+	}
 	tr.settle()
 	tr.wantFlag("alpha", "false")
 	tr.wantSets(1)
 	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "disable") == 1 })
 	a.want(t, "remediation.requested", "disable", 1)
-	a.want(t, "remediation.approved", "disable", 1, "actor_id", bob)
+	a.want(t, "remediation.approved", "disable", 1, "actor_id", userBob)
 	a.want(t, "remediation.ran", "disable", 1)
 	a.want(t, "remediation.result", "disable", 1, "result", "verified")
 }
@@ -274,14 +277,14 @@ func trialThreeServes(t *testing.T) {
 	tr := newTrial(t, "")
 	addrs := []string{tr.serve(), tr.serve(), tr.serve()}
 	id := tr.fire(addrs[0], "alpha")
-	tr.slash(addrs[1], ada, "run "+id+" disable")
+	tr.slash(addrs[1], userAda, "run "+id+" disable")
 	tr.waitCard("the request", "pending: requested by ada")
 	var wg sync.WaitGroup
 	for _, addr := range []string{addrs[2], addrs[0]} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := tr.slashAs(addr, bob, "approve "+id+" disable", ""); err != nil {
+			if _, err := tr.slashAs(addr, userBob, "approve "+id+" disable", ""); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -311,10 +314,10 @@ func trialKill9(t *testing.T) {
 	addr := tr.serve()
 	first := tr.bots[0]
 	id := tr.fire(addr, "alpha")
-	tr.slash(addr, ada, "run "+id+" disable")
+	tr.slash(addr, userAda, "run "+id+" disable")
 	tr.waitCard("the request", "pending: requested by ada")
 	hold := proxy.holdNextSet()
-	tr.slash(addr, bob, "approve "+id+" disable")
+	tr.slash(addr, userBob, "approve "+id+" disable")
 	select {
 	case <-hold.arrived:
 	case <-time.After(30 * time.Second):
@@ -333,6 +336,9 @@ func trialKill9(t *testing.T) {
 	tr.restart(first, addr)
 	tr.waitCard("outcome unknown on the card", "❓ outcome unknown: check, then retry by hand")
 	tr.waitThread("outcome unknown in the thread", "❓ disable: outcome unknown")
+	if got := tr.slash(addr, userAda, "run "+id+" disable"); !strings.Contains(got, "already ran for *"+id+"* with this plan (unknown): it never runs twice") {
+		t.Errorf("a new request after the crash: %q, want it refused as already run", got)
+	}
 	tr.settle()
 	tr.wantFlag("alpha", "sentinel")
 	tr.wantSets(2) // the run's, once, and the sentinel
@@ -351,15 +357,15 @@ func trialChangedPlan(t *testing.T) {
 	addr := tr.serve()
 	alpha := trialAlert{flag: "alpha", startsAt: tr.start}
 	id := tr.fire(addr, "alpha")
-	tr.slash(addr, ada, "run "+id+" quorum")
+	tr.slash(addr, userAda, "run "+id+" quorum")
 	tr.waitCard("the request", "pending: requested by ada")
-	tr.slash(addr, bob, "approve "+id+" quorum")
+	tr.slash(addr, userBob, "approve "+id+" quorum")
 	tr.waitCard("Bob's approval", "1 of 2 approvals (bob (slack))")
 
 	alpha.endsAt = time.Now().UTC()
 	mustDeliver(t, addr, trialWebhook(tr.group, alpha, trialAlert{flag: "beta", startsAt: tr.start.Add(30 * time.Second)}))
 	tr.waitCard("the card showing beta", "Flag trial on beta")
-	tr.slash(addr, cat, "approve "+id+" quorum")
+	tr.slash(addr, userCat, "approve "+id+" quorum")
 	tr.waitCard("the request void", "void: requested by ada")
 	if c := tr.card(); !strings.Contains(c, "the plan changed since it was requested") {
 		t.Fatalf("void card does not say why:\n%s", c)
@@ -367,13 +373,13 @@ func trialChangedPlan(t *testing.T) {
 	tr.settle()
 	tr.wantSets(0)
 
-	if got := tr.slash(addr, ada, "run "+id+" quorum"); !strings.Contains(got, "feature:beta") {
+	if got := tr.slash(addr, userAda, "run "+id+" quorum"); !strings.Contains(got, "feature:beta") {
 		t.Fatalf("new request: %q, want the plan for feature:beta", got)
 	}
 	tr.waitCard("the new request", "pending: requested by ada")
-	tr.slash(addr, bob, "approve "+id+" quorum")
+	tr.slash(addr, userBob, "approve "+id+" quorum")
 	tr.waitCard("Bob's approval", "1 of 2 approvals")
-	tr.slash(addr, cat, "approve "+id+" quorum")
+	tr.slash(addr, userCat, "approve "+id+" quorum")
 	tr.waitCard("the run verified", "verified: SET feature:beta false")
 	tr.settle()
 	tr.wantFlag("beta", "false")
@@ -381,7 +387,7 @@ func trialChangedPlan(t *testing.T) {
 	tr.wantSets(1)
 	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "quorum") == 1 })
 	void := a.of("remediation.approved", "quorum")
-	if len(void) == 0 || !hasAttr(void, "state", "void") {
+	if len(void) == 0 || !auditHasAttr(void, "state", "void") {
 		t.Errorf("no void approval audited: %+v", void)
 	}
 	a.want(t, "remediation.ran", "quorum", 1, "target", "redis feature:beta")
@@ -395,24 +401,24 @@ func trialFreeze(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
 	id := tr.fire(addr, "alpha")
-	tr.slash(addr, ada, "run "+id+" disable")
+	tr.slash(addr, userAda, "run "+id+" disable")
 	tr.waitCard("the request", "pending: requested by ada")
-	if got := tr.slash(addr, cat, "freeze game day"); !strings.Contains(got, "Remediation is frozen") {
+	if got := tr.slash(addr, userCat, "freeze game day"); !strings.Contains(got, "Remediation is frozen") {
 		t.Fatalf("freeze: %q", got)
 	}
 	tr.waitCard("the freeze on the card", "Remediation frozen by cat (slack)")
-	if got := tr.slash(addr, ada, "run "+id+" quorum"); !strings.Contains(got, "nothing is requested, approved or run") {
+	if got := tr.slash(addr, userAda, "run "+id+" quorum"); !strings.Contains(got, "nothing is requested, approved or run") {
 		t.Fatalf("request while frozen: %q", got)
 	}
-	if got := tr.slash(addr, bob, "approve "+id+" disable"); !strings.Contains(got, "nothing is requested, approved or run") {
+	if got := tr.slash(addr, userBob, "approve "+id+" disable"); !strings.Contains(got, "nothing is requested, approved or run") {
 		t.Fatalf("approval while frozen: %q", got)
 	}
 	// A replica that checked the switch just before it was set sends
 	// Bob's approval anyway: the engine checks it again before running.
 	a := tr.waitAudit(id, "the request", func(a auditTrail) bool { return a.count("remediation.requested", "disable") == 1 })
 	hash := a.of("remediation.requested", "disable")[0].Attrs["hash"]
-	tr.sendCommand(command.Command{Verb: input.Approve, Incident: id, Step: "disable", Hash: hash, As: bob,
-		By: input.Actor{ID: bob, Name: "bob", Via: "slack", Transport: slackin.TransportHTTP}, RequestID: "slash:late-approval"})
+	tr.sendCommand(command.Command{Verb: input.Approve, Incident: id, Step: "disable", Hash: hash, As: userBob,
+		By: input.Actor{ID: userBob, Name: "bob", Via: "slack", Transport: slackin.TransportHTTP}, RequestID: "slash:late-approval"})
 	tr.waitCard("the approval void", "void: requested by ada")
 	if c := tr.card(); !strings.Contains(c, "nothing runs; request it again once unfrozen") {
 		t.Fatalf("void card does not say it was frozen:\n%s", c)
@@ -420,13 +426,13 @@ func trialFreeze(t *testing.T) {
 	tr.settle()
 	tr.wantSets(0)
 
-	if got := tr.slash(addr, cat, "unfreeze"); !strings.Contains(got, "unfrozen") {
+	if got := tr.slash(addr, userCat, "unfreeze"); !strings.Contains(got, "unfrozen") {
 		t.Fatalf("unfreeze: %q", got)
 	}
 	tr.waitThread("the unfreeze in the thread", "Remediation unfrozen by cat (slack)")
-	tr.slash(addr, ada, "run "+id+" disable")
+	tr.slash(addr, userAda, "run "+id+" disable")
 	tr.waitCard("the new request", "pending: requested by ada")
-	tr.slash(addr, bob, "approve "+id+" disable")
+	tr.slash(addr, userBob, "approve "+id+" disable")
 	tr.waitCard("the run verified", "verified: SET feature:alpha false")
 	if c := tr.card(); strings.Contains(c, "Remediation frozen") {
 		t.Errorf("card still shows the freeze:\n%s", c)
@@ -474,7 +480,7 @@ func newTrialWith(t *testing.T, rd *testenv.Redis, redisURL string) *trial {
 	if err := os.WriteFile(filepath.Join(dir, "flag-trial.yaml"), []byte(flagRunbook), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tr := &trial{t: t, nats: startNATS(t), redis: rd, slack: slacktestutil.Start(t), start: time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond),
+	tr := &trial{t: t, nats: startExternalNATS(t), redis: rd, slack: slacktestutil.Start(t), start: time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond),
 		group: strings.ToLower(strings.NewReplacer("/", "-", "#", "-").Replace(t.Name()))}
 	tr.env = []string{
 		"INCIDENTBOT_BUS_URL=" + tr.nats,
@@ -489,9 +495,9 @@ func newTrialWith(t *testing.T, rd *testenv.Redis, redisURL string) *trial {
 	return tr
 }
 
-// startNATS runs a NATS server with JetStream in the test process, as an
+// startExternalNATS runs a NATS server with JetStream in the test process, as an
 // external bus would be (bus.url), and returns its URL.
-func startNATS(t *testing.T) string {
+func startExternalNATS(t *testing.T) string {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
@@ -576,7 +582,7 @@ func trialWebhook(group string, alerts ...trialAlert) []byte {
 	return b
 }
 
-var names = map[string]string{ada: "ada", bob: "bob", cat: "cat", dan: "dan"}
+var trialNames = map[string]string{userAda: "ada", userBob: "bob", userCat: "cat", userDan: "dan"}
 
 // slash sends `/incident text` as user to the serve at addr, signed with
 // the signing secret, with a fresh trigger id, and returns the ephemeral
@@ -596,7 +602,7 @@ func (tr *trial) slashAs(addr, user, text, trigger string) (string, error) {
 	if trigger == "" {
 		trigger = fmt.Sprintf("%d.%d.trial", time.Now().UnixNano(), tr.seq.Add(1))
 	}
-	body := []byte(url.Values{"user_id": {user}, "user_name": {names[user]}, "command": {"/incident"}, "text": {text},
+	body := []byte(url.Values{"user_id": {user}, "user_name": {trialNames[user]}, "command": {"/incident"}, "text": {text},
 		"channel_id": {"C1"}, "trigger_id": {trigger}}.Encode())
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	mac := hmac.New(sha256.New, []byte(signingSecret))
@@ -862,7 +868,7 @@ func (a auditTrail) sameHash(t *testing.T, step string) {
 	}
 }
 
-func hasAttr(rs []bus.AuditRecord, k, v string) bool {
+func auditHasAttr(rs []bus.AuditRecord, k, v string) bool {
 	for _, r := range rs {
 		if r.Attrs[k] == v {
 			return true

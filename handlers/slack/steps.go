@@ -78,6 +78,14 @@ func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id,
 		return Reply{Text: "⚠️ Cannot plan `" + esc(step) + "` for *" + rec.ID + "*: " + esc(err.Error())}
 	}
 	c := command.Command{Verb: kind, Incident: rec.ID, By: by, Step: step, Hash: plan.Hash, Text: plan.Text, RequestID: requestID, At: h.o.Now()}
+	if q := rec.Steps[step]; kind == input.Request && q != nil && q.State == engine.DecisionApproved && q.Hash == plan.Hash {
+		// The engine would drop this request: never say "accepted" for it.
+		if q.Run != nil && q.Run.Hash == q.Hash && q.Run.Result != "" {
+			return Reply{Text: fmt.Sprintf("`%s` already ran for *%s* with this plan (%s): it never runs twice. Check its result on the card; retry by hand if needed.",
+				esc(step), rec.ID, esc(q.Run.Result))}
+		}
+		return Reply{Text: fmt.Sprintf("`%s` is already approved for *%s* with this plan (%s): it runs once, and the card shows its result.", esc(step), rec.ID, esc(q.Reason))}
+	}
 	if kind != input.Request {
 		req := rec.Steps[step]
 		if req == nil {
