@@ -104,6 +104,7 @@ func TestRemediationThroughServe(t *testing.T) {
 		{"DoubleClickAndRedeliveryRunOnce", trialDoubleClick},
 		{"ThreeServesOneBusRunOnce", trialThreeServes},
 		{"Kill9MidRunOutcomeUnknown", trialKill9},
+		{"UnansweredSetOutcomeUnknown", trialUnansweredSet},
 		{"ChangedPlanVoidsApproval", trialChangedPlan},
 		{"FreezeBlocksEverything", trialFreeze},
 	}
@@ -342,6 +343,40 @@ func trialKill9(t *testing.T) {
 	tr.settle()
 	tr.wantFlag("alpha", "sentinel")
 	tr.wantSets(2) // the run's, once, and the sentinel
+	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "disable") == 1 })
+	a.want(t, "remediation.ran", "disable", 1)
+	a.want(t, "remediation.result", "disable", 1, "result", "unknown")
+}
+
+// 7b. Redis takes the run's SET and does not answer before the client's
+// read timeout (3s), with the run's deadline (15s) far off: the run's
+// outcome is unknown, not failed, and the SET is never sent again (a
+// retry would apply it twice and record as the state before the value
+// it had itself set). Released, the held SET lands once.
+func trialUnansweredSet(t *testing.T) {
+	rd := testenv.StartRedis(t)
+	proxy := startRedisProxy(t, rd)
+	tr := newTrialWith(t, rd, proxy.url())
+	tr.env = append(tr.env, "INCIDENTBOT_ENGINE_EFFECT_TIMEOUT=15s")
+	addr := tr.serve()
+	id := tr.fire(addr, "alpha")
+	tr.slash(addr, userAda, "run "+id+" disable")
+	tr.waitCard("the request", "pending: requested by ada")
+	hold := proxy.holdNextSet()
+	tr.slash(addr, userBob, "approve "+id+" disable")
+	select {
+	case <-hold.arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the approved run never sent its SET")
+	}
+	tr.waitCard("outcome unknown on the card", "❓ outcome unknown: check, then retry by hand")
+	hold.release()
+	eventually(t, 10*time.Second, "the held SET landing", func() bool { return tr.flag("alpha") == "false" })
+	tr.settle()
+	tr.wantSets(1)
+	if c := tr.card(); strings.Contains(c, "failed:") || strings.Contains(c, "verified") {
+		t.Errorf("card:\n%s\nwant only outcome unknown", c)
+	}
 	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "disable") == 1 })
 	a.want(t, "remediation.ran", "disable", 1)
 	a.want(t, "remediation.result", "disable", 1, "result", "unknown")
