@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/redis/go-redis/v9"
 	"gopkg.in/yaml.v3"
@@ -231,6 +232,8 @@ func (b flagBound[P]) Run(ctx context.Context, env Env, p Plan) (Outcome, error)
 	switch {
 	case errors.Is(err, redis.Nil):
 		before = flagState{Missing: true}
+	case err != nil && mayHaveRun(err):
+		return Outcome{}, fmt.Errorf("redis SET %s: %w (%w)", fp.Key, err, ErrOutcomeUnknown)
 	case err != nil:
 		return Outcome{}, fmt.Errorf("redis SET %s: %w", fp.Key, err)
 	default:
@@ -240,6 +243,21 @@ func (b flagBound[P]) Run(ctx context.Context, env Env, p Plan) (Outcome, error)
 	bj, _ := json.Marshal(before)
 	aj, _ := json.Marshal(after)
 	return Outcome{Before: bj, After: aj, Detail: fmt.Sprintf("SET %s %s (was %s)", fp.Key, fp.Value, before)}, nil
+}
+
+// mayHaveRun reports whether a Redis command that failed with err may
+// still have been carried out: unless Redis answered with an error, or no
+// connection was made, the command may have reached it.
+func mayHaveRun(err error) bool {
+	var reply redis.Error
+	var op *net.OpError
+	switch {
+	case errors.As(err, &reply), errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout):
+		return false
+	case errors.As(err, &op) && op.Op == "dial":
+		return false
+	}
+	return true
 }
 
 // Verify reads the key back.

@@ -3,9 +3,14 @@ package actions
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"gopkg.in/yaml.v3"
 
 	"github.com/incidentbot/incidentbot/internal/testenv"
@@ -151,3 +156,55 @@ func TestMaintenanceModeParam(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestFeatureFlagRunOutcomeUnknown: a SET that got no answer may have been
+// applied, so Run says the outcome is unknown (the engine then never
+// calls it failed, which reads as "nothing changed"); an error reply
+// from Redis, or no connection at all, is a plain failure.
+func TestFeatureFlagRunOutcomeUnknown(t *testing.T) {
+	ctx := context.Background()
+	r := loadRunner(t, "featureflag.disable", "flag: enable_amm\n")
+	p, err := r.Resolve(ctx, Env{}, PlanData{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A server that takes the command and never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	hung := redis.NewClient(&redis.Options{Addr: silent.Addr().String(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer hung.Close()
+	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := r.Run(tctx, Env{Redis: hung}, p); !errors.Is(err, ErrOutcomeUnknown) {
+		t.Errorf("no answer: %v, want the outcome unknown", err)
+	}
+
+	// Nothing listening: the command never left.
+	closed := testenv.FreePort(t)
+	gone := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(closed), MaxRetries: -1})
+	defer gone.Close()
+	if _, err := r.Run(ctx, Env{Redis: gone}, p); err == nil || errors.Is(err, ErrOutcomeUnknown) {
+		t.Errorf("connection refused: %v, want a plain failure", err)
+	}
+
+	// Redis refuses it: the key holds a list.
+	rd := testenv.StartRedis(t)
+	rd.Client.RPush(ctx, "feature:enable_amm", "x")
+	if _, err := r.Run(ctx, Env{Redis: rd.Client}, p); err == nil || errors.Is(err, ErrOutcomeUnknown) || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Errorf("error reply: %v, want a plain failure saying WRONGTYPE", err)
+	}
+}

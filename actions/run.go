@@ -88,6 +88,13 @@ type Env struct {
 // configured: nothing was changed.
 var ErrDryRun = errors.New("dry run: the system this action needs is not configured")
 
+// ErrOutcomeUnknown is returned (wrapped, with what was sent) by Run when
+// the change may or may not have happened: the command went out and no
+// answer came back (a timeout, a dropped connection). The engine reports
+// the run's outcome as unknown, for a person to check, and never retries
+// it; a plain error means nothing was changed.
+var ErrOutcomeUnknown = errors.New("no answer: it may or may not have been applied")
+
 // ErrNotYet is returned (wrapped, saying what is awaited) by Verify when
 // the change is not visible yet but may still become so: a rollout still
 // progressing, a multisig upgrade waiting for its signers. The engine

@@ -72,6 +72,13 @@ func (s StepRunner) Resolve(ctx context.Context, rec *engine.Record, step string
 
 // RedisClient opens the feature-flag store of redis.url, or returns nil
 // (the flag actions then run as dry runs) when it is not configured.
+//
+// A command is sent at most once: go-redis would by default send it again
+// after a read timeout or a dropped connection, when the first may have
+// been applied, so a flag run could be carried out twice and record as
+// its state before the value it had set itself. Without retries such a
+// run is an unknown outcome instead (actions.ErrOutcomeUnknown). Commands
+// also end with the run's deadline.
 func RedisClient(cfg config.Config) (*redis.Client, error) {
 	if !cfg.Redis.URL.IsSet() {
 		return nil, nil
@@ -80,5 +87,7 @@ func RedisClient(cfg config.Config) (*redis.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: not a Redis URL") // never the URL: it may hold a password
 	}
+	opt.MaxRetries = -1
+	opt.ContextTimeoutEnabled = true
 	return redis.NewClient(opt), nil
 }

@@ -205,6 +205,8 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 	switch {
 	case errors.Is(err, actions.ErrDryRun):
 		run.Result, run.Detail = RunDryRun, err.Error()
+	case errors.Is(err, actions.ErrOutcomeUnknown):
+		run.Result, run.Detail = RunUnknown, err.Error()
 	case err != nil:
 		run.Result, run.Detail = RunFailed, err.Error()
 		if len(out.Before) > 0 {

@@ -92,6 +92,14 @@ func TestStepApprovalFromSlack(t *testing.T) {
 	if got := ask("U0CY", "cy", "deny INC-2041 disable-feature", "t5"); !strings.Contains(got, "already approved") {
 		t.Fatalf("deny after approval answered %q", got)
 	}
+	// Requesting it again would be dropped by the engine: say so, send nothing.
+	before = bt.stored(t)
+	if got := ask("U0CY", "cy", "run INC-2041 disable-feature", "t6"); !strings.Contains(got, "`disable-feature` is already approved for this plan") {
+		t.Fatalf("request of an approved step answered %q", got)
+	}
+	if bt.stored(t) != before {
+		t.Fatal("a request of an approved step was sent")
+	}
 }
 
 // fakeGroups answers usergroups.list and usergroups.users.list, counting
