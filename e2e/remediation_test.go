@@ -136,12 +136,12 @@ func trialApprovedByAnother(t *testing.T) {
 	tr.settle()
 	tr.wantFlag("alpha", "false")
 	tr.wantSets(1)
-	a := tr.waitAudit(id, "the whole story", func(a auditTrail) bool { return a.count("remediation.result", "disable") == 1 })
+	a := tr.waitAudit(id, "the whole story", func(a auditTrail) bool { return a.count("remediation.verified", "disable") == 1 })
 	a.want(t, "remediation.requested", "disable", 1, "actor_id", userAda, "state", "pending")
 	a.want(t, "remediation.approved", "disable", 1, "actor_id", userBob, "state", "approved")
 	a.want(t, "remediation.ran", "disable", 1, "action", "featureflag.disable", "target", "redis feature:alpha")
 	a.want(t, "remediation.started", "disable", 1)
-	a.want(t, "remediation.result", "disable", 1, "result", "verified")
+	a.want(t, "remediation.verified", "disable", 1, "result", "verified")
 	a.sameHash(t, "disable")
 }
 
@@ -201,11 +201,11 @@ func trialQuorum(t *testing.T) {
 	tr.settle()
 	tr.wantFlag("alpha", "false")
 	tr.wantSets(1)
-	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "quorum") == 1 })
+	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.verified", "quorum") == 1 })
 	a.want(t, "remediation.approved", "quorum", 1, "actor_id", userBob, "state", "pending")
 	a.want(t, "remediation.approved", "quorum", 1, "actor_id", userCat, "state", "approved")
 	a.want(t, "remediation.ran", "quorum", 1)
-	a.want(t, "remediation.result", "quorum", 1, "result", "verified")
+	a.want(t, "remediation.verified", "quorum", 1, "result", "verified")
 }
 
 // 4. A request that expires (after 3s) cannot run: the card says
@@ -264,11 +264,11 @@ func trialDoubleClick(t *testing.T) {
 	tr.settle()
 	tr.wantFlag("alpha", "false")
 	tr.wantSets(1)
-	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "disable") == 1 })
+	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.verified", "disable") == 1 })
 	a.want(t, "remediation.requested", "disable", 1)
 	a.want(t, "remediation.approved", "disable", 1, "actor_id", userBob)
 	a.want(t, "remediation.ran", "disable", 1)
-	a.want(t, "remediation.result", "disable", 1, "result", "verified")
+	a.want(t, "remediation.verified", "disable", 1, "result", "verified")
 }
 
 // 6. Three serve processes on one NATS: the alert reaches the first, the
@@ -298,9 +298,9 @@ func trialThreeServes(t *testing.T) {
 	if n := len(cards(tr.slack)); n != 1 {
 		t.Errorf("%d cards, want 1", n)
 	}
-	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "disable") == 1 })
+	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.verified", "disable") == 1 })
 	a.want(t, "remediation.ran", "disable", 1)
-	a.want(t, "remediation.result", "disable", 1, "result", "verified")
+	a.want(t, "remediation.verified", "disable", 1, "result", "verified")
 }
 
 // 7. kill -9 while the run's SET is on its way to Redis (a proxy holds
@@ -420,7 +420,7 @@ func trialChangedPlan(t *testing.T) {
 	tr.wantFlag("beta", "false")
 	tr.wantFlag("alpha", "")
 	tr.wantSets(1)
-	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "quorum") == 1 })
+	a := tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.verified", "quorum") == 1 })
 	void := a.of("remediation.approved", "quorum")
 	if len(void) == 0 || !auditHasAttr(void, "state", "void") {
 		t.Errorf("no void approval audited: %+v", void)
@@ -475,10 +475,10 @@ func trialFreeze(t *testing.T) {
 	tr.settle()
 	tr.wantFlag("alpha", "false")
 	tr.wantSets(1)
-	a = tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.result", "disable") == 1 })
+	a = tr.waitAudit(id, "the result", func(a auditTrail) bool { return a.count("remediation.verified", "disable") == 1 })
 	a.want(t, "remediation.void", "disable", 1, "state", "void")
 	a.want(t, "remediation.ran", "disable", 1)
-	a.want(t, "remediation.result", "disable", 1, "result", "verified")
+	a.want(t, "remediation.verified", "disable", 1, "result", "verified")
 	all := tr.auditAll()
 	if all.count("remediation.freeze", "") != 1 || all.count("remediation.unfreeze", "") != 1 {
 		t.Errorf("freeze and unfreeze not audited once each: %d, %d", all.count("remediation.freeze", ""), all.count("remediation.unfreeze", ""))
