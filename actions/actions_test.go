@@ -309,7 +309,7 @@ func TestTemplateRefs(t *testing.T) {
 }
 
 func TestRunsTellsRunnersFromPlans(t *testing.T) {
-	for name, want := range map[string]bool{"featureflag.disable": true, "kubernetes.scale": true, "solana.switch_rpc": true, "manual": false} {
+	for name, want := range map[string]bool{"featureflag.disable": true, "kubernetes.scale": true, "solana.switch_rpc": true, "alertmanager.silence": true, "manual": false} {
 		a, ok := Default().Lookup(name)
 		if !ok {
 			t.Fatalf("no action %s", name)

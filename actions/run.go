@@ -82,6 +82,9 @@ type Env struct {
 	// RPCURL looks up an RPC endpoint's real URL by its configured name
 	// (the live view holds redacted URLs only).
 	RPCURL func(name string) (string, bool)
+	// Silences is Alertmanager's API v2 (alertmanager.url), shared with
+	// the silences asked for from Slack; nil when not configured.
+	Silences Silencer
 }
 
 // ErrDryRun is returned by Run when the system the action needs is not

@@ -182,6 +182,10 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	} else {
 		log.Info("kubernetes.kubeconfig not set and not in a pod: kubernetes actions are dry runs")
 	}
+	if silencer != nil { // never a nil *silence.Client in the interface
+		actionEnv.Silences = silencer
+	}
+	s.actionEnv = actionEnv
 	deps := engine.Deps{
 		Catalog: cat, Decoders: Decoders(),
 		Incidents: kvs[engine.BucketIncidents], IDs: kvs[engine.BucketIDs], Deliveries: kvs[engine.BucketDeliveries],
@@ -189,7 +193,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		Chat:    chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b,
 		Logger: log.With("component", "engine"), Metrics: engine.NewMetrics(s.Registry),
 		SilenceMax: cfg.Alertmanager.SilenceMax, Reports: reports,
-		Runs: kvs[engine.BucketRuns], Runner: StepRunner{Steps{Catalog: cat}}, ActionEnv: actionEnv,
+		Runs: kvs[engine.BucketRuns], Runner: StepRunner{Steps{Catalog: cat, Env: actionEnv}}, ActionEnv: actionEnv,
 	}
 	var senderOpts []command.Option
 	if silencer != nil {
