@@ -85,6 +85,9 @@ type Env struct {
 	// Silences is Alertmanager's API v2 (alertmanager.url), shared with
 	// the silences asked for from Slack; nil when not configured.
 	Silences Silencer
+	// Webhooks posts the webhook action's requests (actions.webhook: its
+	// allowlist and header secrets); nil when no allowlist is configured.
+	Webhooks Webhooks
 }
 
 // ErrDryRun is returned by Run when the system the action needs is not

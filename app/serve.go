@@ -110,7 +110,7 @@ func Decoders() *input.Decoders {
 func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*Server, error) {
 	set, warns, err := runbooks.LoadDefault(cfg.Runbooks.Dir, actions.Default())
 	if err == nil {
-		err = CheckKeyRefs(set, cfg)
+		err = CheckConfigRefs(set, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load runbooks: %w", err)
@@ -184,6 +184,15 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	}
 	if silencer != nil { // never a nil *silence.Client in the interface
 		actionEnv.Silences = silencer
+	}
+	wh, err := Webhooks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if wh != nil {
+		actionEnv.Webhooks = wh
+	} else {
+		log.Info("actions.webhook.allow not set: webhook steps cannot run")
 	}
 	s.actionEnv = actionEnv
 	deps := engine.Deps{
