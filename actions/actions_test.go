@@ -26,7 +26,7 @@ func TestRegistry(t *testing.T) {
 	}
 	for _, n := range []string{"solana.switch_rpc", "kubernetes.set_env", "kubernetes.rollout_restart", "kubernetes.scale",
 		"kubernetes.rollback", "kubernetes.bluegreen_switch", "featureflag.disable", "featureflag.enable", "featureflag.maintenance", "alertmanager.silence",
-		"solana.program_rollback", "manual"} {
+		"webhook", "solana.program_rollback", "manual"} {
 		if _, ok := r.Lookup(n); !ok {
 			t.Errorf("missing %s", n)
 		}
@@ -140,6 +140,11 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"line 1: remediation[0].params.matchers[0]: invalid matcher", "line 2: remediation[0].params.duration: 48h0m0s exceeds the maximum of 24h0m0s"}},
 		{"alertmanager.silence", "matchers: []\nduration: soon\n",
 			[]string{"remediation[0].params.matchers: at least one matcher", `line 2: remediation[0].params.duration: invalid duration "soon"`}},
+		{"webhook", "url: 'https://u:p@hooks.example.com/x'\nheaders: {Host: x}\nsecret_headers: {X-Token: 'not a name'}\n",
+			[]string{`line 1: remediation[0].params.url: "https://<redacted>@hooks.example.com/x" carries user information`,
+				`line 2: remediation[0].params.headers: header "Host" is set by the bot`,
+				`line 3: remediation[0].params.secret_headers: "not a name" is not a secret name`}},
+		{"webhook", "body: {a: b}\n", []string{"remediation[0].params.url: required"}},
 		{"solana.program_rollback", "program: not-base58!\nbuffer: 9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin\n",
 			[]string{`line 1: remediation[0].params.program: "not-base58!" is not a valid program id`}},
 		{"solana.switch_rpc", "namespace: solana-dapps\ndeployment: api\nurl: backup\n",
@@ -309,7 +314,7 @@ func TestTemplateRefs(t *testing.T) {
 }
 
 func TestRunsTellsRunnersFromPlans(t *testing.T) {
-	for name, want := range map[string]bool{"featureflag.disable": true, "kubernetes.scale": true, "solana.switch_rpc": true, "manual": false} {
+	for name, want := range map[string]bool{"featureflag.disable": true, "kubernetes.scale": true, "solana.switch_rpc": true, "alertmanager.silence": true, "webhook": true, "manual": false} {
 		a, ok := Default().Lookup(name)
 		if !ok {
 			t.Fatalf("no action %s", name)

@@ -19,6 +19,7 @@ func Builtin() []Action {
 		FeatureFlagEnable,
 		Maintenance,
 		Silence,
+		Webhook,
 		ProgramRollback,
 		Manual,
 	}

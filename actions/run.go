@@ -82,6 +82,12 @@ type Env struct {
 	// RPCURL looks up an RPC endpoint's real URL by its configured name
 	// (the live view holds redacted URLs only).
 	RPCURL func(name string) (string, bool)
+	// Silences is Alertmanager's API v2 (alertmanager.url), shared with
+	// the silences asked for from Slack; nil when not configured.
+	Silences Silencer
+	// Webhooks posts the webhook action's requests (actions.webhook: its
+	// allowlist and header secrets); nil when no allowlist is configured.
+	Webhooks Webhooks
 }
 
 // ErrDryRun is returned by Run when the system the action needs is not

@@ -110,7 +110,7 @@ func Decoders() *input.Decoders {
 func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*Server, error) {
 	set, warns, err := runbooks.LoadDefault(cfg.Runbooks.Dir, actions.Default())
 	if err == nil {
-		err = CheckKeyRefs(set, cfg)
+		err = CheckConfigRefs(set, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load runbooks: %w", err)
@@ -182,6 +182,19 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	} else {
 		log.Info("kubernetes.kubeconfig not set and not in a pod: kubernetes actions are dry runs")
 	}
+	if silencer != nil { // never a nil *silence.Client in the interface
+		actionEnv.Silences = silencer
+	}
+	wh, err := Webhooks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if wh != nil {
+		actionEnv.Webhooks = wh
+	} else {
+		log.Info("actions.webhook.allow not set: webhook steps cannot run")
+	}
+	s.actionEnv = actionEnv
 	deps := engine.Deps{
 		Catalog: cat, Decoders: Decoders(),
 		Incidents: kvs[engine.BucketIncidents], IDs: kvs[engine.BucketIDs], Deliveries: kvs[engine.BucketDeliveries],
@@ -189,7 +202,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		Chat:    chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b,
 		Logger: log.With("component", "engine"), Metrics: engine.NewMetrics(s.Registry),
 		SilenceMax: cfg.Alertmanager.SilenceMax, Reports: reports,
-		Runs: kvs[engine.BucketRuns], Runner: StepRunner{Steps{Catalog: cat}}, ActionEnv: actionEnv,
+		Runs: kvs[engine.BucketRuns], Runner: StepRunner{Steps{Catalog: cat, Env: actionEnv}}, ActionEnv: actionEnv,
 	}
 	var senderOpts []command.Option
 	if silencer != nil {

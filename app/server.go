@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/config"
@@ -43,9 +44,11 @@ type Server struct {
 	Commands *command.Sender
 	Reports  report.Reporter
 	// redis is the feature-flag store (redis.url), nil when not configured.
-	redis    redis.Cmdable
-	mux      *http.ServeMux
-	listener net.Listener
+	redis redis.Cmdable
+	// actionEnv holds the clients remediation actions resolve and run with.
+	actionEnv actions.Env
+	mux       *http.ServeMux
+	listener  net.Listener
 	// http serves from the start, before the bus is there: until Run,
 	// only health and metrics answer, /readyz says what the bot waits for
 	// (waiting) and every other route 503 (see route).

@@ -42,7 +42,7 @@ func (s *Server) addSlackInbound(cfg config.Config, cat Catalog) error {
 	}
 	opts := slackin.Options{Incidents: s.Engine, Sender: s.Commands, RPC: rpc, Access: access,
 		Audit: s.Bus, Logger: s.log.With("component", "slack-inbound"), Reporter: s.Reports,
-		Steps: Steps{Catalog: cat}, Approvers: approvers, Freezer: s.Engine}
+		Steps: Steps{Catalog: cat, Env: s.actionEnv}, Approvers: approvers, Freezer: s.Engine}
 	if cfg.Alertmanager.URL != "" {
 		opts.Silencer = silences{s.Commands}
 	}

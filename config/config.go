@@ -23,6 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/actions/kube"
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/engine"
@@ -56,6 +57,23 @@ type Config struct {
 	// Kubernetes is where the Kubernetes actions run: a kubeconfig, the
 	// in-cluster configuration in a pod, or none (dry runs).
 	Kubernetes kube.Config `yaml:"kubernetes"`
+	// Actions configures the actions that need more than a client.
+	Actions ActionsConfig `yaml:"actions"`
+}
+
+// ActionsConfig configures remediation actions.
+type ActionsConfig struct {
+	// Webhook is the webhook action's allowlist and header secrets.
+	Webhook actions.WebhookConfig `yaml:"webhook"`
+	// webhookSecretsRead is set once Webhook.SecretsDir was read.
+	webhookSecretsRead bool
+}
+
+// WebhookSecretsKnown reports whether every webhook header secret is known
+// here: not when secrets_dir is configured but was not read (check
+// --skip-secrets, or a directory missing here).
+func (c ActionsConfig) WebhookSecretsKnown() bool {
+	return c.Webhook.SecretsDir == "" || c.webhookSecretsRead
 }
 
 // RedisConfig is the app's feature-flag store, which the featureflag.*
@@ -327,6 +345,14 @@ func (c *Config) readFiles(use Use) []*Problem {
 				ps = append(ps, c.PagerDuty.readKeysDir()...)
 			}
 		}
+		if d := c.Actions.Webhook.SecretsDir; d != "" {
+			if _, err := os.Stat(d); !missing("actions.webhook.secrets_dir", d, err) {
+				var more []*Problem
+				c.Actions.Webhook.Secrets, more = readSecretsDir("actions.webhook.secrets_dir", d, c.Actions.Webhook.Secrets, "secret", "actions.webhook.secrets")
+				ps = append(ps, more...)
+				c.Actions.webhookSecretsRead = true
+			}
+		}
 	}
 	if d := c.Runbooks.Dir; d != "" && use == Serve {
 		if st, err := os.Stat(d); err != nil {
@@ -361,16 +387,24 @@ func (c PagerDutyConfig) RoutingKeyRefs() (names []string, complete bool) {
 }
 
 // readKeysDir adds each file of RoutingKeysDir to RoutingKeys under its
-// name. Entries starting with "." are skipped: a Secret volume keeps its
-// files in ..data and links each key's name to them.
+// name.
 func (c *PagerDutyConfig) readKeysDir() []*Problem {
-	const key = "pagerduty.routing_keys_dir"
-	entries, err := os.ReadDir(c.RoutingKeysDir)
+	keys, ps := readSecretsDir("pagerduty.routing_keys_dir", c.RoutingKeysDir, c.RoutingKeys, "routing key", "pagerduty.routing_keys")
+	c.RoutingKeys, c.keysDirRead = keys, true
+	return ps
+}
+
+// readSecretsDir returns inline with each file of dir added under its
+// name (the setting key), refusing a name also in inline (the setting
+// also; what names one entry). Entries starting with "." are skipped: a Secret volume keeps its
+// files in ..data and links each key's name to them.
+func readSecretsDir(key, dir string, inline map[string]secret.Secret, what, also string) (map[string]secret.Secret, []*Problem) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return []*Problem{problemf(key, "%s", pathErrText(err))}
+		return inline, []*Problem{problemf(key, "%s", pathErrText(err))}
 	}
 	var ps []*Problem
-	keys := maps.Clone(c.RoutingKeys)
+	keys := maps.Clone(inline)
 	if keys == nil {
 		keys = map[string]secret.Secret{}
 	}
@@ -379,7 +413,7 @@ func (c *PagerDutyConfig) readKeysDir() []*Problem {
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		p := filepath.Join(c.RoutingKeysDir, name)
+		p := filepath.Join(dir, name)
 		if st, err := os.Stat(p); err != nil || st.IsDir() {
 			continue // a dangling link or a directory: not a key
 		}
@@ -388,7 +422,7 @@ func (c *PagerDutyConfig) readKeysDir() []*Problem {
 			continue
 		}
 		if _, dup := keys[name]; dup {
-			ps = append(ps, problemf(key, "%s: routing key %q is also in pagerduty.routing_keys: keep one", p, name))
+			ps = append(ps, problemf(key, "%s: %s %q is also in %s: keep one", p, what, name, also))
 			continue
 		}
 		s, err := secret.FromFile(p)
@@ -401,8 +435,7 @@ func (c *PagerDutyConfig) readKeysDir() []*Problem {
 			keys[name] = s
 		}
 	}
-	c.RoutingKeys, c.keysDirRead = keys, true
-	return ps
+	return keys, ps
 }
 
 // pathErrText is an os error without Go's "open " prefix noise.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/incidentbot/incidentbot/actions"
 	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/runbooks"
 	"github.com/redis/go-redis/v9"
@@ -92,6 +93,19 @@ func (c Config) problems(use Use) []*Problem {
 				add("pagerduty.routing_keys."+name, "not a key name: want letters, digits, '.', '_' or '-' (at most 63)")
 			case !c.PagerDuty.RoutingKeys[name].IsSet():
 				add("pagerduty.routing_keys."+name, "empty routing key")
+			}
+		}
+		for i, a := range c.Actions.Webhook.Allow {
+			if err := actions.CheckAllow(a); err != nil {
+				add(fmt.Sprintf("actions.webhook.allow[%d]", i), "%s", err)
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(c.Actions.Webhook.Secrets)) {
+			switch {
+			case !runbooks.KeyRefRE.MatchString(name):
+				add("actions.webhook.secrets."+name, "not a secret name: want letters, digits, '.', '_' or '-' (at most 63)")
+			case !c.Actions.Webhook.Secrets[name].IsSet():
+				add("actions.webhook.secrets."+name, "empty secret")
 			}
 		}
 		if u := c.Redis.URL; u.IsSet() {

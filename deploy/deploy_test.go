@@ -23,6 +23,7 @@ import (
 	"strings"
 	"testing"
 	"text/template"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -523,6 +524,135 @@ func TestHelmChart(t *testing.T) {
 			name:    "remediation rights are never bound to the default ServiceAccount",
 			values:  map[string]any{"serviceAccount": map[string]any{"create": false}},
 			wantErr: "default ServiceAccount",
+		},
+		{
+			name: "every secret from existing Secrets, routing keys and webhook headers mounted whole",
+			values: map[string]any{
+				"config": map[string]any{
+					"alertmanager": map[string]any{"url": "http://alertmanager.monitoring.svc:9093", "api_username": "incidentbot"},
+					"actions":      map[string]any{"webhook": map[string]any{"allow": []any{"https://hooks.example.com/deploy/"}}},
+				},
+				"secrets": map[string]any{
+					"slackSigningSecretKey": "slack-signing-secret", "slackAppTokenKey": "slack-app-token",
+					"pagerdutyWebhookSecretKey": "pd-webhook-secret", "pagerdutyWebhookSecretPreviousKey": "pd-webhook-secret-previous",
+					"redisURLKey": "redis-url", "alertmanagerAPIPasswordKey": "am-api-password",
+				},
+				"pagerdutyRoutingKeys": map[string]any{"existingSecret": "incidentbot-pagerduty-keys"},
+				"webhookSecrets":       map[string]any{"existingSecret": "incidentbot-webhook-headers"},
+			},
+			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			check: func(t *testing.T, m manifests, _ map[string]any) {
+				d := m.one(t, "Deployment")
+				c := container(t, d)
+				env := map[string]string{}
+				for _, e := range get(c, "env").([]any) {
+					env[str(e, "name")] = str(e, "value")
+				}
+				for name, want := range map[string]string{
+					"INCIDENTBOT_SLACK_SIGNING_SECRET_FILE":              "/etc/incidentbot/secrets/slack-signing-secret",
+					"INCIDENTBOT_SLACK_APP_TOKEN_FILE":                   "/etc/incidentbot/secrets/slack-app-token",
+					"INCIDENTBOT_PAGERDUTY_WEBHOOK_SECRET_FILE":          "/etc/incidentbot/secrets/pd-webhook-secret",
+					"INCIDENTBOT_PAGERDUTY_WEBHOOK_SECRET_PREVIOUS_FILE": "/etc/incidentbot/secrets/pd-webhook-secret-previous",
+					"INCIDENTBOT_REDIS_URL_FILE":                         "/etc/incidentbot/secrets/redis-url",
+					"INCIDENTBOT_ALERTMANAGER_API_PASSWORD_FILE":         "/etc/incidentbot/secrets/am-api-password",
+					"INCIDENTBOT_PAGERDUTY_ROUTING_KEYS_DIR":             "/etc/incidentbot/pagerduty-routing-keys",
+					"INCIDENTBOT_ACTIONS_WEBHOOK_SECRETS_DIR":            "/etc/incidentbot/webhook-headers",
+				} {
+					if env[name] != want {
+						t.Errorf("env %s = %q, want %q", name, env[name], want)
+					}
+				}
+				var items []string
+				for _, it := range get(volume(t, d, "secrets"), "secret", "items").([]any) {
+					items = append(items, str(it, "key"))
+				}
+				for _, k := range []string{"slack-signing-secret", "slack-app-token", "pd-webhook-secret", "pd-webhook-secret-previous", "redis-url", "am-api-password"} {
+					if !slices.Contains(items, k) {
+						t.Errorf("secrets volume items %v: want %s", items, k)
+					}
+				}
+				// The directories are whole Secrets: every key a name.
+				for vol, secret := range map[string]string{"pagerduty-routing-keys": "incidentbot-pagerduty-keys", "webhook-secrets": "incidentbot-webhook-headers"} {
+					v := volume(t, d, vol)
+					if str(v, "secret", "secretName") != secret || get(v, "secret", "items") != nil {
+						t.Errorf("volume %s: %v, want all of Secret %s", vol, v, secret)
+					}
+				}
+				mounts := map[string]string{}
+				for _, vm := range get(c, "volumeMounts").([]any) {
+					mounts[str(vm, "name")] = str(vm, "mountPath")
+				}
+				if mounts["pagerduty-routing-keys"] != env["INCIDENTBOT_PAGERDUTY_ROUTING_KEYS_DIR"] || mounts["webhook-secrets"] != env["INCIDENTBOT_ACTIONS_WEBHOOK_SECRETS_DIR"] {
+					t.Errorf("mounts %v do not match the directories in the environment", mounts)
+				}
+			},
+		},
+		{
+			name: "secrets created by the chart",
+			values: map[string]any{
+				"secrets": map[string]any{
+					"existingSecret": "", "create": true, "slackSigningSecretKey": "slack-signing-secret",
+					"values": map[string]any{"alertmanager-bearer-token": "t0ken", "slack-token": "xoxb-1", "pagerduty-routing-key": "0123456789abcdef0123456789abcdef", "slack-signing-secret": "s1gn"},
+				},
+				"pagerdutyRoutingKeys": map[string]any{"create": true, "keys": map[string]any{"payments": "fedcba9876543210fedcba9876543210"}},
+				"webhookSecrets":       map[string]any{"create": true, "values": map[string]any{"deploy-token": "Bearer abc"}},
+			},
+			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Secret", "Secret", "Service", "ServiceAccount"},
+			check: func(t *testing.T, m manifests, _ map[string]any) {
+				d := m.one(t, "Deployment")
+				byName := map[string]map[string]any{}
+				for _, sec := range m.all("Secret") {
+					byName[str(sec, "metadata", "name")] = sec
+				}
+				for vol, want := range map[string]string{"secrets": "incidentbot-secrets", "pagerduty-routing-keys": "incidentbot-pagerduty-routing-keys", "webhook-secrets": "incidentbot-webhook-secrets"} {
+					name := str(volume(t, d, vol), "secret", "secretName")
+					if name != want || byName[name] == nil {
+						t.Errorf("volume %s mounts Secret %q, want the chart's %s", vol, name, want)
+					}
+				}
+				if str(byName["incidentbot-secrets"], "stringData", "slack-signing-secret") != "s1gn" ||
+					str(byName["incidentbot-pagerduty-routing-keys"], "stringData", "payments") != "fedcba9876543210fedcba9876543210" ||
+					str(byName["incidentbot-webhook-secrets"], "stringData", "deploy-token") != "Bearer abc" {
+					t.Error("the created Secrets do not hold the values given")
+				}
+				if str(d, "spec", "template", "metadata", "annotations", "checksum/secrets") == "" {
+					t.Error("no checksum/secrets annotation: a changed secret would not roll the pods")
+				}
+				for _, e := range get(container(t, d), "env").([]any) {
+					for _, v := range []string{"t0ken", "xoxb-1", "s1gn", "Bearer abc"} {
+						if strings.Contains(str(e, "value"), v) {
+							t.Errorf("env %s holds a secret value", str(e, "name"))
+						}
+					}
+				}
+			},
+		},
+		{
+			name:    "a created Secret must hold every key named",
+			values:  map[string]any{"secrets": map[string]any{"create": true, "values": map[string]any{"alertmanager-bearer-token": "t"}}},
+			wantErr: `secrets.values has no "slack-token"`,
+		},
+		{
+			name:    "API basic auth needs a username",
+			values:  map[string]any{"secrets": map[string]any{"alertmanagerAPIPasswordKey": "am-api-password"}},
+			wantErr: "config.alertmanager.api_username",
+		},
+		{
+			name: "HTTP limits from values",
+			values: map[string]any{"config": map[string]any{"http": map[string]any{
+				"read_header_timeout": "5s", "read_timeout": "20s", "idle_timeout": "30s", "max_header_bytes": 32768, "max_connections": 256,
+			}}},
+			wantKinds: []string{"ConfigMap", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			check: func(t *testing.T, m manifests, _ map[string]any) {
+				cfg, err := config.Parse("config.yaml", []byte(str(m.one(t, "ConfigMap"), "data", "config.yaml")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := config.HTTPConfig{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 20 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 32768, MaxConnections: 256}
+				if cfg.HTTP != want {
+					t.Errorf("http = %+v, want %+v", cfg.HTTP, want)
+				}
+			},
 		},
 		{
 			name: "basic auth and secret keys that read as numbers",

@@ -6,6 +6,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/incidentbot/incidentbot/actions"
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 // KeyRefRE is what a routing key reference (pagerduty_key_ref) looks like,
@@ -62,6 +65,25 @@ func (s *Set) CheckKeyRefs(known []string) error {
 				msg += " (configured: " + strings.Join(q, ", ") + ")"
 			}
 			ps = append(ps, &Problem{File: p.File, Line: p.Line, Path: p.Path, Msg: msg})
+		}
+	}
+	slices.SortFunc(ps, func(a, b *Problem) int { return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line)) })
+	return joinProblems(ps)
+}
+
+// CheckSteps asks check about every remediation step's bound action (its
+// parameters against the configuration, say) and reports the problems at
+// their runbook's file:line.
+func (s *Set) CheckSteps(check func(actions.Bound) []*strictyaml.Error) error {
+	var ps []*Problem
+	for _, r := range s.runbooks {
+		for _, st := range r.Remediation {
+			if st.Bound == nil {
+				continue
+			}
+			for _, e := range check(st.Bound) {
+				ps = append(ps, &Problem{File: r.File, Line: e.Line, Path: e.Path, Msg: e.Msg})
+			}
 		}
 	}
 	slices.SortFunc(ps, func(a, b *Problem) int { return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line)) })

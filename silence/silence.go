@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/alertmanager/api/v2/client"
 	amsilence "github.com/prometheus/alertmanager/api/v2/client/silence"
 	"github.com/prometheus/alertmanager/api/v2/models"
+	"github.com/prometheus/alertmanager/pkg/labels"
 
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/secret"
@@ -50,7 +51,10 @@ type Silence struct {
 	// only the end moves, or expires it and answers with a new one).
 	ID string
 	// Matchers are equality matchers: label name to value.
-	Matchers  map[string]string
+	Matchers map[string]string
+	// Match, when set, are matchers with any operator (=, !=, =~, !~),
+	// as Alertmanager's parser gives them; Matchers is then ignored.
+	Match     labels.Matchers
 	StartsAt  time.Time
 	EndsAt    time.Time
 	CreatedBy string
@@ -108,12 +112,16 @@ func Marker(id string) string { return "incidentbot:" + id }
 // silence moved and StartsAt is the one it has (see Found), a new one
 // otherwise (Alertmanager expires the old).
 func (c *Client) Create(ctx context.Context, s Silence) (string, error) {
-	if len(s.Matchers) == 0 {
+	ms := matchers(s.Matchers)
+	if len(s.Match) > 0 {
+		ms = apiMatchers(s.Match)
+	}
+	if len(ms) == 0 {
 		return "", &notify.Error{Op: "alertmanager create silence", Err: errors.New("no matchers: a silence without them would match every alert")}
 	}
 	start, end := strfmt.DateTime(s.StartsAt.UTC()), strfmt.DateTime(s.EndsAt.UTC())
 	body := &models.PostableSilence{ID: s.ID, Silence: models.Silence{
-		Matchers: matchers(s.Matchers), StartsAt: &start, EndsAt: &end, CreatedBy: &s.CreatedBy, Comment: &s.Comment,
+		Matchers: ms, StartsAt: &start, EndsAt: &end, CreatedBy: &s.CreatedBy, Comment: &s.Comment,
 	}}
 	ok, err := c.api.Silence.PostSilences(amsilence.NewPostSilencesParams().WithContext(ctx).WithTimeout(c.timeout).WithSilence(body))
 	if err != nil {
@@ -162,6 +170,83 @@ func (c *Client) Find(ctx context.Context, marker string) (Found, bool, error) {
 	return best, best.ID != "", nil
 }
 
+// Got is a silence read back by its id.
+type Got struct {
+	ID string
+	// State is Alertmanager's: active, pending or expired.
+	State string
+	// Matchers are the silence's matchers, in Alertmanager's order.
+	Matchers         labels.Matchers
+	StartsAt, EndsAt time.Time
+	CreatedBy        string
+	Comment          string
+}
+
+// ErrNotFound is returned (wrapped) by Get for a silence Alertmanager
+// does not know.
+var ErrNotFound = errors.New("no such silence")
+
+// Get reads the silence id back.
+func (c *Client) Get(ctx context.Context, id string) (Got, error) {
+	ok, err := c.api.Silence.GetSilence(amsilence.NewGetSilenceParams().WithContext(ctx).WithTimeout(c.timeout).WithSilenceID(strfmt.UUID(id)))
+	var nf *amsilence.GetSilenceNotFound
+	switch {
+	case errors.As(err, &nf):
+		return Got{}, fmt.Errorf("alertmanager get silence %s: %w", id, ErrNotFound)
+	case err != nil:
+		return Got{}, classify("alertmanager get silence "+id, err)
+	case ok.Payload == nil:
+		return Got{}, &notify.Error{Op: "alertmanager get silence " + id, Retryable: true, Err: errors.New("empty answer")}
+	}
+	s := ok.Payload
+	g := Got{ID: id}
+	if s.ID != nil {
+		g.ID = *s.ID
+	}
+	if s.Status != nil && s.Status.State != nil {
+		g.State = *s.Status.State
+	}
+	if s.StartsAt != nil {
+		g.StartsAt = time.Time(*s.StartsAt)
+	}
+	if s.EndsAt != nil {
+		g.EndsAt = time.Time(*s.EndsAt)
+	}
+	if s.CreatedBy != nil {
+		g.CreatedBy = *s.CreatedBy
+	}
+	if s.Comment != nil {
+		g.Comment = *s.Comment
+	}
+	for _, m := range s.Matchers {
+		if m == nil || m.Name == nil || m.Value == nil {
+			continue
+		}
+		eq, re := true, false
+		if m.IsEqual != nil {
+			eq = *m.IsEqual
+		}
+		if m.IsRegex != nil {
+			re = *m.IsRegex
+		}
+		t := labels.MatchEqual
+		switch {
+		case eq && re:
+			t = labels.MatchRegexp
+		case !eq && re:
+			t = labels.MatchNotRegexp
+		case !eq:
+			t = labels.MatchNotEqual
+		}
+		lm, err := labels.NewMatcher(t, *m.Name, *m.Value)
+		if err != nil {
+			return Got{}, fmt.Errorf("alertmanager get silence %s: matcher %s: %w", id, *m.Name, err)
+		}
+		g.Matchers = append(g.Matchers, lm)
+	}
+	return g, nil
+}
+
 // hasMarker reports whether comment carries marker as a whole word, so
 // INC-1 does not match a comment of INC-12.
 func hasMarker(comment, marker string) bool {
@@ -204,6 +289,21 @@ func matchers(m map[string]string) models.Matchers {
 	for _, name := range slices.Sorted(maps.Keys(m)) {
 		name, value := name, m[name]
 		isEqual, isRegex := true, false
+		out = append(out, &models.Matcher{Name: &name, Value: &value, IsEqual: &isEqual, IsRegex: &isRegex})
+	}
+	return out
+}
+
+// apiMatchers converts parsed matchers into API matchers, in their order.
+func apiMatchers(ms labels.Matchers) models.Matchers {
+	out := make(models.Matchers, 0, len(ms))
+	for _, m := range ms {
+		if m == nil {
+			continue
+		}
+		name, value := m.Name, m.Value
+		isEqual := m.Type == labels.MatchEqual || m.Type == labels.MatchRegexp
+		isRegex := m.Type == labels.MatchRegexp || m.Type == labels.MatchNotRegexp
 		out = append(out, &models.Matcher{Name: &name, Value: &value, IsEqual: &isEqual, IsRegex: &isRegex})
 	}
 	return out

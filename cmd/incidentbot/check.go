@@ -64,9 +64,12 @@ func check(args []string, stdout, stderr io.Writer, environ []string) error {
 	if err == nil && *cfgPath != "" {
 		// Runbooks checked alone may name keys configured elsewhere;
 		// with the configuration they run with, every name must be there.
-		err = app.CheckKeyRefs(set, cfg)
+		err = app.CheckConfigRefs(set, cfg)
 		if _, complete := cfg.PagerDuty.RoutingKeyRefs(); !complete && len(set.KeyRefs()) > 0 {
 			fmt.Fprintln(stderr, "warning: pagerduty_key_ref names not checked: pagerduty.routing_keys_dir was not read here")
+		}
+		if !cfg.Actions.WebhookSecretsKnown() {
+			fmt.Fprintln(stderr, "warning: webhook secret_headers names not checked: actions.webhook.secrets_dir was not read here")
 		}
 	}
 	if err != nil {

@@ -80,7 +80,7 @@ func replay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	set, _, err := runbooks.LoadDefault(cfg.Runbooks.Dir, actions.Default())
 	if err == nil && *cfgPath != "" {
-		err = app.CheckKeyRefs(set, cfg)
+		err = app.CheckConfigRefs(set, cfg)
 	}
 	if err != nil {
 		return fmt.Errorf("load runbooks: %w", err)

@@ -44,3 +44,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "incidentbot.embeddedBus" -}}
 {{- if not .Values.config.bus.url }}true{{ end }}
 {{- end }}
+
+{{/* The Secret holding the bot's secrets: the chart's own with secrets.create, else secrets.existingSecret. */}}
+{{- define "incidentbot.secretName" -}}
+{{- if .Values.secrets.create }}{{ include "incidentbot.fullname" . }}-secrets{{ else }}{{ .Values.secrets.existingSecret }}{{ end }}
+{{- end }}
+
+{{/* The Secret of PagerDuty routing keys by name; empty when none. */}}
+{{- define "incidentbot.routingKeysSecret" -}}
+{{- if .Values.pagerdutyRoutingKeys.create }}{{ include "incidentbot.fullname" . }}-pagerduty-routing-keys{{ else }}{{ .Values.pagerdutyRoutingKeys.existingSecret }}{{ end }}
+{{- end }}
+
+{{/* The Secret of the webhook action's header secrets; empty when none. */}}
+{{- define "incidentbot.webhookSecret" -}}
+{{- if .Values.webhookSecrets.create }}{{ include "incidentbot.fullname" . }}-webhook-secrets{{ else }}{{ .Values.webhookSecrets.existingSecret }}{{ end }}
+{{- end }}
+
