@@ -82,6 +82,15 @@ type Env struct {
 	// RPCURL looks up an RPC endpoint's real URL by its configured name
 	// (the live view holds redacted URLs only).
 	RPCURL func(name string) (string, bool)
+	// SolanaPrimary names the primary RPC endpoint (role primary in
+	// solana.endpoints): the node Solana actions read and send through
+	// unless a step names another endpoint.
+	SolanaPrimary string
+	// UpgradeSigner signs program upgrades (solana.program_rollback) when
+	// solana.upgrade_signer_keypair_file is configured, for devnet and
+	// staging; nil otherwise, and the action then builds the unsigned
+	// transaction for the upgrade authority's signers (a multisig).
+	UpgradeSigner TxSigner
 }
 
 // ErrDryRun is returned by Run when the system the action needs is not
