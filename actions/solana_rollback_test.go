@@ -37,7 +37,7 @@ type rollbackChain struct {
 	deployedAt       uint64
 }
 
-func newRollbackChain(t *testing.T) *rollbackChain {
+func newRollbackChain(t testing.TB) *rollbackChain {
 	t.Helper()
 	node := solanatest.NewServer()
 	t.Cleanup(node.Close)
@@ -64,7 +64,7 @@ func newRollbackChain(t *testing.T) *rollbackChain {
 	return ch
 }
 
-func (ch *rollbackChain) runner(t *testing.T, extra string) Runner {
+func (ch *rollbackChain) runner(t testing.TB, extra string) Runner {
 	t.Helper()
 	a, _ := Default().Lookup("solana.program_rollback")
 	var n yaml.Node
@@ -550,4 +550,23 @@ func jsonBytes(b []byte) string {
 	}
 	j, _ := json.Marshal(nums)
 	return string(j)
+}
+
+// BenchmarkProgramRollbackResolve: Resolve reads the whole buffer (for
+// its sha256) within runbooks.PlanTimeout; here a 1 MiB program through
+// the fake node.
+func BenchmarkProgramRollbackResolve(b *testing.B) {
+	ch := newRollbackChain(b)
+	a := ch.auth.PublicKey()
+	big := bytes.Repeat([]byte{0x5a}, 1<<20)
+	ch.node.SetProgram(ch.program, ch.deployedAt, &a, append(big, 0))
+	ch.node.SetBuffer(ch.buffer, &a, big)
+	r := ch.runner(b, "")
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := r.Resolve(ctx, ch.env, ch.data()); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
