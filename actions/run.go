@@ -88,6 +88,15 @@ type Env struct {
 	// Webhooks posts the webhook action's requests (actions.webhook: its
 	// allowlist and header secrets); nil when no allowlist is configured.
 	Webhooks Webhooks
+	// SolanaPrimary names the primary RPC endpoint (role primary in
+	// solana.endpoints): the node Solana actions read and send through
+	// unless a step names another endpoint.
+	SolanaPrimary string
+	// UpgradeSigner signs program upgrades (solana.program_rollback) when
+	// solana.upgrade_signer_keypair_file is configured, for devnet and
+	// staging; nil otherwise, and the action then builds the unsigned
+	// transaction for the upgrade authority's signers (a multisig).
+	UpgradeSigner TxSigner
 }
 
 // ErrDryRun is returned by Run when the system the action needs is not

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/rpcview"
@@ -136,20 +137,34 @@ type ProgramRollbackParams struct {
 	Program Template `yaml:"program"`
 	// Buffer is the staged buffer account holding the previous binary.
 	Buffer Template `yaml:"buffer"`
-	// Cluster is mainnet-beta (default), devnet, testnet or an RPC URL.
+	// Cluster is mainnet-beta (default), devnet, testnet, localnet or an
+	// RPC URL: what the card says, and the guard of the signer: the bot
+	// never signs on mainnet-beta.
 	Cluster Template `yaml:"cluster"`
+	// Endpoint names the configured RPC endpoint (solana.endpoints[].name)
+	// the action reads and sends through; the primary by default.
+	Endpoint Template `yaml:"endpoint"`
+	// Spill receives the buffer's lamports when the upgrade closes it; the
+	// upgrade authority by default.
+	Spill Template `yaml:"spill"`
 }
 
 // ProgramRollback redeploys a program from a staged buffer holding its
-// previous binary (`solana program deploy <previous-binary>`).
-var ProgramRollback Action = spec[ProgramRollbackParams]{
+// previous binary: the upgradeable loader's Upgrade instruction (what
+// `solana program deploy --buffer` sends for an existing program).
+var ProgramRollback Action = rollbackSpec{spec[ProgramRollbackParams]{
 	desc: Description{
-		Name:        "solana.program_rollback",
-		Description: "Roll a Solana program back by upgrading it from a staged buffer that holds the previous binary; the upgrade authority (multisig) must sign.",
+		Name: "solana.program_rollback",
+		Description: "Roll a Solana program back by upgrading it from a staged buffer that holds the previous binary. " +
+			"With a multisig upgrade authority (mainnet) it builds the unsigned transaction for the signers and posts it with what to check; " +
+			"with solana.upgrade_signer_keypair_file (devnet, staging; never on mainnet-beta) it signs and sends. " +
+			"Verified when the ProgramData slot changes and the program holds the buffer's binary.",
 		Params: []Param{
 			{Name: "program", Type: "template", Required: true, Description: "program id (base58)"},
 			{Name: "buffer", Type: "template", Required: true, Description: "buffer account with the previous binary (base58)"},
-			{Name: "cluster", Type: "template", Default: "mainnet-beta", Description: "mainnet-beta, devnet, testnet or an RPC URL"},
+			{Name: "cluster", Type: "template", Default: "mainnet-beta", Description: "mainnet-beta, devnet, testnet, localnet or an RPC URL; the bot never signs on mainnet-beta"},
+			{Name: "endpoint", Type: "template", Default: "the primary", Description: "configured RPC endpoint (solana.endpoints[].name) to read and send through"},
+			{Name: "spill", Type: "template", Default: "the upgrade authority", Description: "account that receives the closed buffer's lamports (base58)"},
 		},
 		Example: `id: rollback-program
 title: Roll back the escrow program
@@ -158,7 +173,7 @@ params:
   program: "{{ .Labels.program }}"
   buffer: 9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin
 `,
-		Needs: []string{"solana upgrade authority"},
+		Needs: []string{"solana RPC endpoint", "solana upgrade authority (multisig signers, or solana.upgrade_signer_keypair_file off mainnet)"},
 	},
 	check: func(p *ProgramRollbackParams, v *validator) {
 		if v.required("program", p.Program) {
@@ -171,27 +186,21 @@ params:
 			p.Cluster = MustTemplate("mainnet-beta")
 		}
 		v.check("cluster", p.Cluster, checkCluster)
+		v.check("endpoint", p.Endpoint, checkEndpointName)
+		v.check("spill", p.Spill, checkBase58("spill address"))
 		if p.Program.Static() && p.Buffer.Static() && p.Program.String() == p.Buffer.String() {
 			v.fail("buffer", "is the program id itself")
 		}
 	},
 	plan: func(_ context.Context, p *ProgramRollbackParams, data PlanData) (string, error) {
-		prog, err := render("program", p.Program, data, checkBase58("program id"))
-		if err != nil {
-			return "", err
-		}
-		buf, err := render("buffer", p.Buffer, data, checkBase58("buffer address"))
-		if err != nil {
-			return "", err
-		}
-		cl, err := render("cluster", p.Cluster, data, checkCluster)
+		r, err := renderRollback(p, data)
 		if err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("program %s on %s: upgrade from staged buffer %s (solana program deploy --program-id %s --buffer %s); needs the upgrade authority's signature",
-			prog, redact.URL(cl), buf, prog, buf), nil
+			r.Program, redact.URL(r.Cluster), r.Buffer, r.Program, r.Buffer), nil
 	},
-}
+}}
 
 func checkCluster(s string) error {
 	switch s {
@@ -202,4 +211,11 @@ func checkCluster(s string) error {
 		return nil
 	}
 	return fmt.Errorf("%q is not a cluster (mainnet-beta, devnet, testnet, localnet or an http(s) URL)", s)
+}
+
+func checkEndpointName(s string) error {
+	if s == "" || strings.ContainsAny(s, " \t\r\n/:") {
+		return fmt.Errorf("%q is not an endpoint name (solana.endpoints[].name)", s)
+	}
+	return nil
 }

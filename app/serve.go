@@ -166,7 +166,16 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	if err != nil {
 		return nil, err
 	}
-	actionEnv := actions.Env{RPCURL: rpcURLs(cfg)}
+	actionEnv := actions.Env{RPCURL: rpcURLs(cfg), SolanaPrimary: primaryRPC(cfg)}
+	if f := cfg.Solana.UpgradeSignerKeypairFile; f != "" {
+		kp, err := actions.LoadKeypairFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("solana.upgrade_signer_keypair_file: %w", err)
+		}
+		actionEnv.UpgradeSigner = kp
+		log.Warn("solana.program_rollback signs program upgrades with the configured keypair off mainnet-beta: for devnet and staging only",
+			"authority", kp.PublicKey().String())
+	}
 	if rdb != nil {
 		actionEnv.Redis = rdb
 		s.redis = rdb
@@ -237,7 +246,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		wh.Routes(s.mux)
 	}
 	if cfg.Slack.SigningSecret.IsSet() || cfg.Slack.AppToken.IsSet() {
-		if err := s.addSlackInbound(cfg, cat); err != nil {
+		if err := s.addSlackInbound(cfg, cat, actionEnv); err != nil {
 			return nil, err
 		}
 	}
@@ -252,6 +261,17 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	}
 	ok = true
 	return s, nil
+}
+
+// primaryRPC names the primary RPC endpoint (the first one with role
+// primary), which Solana actions use unless a step names another.
+func primaryRPC(cfg config.Config) string {
+	for _, e := range cfg.Solana.Endpoints {
+		if e.Role == "primary" {
+			return e.Name
+		}
+	}
+	return ""
 }
 
 // rpcURLs looks an RPC endpoint's real URL up by its configured name, for

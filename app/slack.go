@@ -23,8 +23,10 @@ import (
 // when slack.app_token is. cat is the engine's catalog: its RPC view (nil
 // when none is kept) and the runbooks whose remediation steps people
 // request and approve; approvers in user groups are resolved with the same
-// cached usergroups.users.list lookups as the allow lists.
-func (s *Server) addSlackInbound(cfg config.Config, cat Catalog) error {
+// cached usergroups.users.list lookups as the allow lists. env is what
+// steps resolve with, the same as the engine's runner, so the plan people
+// approve is the plan that runs.
+func (s *Server) addSlackInbound(cfg config.Config, cat Catalog, env actions.Env) error {
 	rpc := cat.RPC
 	sc := cfg.Slack
 	apiURL := sc.APIURL
@@ -42,7 +44,7 @@ func (s *Server) addSlackInbound(cfg config.Config, cat Catalog) error {
 	}
 	opts := slackin.Options{Incidents: s.Engine, Sender: s.Commands, RPC: rpc, Access: access,
 		Audit: s.Bus, Logger: s.log.With("component", "slack-inbound"), Reporter: s.Reports,
-		Steps: Steps{Catalog: cat, Env: s.actionEnv}, Approvers: approvers, Freezer: s.Engine}
+		Steps: Steps{Catalog: cat, Env: env}, Approvers: approvers, Freezer: s.Engine}
 	if cfg.Alertmanager.URL != "" {
 		opts.Silencer = silences{s.Commands}
 	}

@@ -340,6 +340,13 @@ func (c *Config) readFiles(use Use) []*Problem {
 		read(&c.PagerDuty.RoutingKey, c.PagerDuty.RoutingKeyFile, "pagerduty.routing_key_file")
 		read(&c.PagerDuty.WebhookSecret, c.PagerDuty.WebhookSecretFile, "pagerduty.webhook_secret_file")
 		read(&c.PagerDuty.WebhookSecretPrevious, c.PagerDuty.WebhookSecretPreviousFile, "pagerduty.webhook_secret_previous_file")
+		if f := c.Solana.UpgradeSignerKeypairFile; f != "" {
+			// Checked (owner-only, a keypair) and dropped: serve loads it
+			// again into the actions' Env, never into the configuration.
+			if _, err := actions.LoadKeypairFile(f); err != nil && !missing("solana.upgrade_signer_keypair_file", f, err) {
+				ps = append(ps, problemf("solana.upgrade_signer_keypair_file", "%s", pathErrText(err)))
+			}
+		}
 		if d := c.PagerDuty.RoutingKeysDir; d != "" {
 			if _, err := os.Stat(d); !missing("pagerduty.routing_keys_dir", d, err) {
 				ps = append(ps, c.PagerDuty.readKeysDir()...)

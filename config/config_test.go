@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -276,5 +277,62 @@ func TestRedisURL(t *testing.T) {
 	_, err = config.Load("", []string{"INCIDENTBOT_REDIS_URL=http://:secretpw@redis:6379"})
 	if err == nil || !strings.Contains(err.Error(), "redis.url: not a Redis URL") || strings.Contains(err.Error(), "secretpw") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestUpgradeSignerKeypairFile: the program-upgrade key is checked when
+// the configuration loads: present, owner-only, a keypair; never shown.
+func TestUpgradeSignerKeypairFile(t *testing.T) {
+	dir := t.TempDir()
+	// A solana-keygen file: seed 1..32, then its public key.
+	seed := make([]byte, 32)
+	for i := range seed {
+		seed[i] = byte(i + 1)
+	}
+	key := ed25519.NewKeyFromSeed(seed)
+	nums := make([]string, len(key))
+	for i, b := range key {
+		nums[i] = fmt.Sprint(b)
+	}
+	content := "[" + strings.Join(nums, ",") + "]"
+	keyFile := func(name string, mode os.FileMode, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), mode)
+		os.Chmod(p, mode)
+		return p
+	}
+	load := func(kp string, endpoints bool) error {
+		yml := "solana:\n  upgrade_signer_keypair_file: " + kp + "\n"
+		if endpoints {
+			yml += "  endpoints: [{name: devnet, url: \"https://api.devnet.solana.com\", role: primary}]\n"
+		}
+		path := filepath.Join(dir, "bot.yaml")
+		os.WriteFile(path, []byte(yml), 0o600)
+		_, err := config.Load(path, nil)
+		return err
+	}
+	if err := load(keyFile("ok.json", 0o600, content), true); err != nil {
+		t.Fatalf("owner-only keypair: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		file      string
+		endpoints bool
+		want      string
+	}{
+		"group readable": {keyFile("g.json", 0o640, content), true, "readable by group or others (mode 0640): chmod 600"},
+		"world readable": {keyFile("w.json", 0o604, content), true, "readable by group or others"},
+		"missing":        {filepath.Join(dir, "nope.json"), true, "not found on this host"},
+		"not a keypair":  {keyFile("bad.json", 0o600, `"`+content[1:20]+`"`), true, "not a JSON array of 64 bytes"},
+		"no endpoints":   {keyFile("ok2.json", 0o600, content), false, "no solana.endpoints"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := load(tc.file, tc.endpoints)
+			if err == nil || !strings.Contains(err.Error(), "solana.upgrade_signer_keypair_file: ") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), content[1:20]) {
+				t.Fatalf("the key's bytes are in the problem: %v", err)
+			}
+		})
 	}
 }

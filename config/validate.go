@@ -122,6 +122,8 @@ func (c Config) problems(use Use) []*Problem {
 	}
 	if c.Solana.Enabled() {
 		ps = append(ps, solanaProblems(c.Solana.Validate())...)
+	} else if c.Solana.UpgradeSignerKeypairFile != "" && use == Serve {
+		add("solana.upgrade_signer_keypair_file", "set, but no solana.endpoints to send an upgrade through")
 	}
 	return ps
 }

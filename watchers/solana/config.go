@@ -41,6 +41,14 @@ type Config struct {
 	Reconnect BackoffConfig `yaml:"reconnect"`
 	// PublishRetry bounds the back-off between retries of a failed publish.
 	PublishRetry BackoffConfig `yaml:"publish_retry"`
+	// UpgradeSignerKeypairFile is a keypair file holding the programs'
+	// upgrade authority (a JSON array of 64 bytes, as solana-keygen
+	// writes), readable by its owner only. For devnet and staging: with
+	// it, solana.program_rollback signs and sends the upgrade itself
+	// (never on mainnet-beta). Without it, the default and the rule for
+	// mainnet, where the authority is a multisig, the action builds the
+	// unsigned transaction for the signers and the bot holds no key.
+	UpgradeSignerKeypairFile string `yaml:"upgrade_signer_keypair_file"`
 }
 
 // EndpointConfig is one RPC endpoint.

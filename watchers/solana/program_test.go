@@ -1,12 +1,15 @@
 package solana
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	solanago "github.com/gagliardetto/solana-go"
+	"github.com/gagliardetto/solana-go/rpc"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/incidentbot/incidentbot/internal/loaderv3"
 	"github.com/incidentbot/incidentbot/watchers/solana/solanatest"
 )
 
@@ -165,5 +168,55 @@ func TestProgramUnexpectedAuthorityAtStart(t *testing.T) {
 	eventually(t, "notification handled", func() bool { return srv.Subscriptions("accountSubscribe") == 1 })
 	if n := h.pub.count("solana.program.authority_changed"); n != 1 {
 		t.Errorf("%d authority events, want 1", n)
+	}
+}
+
+// TestUpgradeTransactionSeenByTheWatcher: an Upgrade transaction sent to
+// the fake node (as solana.program_rollback or its signers send it)
+// reaches the ProgramData watcher as solana.program.upgraded.
+func TestUpgradeTransactionSeenByTheWatcher(t *testing.T) {
+	srv := solanatest.NewServer()
+	defer srv.Close()
+	auth := solanago.NewWallet().PrivateKey
+	authKey := auth.PublicKey()
+	program := solanago.MustPublicKeyFromBase58(programID)
+	buffer := solanago.NewWallet().PublicKey()
+	srv.SetProgram(program, 100, &authKey, []byte("\x7fELF bad release, padded"))
+	srv.SetBuffer(buffer, &authKey, []byte("\x7fELF previous"))
+	cfg := txConfig(srv)
+	cfg.Programs[0].ExpectedAuthority = authKey.String()
+	h := start(t, cfg, nil)
+	eventually(t, "baseline read", func() bool {
+		return testutil.ToFloat64(h.w.m.deploySlot.WithLabelValues("payments")) == 100
+	})
+	eventually(t, "account subscription", func() bool { return srv.Subscriptions("accountSubscribe") == 1 })
+
+	c := rpc.New(srv.URL())
+	ctx := context.Background()
+	bh, err := c.GetLatestBlockhash(ctx, rpc.CommitmentFinalized)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := loaderv3.NewUpgrade(program, buffer, authKey, authKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := u.Transaction(bh.Value.Blockhash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Sign(func(k solanago.PublicKey) *solanago.PrivateKey { return &auth }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SendTransaction(ctx, tx); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	eventually(t, "upgraded event", func() bool { return h.pub.count("solana.program.upgraded") == 1 })
+	_, sigs := h.pub.ofType("solana.program.upgraded")
+	if sigs[0].Fields["previous_slot"] != float64(100) || sigs[0].Fields["authority"] != authKey.String() {
+		t.Errorf("upgraded fields %v", sigs[0].Fields)
+	}
+	if n := h.pub.count("solana.program.authority_changed"); n != 0 {
+		t.Errorf("%d authority_changed events for an upgrade by the expected authority", n)
 	}
 }

@@ -4,7 +4,8 @@
 // 2^53), confirms a subscription before it sends any notification on it,
 // and serves rentEpoch as u64::MAX. Its state is scriptable: health, slot,
 // balances, accounts, transactions, an unresponsive mode and dropping
-// every WebSocket connection.
+// every WebSocket connection. It executes one kind of transaction, the
+// upgradeable loader's Upgrade (see upgrade.go).
 package solanatest
 
 import (
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	solana "github.com/gagliardetto/solana-go"
 	"github.com/gorilla/websocket"
 )
 
@@ -75,6 +77,10 @@ type Server struct {
 	conns        map[*wsConn]struct{}
 	nextSub      uint64
 	rejected     map[string]bool // subscription methods answered with an error
+	genesis      string
+	blockhashes  map[solana.Hash]bool // handed out by getLatestBlockhash
+	landed       map[string]uint64    // signature → slot of the accepted transactions
+	sent         []*solana.Transaction
 }
 
 // NewServer starts a server. HTTP JSON-RPC and WebSocket PubSub share one
@@ -89,6 +95,10 @@ func NewServer() *Server {
 		conns:    map[*wsConn]struct{}{},
 		rejected: map[string]bool{},
 		nextSub:  4110,
+		genesis:  defaultGenesisHash,
+
+		blockhashes: map[solana.Hash]bool{},
+		landed:      map[string]uint64{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
@@ -274,7 +284,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"jsonrpc": "2.0", "id": nil, "error": rpcError{Code: -32700, Message: "Parse error"}})
 		return
 	}
-	result, rerr := s.call(req)
+	var result any
+	var rerr *rpcError
+	if req.Method == "sendTransaction" {
+		result, rerr = s.sendTransaction(req)
+	} else {
+		result, rerr = s.call(req)
+	}
 	resp := map[string]any{"jsonrpc": "2.0", "id": req.ID}
 	if rerr != nil {
 		resp["error"] = rerr
@@ -335,6 +351,12 @@ func (s *Server) call(req request) (any, *rpcError) {
 		return contextValue(s.slot, accountJSON(a, opts.DataSlice)), nil
 	case "getSignaturesForAddress":
 		return s.signatures(addr, opts), nil
+	case "getGenesisHash":
+		return s.genesis, nil
+	case "getLatestBlockhash":
+		return s.latestBlockhash(), nil
+	case "getSignatureStatuses":
+		return s.signatureStatuses(req.Params)
 	}
 	return nil, &rpcError{Code: -32601, Message: "Method not found"}
 }
