@@ -22,7 +22,7 @@ type readiness struct {
 
 func newReadiness(probe func(context.Context) error, reg prometheus.Registerer) *readiness {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "incidentbot_store_writable",
-		Help: "1 when the latest probe wrote to the events stream and every bucket, 0 when it could not (a full disk, a wedged store, NATS away)."})
+		Help: "1 when the latest probe wrote to the events stream and the incident records, 0 when it could not (a full disk, a wedged store, NATS away)."})
 	reg.MustRegister(g)
 	return &readiness{probe: probe, writable: g}
 }

@@ -44,7 +44,9 @@ type Config struct {
 	// earlier deadline (default 5s).
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 	// AuditMaxAge and AuditMaxBytes bound the audit stream (defaults 365
-	// days and 1 GiB); past either, the oldest records are dropped.
+	// days and 256 MiB); past either, the oldest records are dropped. The
+	// embedded server reserves the size on its volume at start, so keep it
+	// well under the volume (the chart's is 2 GiB).
 	AuditMaxAge   time.Duration `yaml:"audit_max_age"`
 	AuditMaxBytes int64         `yaml:"audit_max_bytes"`
 	// ProbeInterval is how often the store is probed with a real write
@@ -66,7 +68,7 @@ func DefaultConfig() Config {
 		EventsMaxAge:    7 * 24 * time.Hour,
 		PublishTimeout:  5 * time.Second,
 		AuditMaxAge:     365 * 24 * time.Hour,
-		AuditMaxBytes:   1 << 30,
+		AuditMaxBytes:   256 << 20,
 		ProbeInterval:   10 * time.Second,
 		MinFreeBytes:    64 << 20,
 	}
@@ -131,7 +133,7 @@ type Bus struct {
 	onWait func(Wait) // see OnWait
 
 	mu      sync.Mutex
-	buckets []kvBucket // every bucket ensured, for Probe
+	buckets []kvBucket // the buckets ensured with Probe set
 }
 
 // Open starts the embedded server (when no URL is configured) or connects to

@@ -16,7 +16,7 @@ import (
 // returns, while the connection and the account info look healthy. So
 // readiness is a real write: Probe publishes to the events stream (on its
 // own subject, which no consumer reads, then purged) and puts a key in
-// every bucket this bus ensured. Watch probes on a timer and, on an
+// each bucket ensured with BucketSpec.Probe (the incident records). Watch probes on a timer and, on an
 // embedded server whose data directory has room again but whose store
 // still cannot write, returns ErrStoreWedged so the process exits and its
 // supervisor restarts it: a restart recovers the store.
@@ -32,7 +32,8 @@ const probeSubject = "probe.events"
 var ErrStoreWedged = errors.New("the embedded store stopped writing and did not recover; a restart recovers it")
 
 // Probe writes through the store as serving does: one publish to the
-// events stream and one put in each bucket, each acknowledged. It fails
+// events stream and one put in each bucket marked Probe, each
+// acknowledged. It fails
 // with what could not be written.
 func (b *Bus) Probe(ctx context.Context) error {
 	if err := b.Ready(ctx); err != nil {

@@ -21,7 +21,7 @@ func TestProbeWritesAndLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	b := openBus(t, t.TempDir())
 	defer b.Close()
-	kv, err := b.EnsureBucket(ctx, bus.BucketSpec{Name: "things", History: 1})
+	kv, err := b.EnsureBucket(ctx, bus.BucketSpec{Name: "things", History: 1, Probe: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +81,13 @@ func TestAFullDiskIsSurvived(t *testing.T) {
 	cfg.ProbeInterval = 100 * time.Millisecond
 	cfg.MinFreeBytes = 8 << 20
 	cfg.PublishTimeout = 2 * time.Second
+	cfg.AuditMaxBytes = 4 << 20 // the server reserves it on the small disk
 	b, err := bus.Open(ctx, cfg, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { b.Close() }()
-	if _, err := b.EnsureBucket(ctx, bus.BucketSpec{Name: "things", History: 1}); err != nil {
+	if _, err := b.EnsureBucket(ctx, bus.BucketSpec{Name: "things", History: 1, Probe: true}); err != nil {
 		t.Fatal(err)
 	}
 	filler := testenv.Fill(t, disk)

@@ -54,6 +54,11 @@ type BucketSpec struct {
 	TTL time.Duration
 	// KeyTTL lets Create set a time to live on one key (see KeyTTL).
 	KeyTTL bool
+	// Probe makes Probe (readiness) write to this bucket too. Mark the
+	// bucket serving cannot do without (the incident records): every
+	// write loads its last block into memory for a while, so probing
+	// every bucket would keep them all there.
+	Probe bool
 }
 
 // keyTTLMarker is how long a bucket with KeyTTL keeps the marker left
@@ -197,7 +202,7 @@ func (b *Bus) EnsureBucket(ctx context.Context, s BucketSpec) (KV, error) {
 	}
 	kb := kvBucket{kv: kv}
 	b.mu.Lock()
-	if !slices.ContainsFunc(b.buckets, func(o kvBucket) bool { return o.kv.Bucket() == name }) {
+	if s.Probe && !slices.ContainsFunc(b.buckets, func(o kvBucket) bool { return o.kv.Bucket() == name }) {
 		b.buckets = append(b.buckets, kb)
 	}
 	b.mu.Unlock()

@@ -30,6 +30,7 @@ func TestAFullDiskIsSurvivedThroughServe(t *testing.T) {
 		"INCIDENTBOT_BUS_PROBE_INTERVAL=200ms",
 		"INCIDENTBOT_BUS_MIN_FREE_BYTES=16777216",
 		"INCIDENTBOT_BUS_PUBLISH_TIMEOUT=2s",
+		"INCIDENTBOT_BUS_AUDIT_MAX_BYTES=4194304", // reserved on the small disk
 	)
 	first := startBot(t, env...)
 	waitReady(t, addr)

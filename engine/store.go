@@ -13,7 +13,7 @@ import (
 // Buckets the engine owns: incident records by key, the id index, and
 // what was delivered per incident and sink.
 var Buckets = []bus.BucketSpec{
-	{Name: BucketIncidents, Description: "incident records: what happened", History: 1},
+	{Name: BucketIncidents, Description: "incident records: what happened", History: 1, Probe: true},
 	{Name: BucketIDs, Description: "incident id (and PagerDuty dedup key) to record key", History: 1},
 	{Name: BucketDeliveries, Description: "what chat and pager were sent, per incident", History: 1},
 	{Name: BucketArchive, Description: "resolved incidents by id, kept after their key moves on to a later incident", History: 1},
