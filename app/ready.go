@@ -8,10 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// readiness answers /readyz with a real write through the store (see
-// bus.Probe), at most once a second however often it is asked, and keeps
-// the latest result of the periodic probe (bus.Watch) too.
+// readiness answers /readyz: the connection at once (bus.Ready), then a
+// real write through the store (see bus.Probe), at most once a second
+// however often it is asked; it keeps the latest result of the periodic
+// probe (bus.Watch) too.
 type readiness struct {
+	ready    func(context.Context) error
 	probe    func(context.Context) error
 	writable prometheus.Gauge
 
@@ -20,16 +22,19 @@ type readiness struct {
 	err error
 }
 
-func newReadiness(probe func(context.Context) error, reg prometheus.Registerer) *readiness {
+func newReadiness(ready, probe func(context.Context) error, reg prometheus.Registerer) *readiness {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "incidentbot_store_writable",
 		Help: "1 when the latest probe wrote to the events stream and the incident records, 0 when it could not (a full disk, a wedged store, NATS away)."})
 	reg.MustRegister(g)
-	return &readiness{probe: probe, writable: g}
+	return &readiness{ready: ready, probe: probe, writable: g}
 }
 
-// check returns the latest probe's result, probing again when it is older
-// than a second.
+// check says whether the bus is connected, then returns the latest
+// probe's result, probing again when it is older than a second.
 func (r *readiness) check(ctx context.Context) error {
+	if err := r.ready(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.at.IsZero() && time.Since(r.at) < time.Second {

@@ -85,7 +85,8 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	s := &Server{cfg: cfg, log: log, Registry: reg, mux: http.NewServeMux(), listener: o.Listener, httpErr: make(chan error, 1)}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	s.ready = newReadiness(func(ctx context.Context) error { return s.Bus.Probe(ctx) }, reg)
+	s.ready = newReadiness(func(ctx context.Context) error { return s.Bus.Ready(ctx) },
+		func(ctx context.Context) error { return s.Bus.Probe(ctx) }, reg)
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.ready.check(r.Context()); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
