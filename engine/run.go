@@ -125,7 +125,7 @@ func (e *Engine) HandleAction(ctx context.Context, d *bus.Delivery) error {
 
 func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step string) error {
 	q := rec.Steps[step]
-	key := actionKey(rec.ID, step, q.Hash)
+	key := runKey(rec, step, q.Hash)
 	// A run already begun (or done) for this plan: never a second.
 	if ent, err := e.runs.Get(ctx, key); err == nil {
 		return e.adopt(ctx, rec, step, ent.Value)
@@ -215,14 +215,14 @@ func (e *Engine) adopt(ctx context.Context, rec *Record, step string, raw []byte
 
 func (e *Engine) started(ctx context.Context, rec *Record, step, hash string, at time.Time) error {
 	in := input.Input{Kind: input.ActionStarted, Incident: rec.ID, At: at, Actor: input.Bot, Step: step, Hash: hash}
-	in.ID = "action_started." + actionKey(rec.ID, step, hash)
+	in.ID = "action_started." + runKey(rec, step, hash)
 	ev := bus.Event{ID: in.ID, Source: "engine", Type: "engine." + string(in.Kind), Time: at, Subject: rec.GroupKey}
 	return e.applyOne(ctx, in, ev, e.log.With("event", ev.ID))
 }
 
 func (e *Engine) report(ctx context.Context, rec *Record, step, hash, result, detail string) error {
 	in := input.Input{Kind: input.ActionResult, Incident: rec.ID, At: e.now(), Actor: input.Bot, Step: step, Hash: hash, Token: result, Text: detail}
-	in.ID = "action_result." + actionKey(rec.ID, step, hash) + "." + result
+	in.ID = "action_result." + runKey(rec, step, hash) + "." + result
 	ev := bus.Event{ID: in.ID, Source: "engine", Type: "engine." + string(in.Kind), Time: in.At, Subject: rec.GroupKey}
 	return e.applyOne(ctx, in, ev, e.log.With("event", ev.ID))
 }
