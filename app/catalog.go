@@ -99,6 +99,20 @@ func (r runbook) Breaker() engine.BreakerPolicy {
 
 var _ engine.Guarded = runbook{}
 
+// AutomaticSteps makes runbooks engine.AutoSteppers: the steps marked
+// `automatic: true`, which the bot requests when an incident opens.
+func (r runbook) AutomaticSteps() []string {
+	var out []string
+	for _, s := range r.rb.Remediation {
+		if s.Automatic {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+var _ engine.AutoStepper = runbook{}
+
 func (r runbook) Render(ctx context.Context, s signal.Signal) engine.Rendered {
 	out := r.rb.Render(ctx, actions.DataFromSignal(s, r.c.RPC))
 	steps := out.Assessment

@@ -6,7 +6,9 @@
 // derived from the request so retries and double clicks store one message.
 // The caller may say "accepted" only after Send returned nil: the bus has
 // it durably. The engine decodes it with Decoder. Silences are available
-// only WithSilences (alertmanager.url set).
+// only WithSilences (alertmanager.url set). Freeze and unfreeze (the
+// remediation kill switch) address no incident: they are published with
+// no lookup.
 package command
 
 import (
@@ -30,7 +32,19 @@ const Source = "command"
 
 // Verbs are the kinds of input a person may send.
 var Verbs = []input.Kind{input.Ack, input.Unack, input.Resolve, input.Note, input.Escalate, input.Silence, input.Unsilence,
-	input.Request, input.Approve, input.Deny}
+	input.Request, input.Approve, input.Deny, input.Freeze, input.Unfreeze}
+
+// GlobalVerbs address no incident: the remediation kill switch. Send
+// publishes them without an incident lookup; the engine applies them once
+// for every replica (the freeze key in KV) and tells every open incident.
+var GlobalVerbs = []input.Kind{input.Freeze, input.Unfreeze}
+
+// Global reports whether the command addresses no incident.
+func (c Command) Global() bool { return slices.Contains(GlobalVerbs, c.Verb) }
+
+// globalSubject is the event subject (the consumer's shard key) of the
+// global commands, so they are applied in order.
+const globalSubject = "remediation.freeze"
 
 // Errors Send answers a silence with before anything is published, matched
 // with errors.Is; their text is meant for the person who asked.
@@ -75,8 +89,11 @@ func (c Command) Validate() error {
 	if !slices.Contains(Verbs, c.Verb) {
 		errs = append(errs, fmt.Errorf("unknown verb %q", c.Verb))
 	}
-	if strings.TrimSpace(c.Incident) == "" {
+	if strings.TrimSpace(c.Incident) == "" && !c.Global() {
 		errs = append(errs, errors.New("no incident id"))
+	}
+	if c.Global() && strings.TrimSpace(c.Incident) != "" {
+		errs = append(errs, fmt.Errorf("%s addresses no incident, got %q", c.Verb, c.Incident))
 	}
 	if c.By.Via == "" {
 		errs = append(errs, errors.New("by.via is empty: say which system the command came from"))
@@ -197,6 +214,9 @@ func (s *Sender) Send(ctx context.Context, c Command) (engine.Ref, error) {
 	if err := c.Validate(); err != nil {
 		return engine.Ref{}, fmt.Errorf("command: %w", err)
 	}
+	if c.Global() {
+		return engine.Ref{}, s.sendGlobal(ctx, c)
+	}
 	ref, err := s.incidents.Lookup(ctx, c.Incident)
 	if err != nil {
 		return engine.Ref{}, err
@@ -217,6 +237,24 @@ func (s *Sender) Send(ctx context.Context, c Command) (engine.Ref, error) {
 		return engine.Ref{}, fmt.Errorf("send %s for %s: %w", c.Verb, ref.ID, err)
 	}
 	return ref, nil
+}
+
+// sendGlobal publishes a command that addresses no incident (freeze,
+// unfreeze): no lookup; its message id still comes from the request, so a
+// retried slash command is stored once.
+func (s *Sender) sendGlobal(ctx context.Context, c Command) error {
+	if c.At.IsZero() {
+		c.At = time.Now()
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode command: %w", err)
+	}
+	ev := bus.Event{ID: c.ID(), Source: Source, Type: Source + "." + string(c.Verb), Time: c.At, Subject: globalSubject, Data: data}
+	if _, err := s.pub.PublishTo(ctx, "commands."+string(c.Verb), ev); err != nil {
+		return fmt.Errorf("send %s: %w", c.Verb, err)
+	}
+	return nil
 }
 
 // Decoder turns a published command into its input.

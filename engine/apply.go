@@ -92,6 +92,9 @@ type applyEnv struct {
 	// Step returns the policy of a remediation step of the incident's
 	// runbook (nil: no step can be requested).
 	Step func(id string) (StepPolicy, bool)
+	// AutoSteps are the runbook's automatic steps: the bot requests each
+	// when the incident opens or reopens.
+	AutoSteps []string
 	// ReportOnResolve adds a report entry to the timeline when the
 	// incident resolves; the chat worker renders it when it posts it.
 	ReportOnResolve bool
@@ -205,6 +208,10 @@ func applySignals(rec *Record, ins []input.Input, env applyEnv) (*Record, Result
 		// not escalated past L1 before anyone saw it.
 		rec.Escalation.Since = env.Now
 		skipImmediateLevels(rec, env)
+		// Its automatic steps are due, once in this opening.
+		if !joined && rec.Open() {
+			rec.AutoDue = slices.Clone(env.AutoSteps)
+		}
 	}
 	arm(rec, env)
 	bump(rec, env)

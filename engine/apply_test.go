@@ -39,10 +39,14 @@ func cmd(kind input.Kind, id string, at time.Time, who string) input.Input {
 
 // apply1 applies one input the way the engine does.
 func apply1(r *Record, in input.Input, now time.Time) (*Record, Result) {
+	return applyWith(testEnv, r, in, now)
+}
+
+func applyWith(envAt func(time.Time) applyEnv, r *Record, in input.Input, now time.Time) (*Record, Result) {
 	if in.Kind == input.Signal {
-		return applySignals(r, []input.Input{in}, testEnv(now))
+		return applySignals(r, []input.Input{in}, envAt(now))
 	}
-	return applyInput(r, in, testEnv(now))
+	return applyInput(r, in, envAt(now))
 }
 
 // summary is the state an order must not change: everything but the
@@ -69,8 +73,18 @@ func summary(r *Record) string {
 	if r.ManualResolve != nil {
 		man = r.ManualResolve.By.ID
 	}
-	return fmt.Sprintf("status=%s sev=%s alerts=%v ack=%s manual=%s notes=%v started=%s esc.next=%d",
+	s := fmt.Sprintf("status=%s sev=%s alerts=%v ack=%s manual=%s notes=%v started=%s esc.next=%d",
 		r.Status, r.Severity, alerts, ack, man, notes, r.StartedAt.Format("15:04"), r.Escalation.Next)
+	if len(r.Steps) > 0 || len(r.EarlyVotes) > 0 {
+		var steps []string
+		for id, q := range r.Steps {
+			steps = append(steps, fmt.Sprintf("%s=%s(%s) plan %s by %s decided %s timer=%v", id, q.State, q.Reason, q.Hash,
+				q.Requested.By.ID, q.DecidedAt.Format("15:04"), q.Token != ""))
+		}
+		slices.Sort(steps)
+		s += fmt.Sprintf(" steps=%v early=%d", steps, len(r.EarlyVotes))
+	}
+	return s
 }
 
 func permutations(n int) [][]int {
@@ -96,6 +110,9 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 		opener input.Input
 		ins    []input.Input
 		want   string
+		// quorum, when set, gives the incident's runbook the step
+		// disable-feature needing that many approvals (stepEnv).
+		quorum int
 	}{
 		{
 			name:   "acks, an unack, a note and a second alert",
@@ -131,19 +148,63 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 			},
 			want: "status=resolved sev=critical alerts=[1=resolved] ack=ada@14:25 manual=- notes=[c2:text c2] started=14:00 esc.next=1",
 		},
+		{
+			// With two replicas a vote sent right after its request can
+			// be applied first; votes count in the order they were cast.
+			name:   "a request, two approvals and a deny cast after them",
+			opener: sig("1", signal.Firing, t0),
+			quorum: 2,
+			ins: []input.Input{
+				stepCmd(input.Request, "s1", t0.Add(1*time.Minute), "ada", "disable-feature", "h1", ""),
+				stepCmd(input.Approve, "s2", t0.Add(2*time.Minute), "bob", "disable-feature", "h1", "bob"),
+				stepCmd(input.Approve, "s3", t0.Add(3*time.Minute), "cy", "disable-feature", "h1", "@oncall"),
+				stepCmd(input.Deny, "s4", t0.Add(4*time.Minute), "dan", "disable-feature", "h1", "@oncall"),
+			},
+			want: "status=firing sev=critical alerts=[1=firing] ack=- manual=- notes=[] started=14:00 esc.next=1 " +
+				"steps=[disable-feature=approved(approved by bob (slack), cy (slack)) plan h1 by ada decided 14:03 timer=false] early=0",
+		},
+		{
+			name:   "a request, two approvals and a deny cast between them",
+			opener: sig("1", signal.Firing, t0),
+			quorum: 2,
+			ins: []input.Input{
+				stepCmd(input.Request, "s1", t0.Add(1*time.Minute), "ada", "disable-feature", "h1", ""),
+				stepCmd(input.Approve, "s2", t0.Add(2*time.Minute), "bob", "disable-feature", "h1", "bob"),
+				stepCmd(input.Deny, "s4", t0.Add(150*time.Second), "dan", "disable-feature", "h1", "@oncall"),
+				stepCmd(input.Approve, "s3", t0.Add(3*time.Minute), "cy", "disable-feature", "h1", "@oncall"),
+			},
+			want: "status=firing sev=critical alerts=[1=firing] ack=- manual=- notes=[] started=14:00 esc.next=1 " +
+				"steps=[disable-feature=denied(denied by dan (slack)) plan h1 by ada decided 14:02 timer=false] early=0",
+		},
+		{
+			name:   "the requester's own approval does not count, early or not",
+			opener: sig("1", signal.Firing, t0),
+			quorum: 1,
+			ins: []input.Input{
+				stepCmd(input.Request, "s1", t0.Add(1*time.Minute), "ada", "disable-feature", "h1", ""),
+				stepCmd(input.Approve, "s2", t0.Add(2*time.Minute), "ada", "disable-feature", "h1", "ada"),
+				stepCmd(input.Approve, "s3", t0.Add(3*time.Minute), "bob", "disable-feature", "h1", "bob"),
+			},
+			want: "status=firing sev=critical alerts=[1=firing] ack=- manual=- notes=[] started=14:00 esc.next=1 " +
+				"steps=[disable-feature=approved(approved by bob (slack)) plan h1 by ada decided 14:03 timer=false] early=0",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			envAt := testEnv
+			if tc.quorum > 0 {
+				envAt = func(now time.Time) applyEnv { return stepEnv(now, tc.quorum) }
+			}
 			for _, p := range permutations(len(tc.ins)) {
 				now := t0.Add(10 * time.Second)
-				r, _ := apply1(nil, tc.opener, now)
+				r, _ := applyWith(envAt, nil, tc.opener, now)
 				var order []string
 				for _, i := range p {
 					in := tc.ins[i]
 					order = append(order, in.ID)
 					for range 2 { // every input redelivered
 						now = now.Add(time.Second)
-						r, _ = apply1(r, in, now)
+						r, _ = applyWith(envAt, r, in, now)
 					}
 				}
 				if got := summary(r); got != tc.want {

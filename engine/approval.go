@@ -122,6 +122,48 @@ func Decide(p ApprovalPolicy, votes []Vote, requester Mark, reqHash, curHash str
 	return d
 }
 
+// decideInTime decides a request from its votes in the order people cast
+// them (their At), not the order the bus delivered them in: the first vote
+// that settles the policy settles the request, and votes cast after it
+// change nothing. So a set of votes gives one decision whatever order they
+// are applied in. It also returns when the request was settled (the
+// deciding vote's time; zero while pending). A request past its expiry at
+// now is expired, as with Decide.
+func decideInTime(p ApprovalPolicy, votes []Vote, requester Mark, hash string, now time.Time) (Decision, time.Time) {
+	if d := Decide(p, nil, requester, hash, hash, now); d.State != DecisionPending {
+		return d, now
+	}
+	sorted := slices.Clone(votes)
+	slices.SortFunc(sorted, voteOrder)
+	for i := range sorted {
+		if d := Decide(p, sorted[:i+1], requester, hash, hash, now); d.State != DecisionPending {
+			return d, sorted[i].At
+		}
+	}
+	return Decide(p, sorted, requester, hash, hash, now), time.Time{}
+}
+
+// voteOrder orders votes by when they were cast; ties (the same instant)
+// by who, then how, so the order never depends on arrival.
+func voteOrder(a, b Vote) int {
+	if c := a.At.Compare(b.At); c != 0 {
+		return c
+	}
+	if c := strings.Compare(personID(a.By), personID(b.By)); c != 0 {
+		return c
+	}
+	if a.Approve != b.Approve {
+		if a.Approve {
+			return 1 // a deny first: the safer reading of a tie
+		}
+		return -1
+	}
+	if c := strings.Compare(a.Hash, b.Hash); c != 0 {
+		return c
+	}
+	return strings.Compare(a.As, b.As)
+}
+
 // MayApprove says whether voter, who matched the approver entry as when
 // voting (empty: none), may vote on a request by requester under p; when
 // not, why, in a sentence for them.

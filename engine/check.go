@@ -108,7 +108,7 @@ func RevertPlan(rec *Record, id string) (actions.Plan, error) {
 	if q == nil || !revertible(q.Run) {
 		return actions.Plan{}, fmt.Errorf("nothing to revert: %s has no run that changed something", orig)
 	}
-	return revertPlan(actionKey(rec.ID, orig, q.Run.Hash), orig, q.Run.Target, q.Run.Before, q.Run.StartedAt), nil
+	return revertPlan(runKey(rec, orig, q.Run.Hash), orig, q.Run.Target, q.Run.Before, q.Run.StartedAt), nil
 }
 
 func revertPlan(key, step, target, before string, at time.Time) actions.Plan {

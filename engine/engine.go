@@ -283,6 +283,12 @@ func (e *Engine) handle(ctx context.Context, d *bus.Delivery) error {
 			sigs = append(sigs, in)
 			continue
 		}
+		if (in.Kind == input.Freeze || in.Kind == input.Unfreeze) && in.Incident == "" {
+			if err := e.applyFreeze(ctx, in, ev); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if err := e.applyOne(ctx, in, ev, log); err != nil {
 			errs = append(errs, err)
 		}
@@ -356,7 +362,15 @@ func (e *Engine) env(key string, rb Runbook) applyEnv {
 	return applyEnv{Now: e.now(), ReopenWindow: e.cfg.ReopenWindow, Runbook: rb.Name(), Severity: rb.Severity,
 		Levels: rb.Escalation(), NewID: e.newID, Key: key,
 		Silences: e.silencer != nil, SilenceMax: e.silenceMax, ReportOnResolve: e.cfg.ReportOnResolve && e.reports != nil,
-		Step: stepOf(rb)}
+		Step: stepOf(rb), AutoSteps: autoStepsOf(rb)}
+}
+
+// autoStepsOf returns rb's automatic steps, or nil.
+func autoStepsOf(rb Runbook) []string {
+	if s, ok := rb.(AutoStepper); ok {
+		return s.AutomaticSteps()
+	}
+	return nil
 }
 
 // stepOf returns rb's step policies, or nil when rb has none. A step's
@@ -513,19 +527,23 @@ func (e *Engine) follow(ctx context.Context, prev, rec *Record, res Result, ev b
 			"status", rec.Status, "group", rec.GroupKey, "by", by.String())
 		attrs := map[string]string{"runbook": rec.Runbook, "severity": string(rec.Severity), "status": string(rec.Status)}
 		kind := "incident." + res.change.String()
-		if q := rec.Steps[res.step]; res.change == stepChanged && q != nil {
+		if res.change == stepChanged {
 			// remediation.requested, .approved, .denied, .expired, .void,
-			// .started, .result: with the step, its plan and hash.
+			// .started, .result, .vote_early, .not_run: with the step,
+			// its plan and hash.
 			kind = "remediation." + strings.TrimPrefix(rec.Timeline[len(rec.Timeline)-1].Kind, "step_")
-			attrs["step"], attrs["hash"], attrs["plan"], attrs["state"] = res.step, q.Hash, q.Plan, string(q.State)
-			if q.Run != nil && q.Run.Result != "" {
-				attrs["result"] = q.Run.Result
+			attrs["step"] = res.step
+			if q := rec.Steps[res.step]; q != nil {
+				attrs["hash"], attrs["plan"], attrs["state"] = q.Hash, q.Plan, string(q.State)
+				if q.Run != nil && q.Run.Result != "" {
+					attrs["result"] = q.Run.Result
+				}
 			}
 		}
 		e.auditf(ctx, bus.AuditRecord{Kind: kind, Incident: rec.ID, EventID: ev.ID, Actor: by.String(),
 			Detail: lastText(rec), Attrs: actorAttrs(attrs, by)})
 	}
-	return nil
+	return e.requestAutomatic(ctx, rec)
 }
 
 // actorAttrs adds to an audit record's attributes who acted (their id in

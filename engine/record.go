@@ -59,6 +59,14 @@ type Record struct {
 	// Steps are the remediation steps requested, by step id: the latest
 	// request of each, its votes and where it stands.
 	Steps map[string]*StepRequest `json:"steps,omitempty"`
+	// EarlyVotes are votes applied before the request they are for (with
+	// two replicas a vote sent right after its request can be applied
+	// first), by step: each counts once a request for its plan arrives.
+	// At most maxEarlyVotes per step, the latest cast.
+	EarlyVotes map[string][]Vote `json:"early_votes,omitempty"`
+	// AutoDue are the automatic steps the bot is yet to request in the
+	// incident's current opening (set when it opens or reopens).
+	AutoDue []string `json:"auto_due,omitempty"`
 	// Notes are people's notes, by input id (a set: a redelivered note is
 	// kept once).
 	Notes map[string]Note `json:"notes,omitempty"`
@@ -197,6 +205,8 @@ func clone(r *Record) *Record {
 	}
 	c.Notes = maps.Clone(r.Notes)
 	c.Steps = cloneSteps(r.Steps)
+	c.EarlyVotes = cloneVotes(r.EarlyVotes)
+	c.AutoDue = slices.Clone(r.AutoDue)
 	c.Timeline = slices.Clone(r.Timeline)
 	c.Applied = slices.Clone(r.Applied)
 	c.Acks = slices.Clone(r.Acks)

@@ -146,7 +146,7 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 	if orig, ok := strings.CutPrefix(step, RevertPrefix); ok {
 		return e.runRevert(ctx, rec, step, orig)
 	}
-	key := actionKey(rec.ID, step, q.Hash)
+	key := runKey(rec, step, q.Hash)
 	// A run already begun (or done) for this plan: never a second.
 	if ent, err := e.runs.Get(ctx, key); err == nil {
 		return e.adopt(ctx, rec, step, ent.Value)
@@ -242,7 +242,7 @@ func (e *Engine) runRevert(ctx context.Context, rec *Record, step, orig string) 
 		return e.report(ctx, rec, step, q.Hash, RunVoid,
 			fmt.Sprintf("the plan changed since it was approved (plan %s, now %s): request it again", short(q.Hash), short(plan.Hash)))
 	}
-	origKey := actionKey(rec.ID, orig, rec.Steps[orig].Run.Hash)
+	origKey := runKey(rec, orig, rec.Steps[orig].Run.Hash)
 	ent, err := e.runs.Get(ctx, origKey)
 	if err != nil {
 		return fmt.Errorf("read the run %s reverts: %w", step, err)
@@ -264,7 +264,7 @@ func (e *Engine) adopt(ctx context.Context, rec *Record, step string, raw []byte
 	}
 	switch {
 	case run.Result != "":
-		return e.finish(ctx, rec, actionKey(rec.ID, step, run.Plan.Hash), run)
+		return e.finish(ctx, rec, runKey(rec, step, run.Plan.Hash), run)
 	case e.now().Before(run.Deadline.Add(LeaseMargin)):
 		return bus.Retry(errRunning, run.Deadline.Add(LeaseMargin).Sub(e.now()))
 	}
@@ -274,7 +274,7 @@ func (e *Engine) adopt(ctx context.Context, rec *Record, step string, raw []byte
 
 func (e *Engine) started(ctx context.Context, rec *Record, step, hash string, at time.Time) error {
 	in := input.Input{Kind: input.ActionStarted, Incident: rec.ID, At: at, Actor: input.Bot, Step: step, Hash: hash}
-	in.ID = "action_started." + actionKey(rec.ID, step, hash)
+	in.ID = "action_started." + runKey(rec, step, hash)
 	ev := bus.Event{ID: in.ID, Source: "engine", Type: "engine." + string(in.Kind), Time: at, Subject: rec.GroupKey}
 	return e.applyOne(ctx, in, ev, e.log.With("event", ev.ID))
 }
@@ -285,7 +285,7 @@ func (e *Engine) report(ctx context.Context, rec *Record, step, hash, result, de
 
 func resultInput(rec *Record, step, hash, result, detail string) input.Input {
 	in := input.Input{Kind: input.ActionResult, Incident: rec.ID, Actor: input.Bot, Step: step, Hash: hash, Token: result, Text: detail}
-	in.ID = "action_result." + actionKey(rec.ID, step, hash) + "." + result
+	in.ID = "action_result." + runKey(rec, step, hash) + "." + result
 	return in
 }
 

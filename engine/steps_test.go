@@ -41,8 +41,27 @@ func TestStepApproval(t *testing.T) {
 	if _, res := applyInput(rec, stepCmd(input.Request, "r0", now, "ada", "nope", "h1", ""), env); res.Changed() || !strings.Contains(res.Reason, ReasonNoStep) {
 		t.Fatalf("unknown step: %v", res)
 	}
-	if _, res := applyInput(rec, stepCmd(input.Approve, "a0", now, "bob", "disable-feature", "h1", "bob"), env); res.Changed() || !strings.Contains(res.Reason, "request it first") {
-		t.Fatalf("vote without request: %v", res)
+	// A vote applied before its request is kept, not lost; a stranger's
+	// is refused at once.
+	early, res := applyInput(rec, stepCmd(input.Approve, "a0", now.Add(time.Second), "bob", "disable-feature", "h1", "bob"), env)
+	if !res.Changed() || len(early.EarlyVotes["disable-feature"]) != 1 || early.Steps["disable-feature"] != nil ||
+		!strings.Contains(lastText(early), "before its request was recorded") {
+		t.Fatalf("vote without request: %v %+v", res, early.EarlyVotes)
+	}
+	if _, res := applyInput(rec, stepCmd(input.Approve, "a0x", now, "eve", "disable-feature", "h1", ""), env); res.Changed() || !strings.Contains(res.Reason, "not an approver") {
+		t.Fatalf("a stranger's early vote: %v", res)
+	}
+	// Its request arrives: the vote counts.
+	folded, _ := applyInput(early, stepCmd(input.Request, "r0b", now, "ada", "disable-feature", "h1", ""), env)
+	if q := folded.Steps["disable-feature"]; q.State != DecisionApproved || q.Token != "" || len(folded.EarlyVotes) != 0 ||
+		!strings.Contains(lastText(folded), "1 vote(s) cast before the request was recorded count: approved by bob (slack)") {
+		t.Fatalf("request after its vote: %+v %q", q, lastText(folded))
+	}
+	// The requester's own early vote does not count.
+	selfEarly, _ := applyInput(rec, stepCmd(input.Approve, "a0s", now.Add(time.Second), "ada", "disable-feature", "h1", "ada"), env)
+	selfEarly, _ = applyInput(selfEarly, stepCmd(input.Request, "r0c", now, "ada", "disable-feature", "h1", ""), env)
+	if q := selfEarly.Steps["disable-feature"]; q.State != DecisionPending || q.Token == "" {
+		t.Fatalf("requester's early vote counted: %+v", q)
 	}
 	r1, res := applyInput(rec, stepCmd(input.Request, "r1", now, "ada", "disable-feature", "h1", ""), env)
 	q := r1.Steps["disable-feature"]
@@ -96,8 +115,14 @@ func TestStepApproval(t *testing.T) {
 		if q := r.Steps["disable-feature"]; !res.Changed() || q.State != DecisionDenied || q.Token != "" {
 			t.Fatalf("deny: %v %+v", res, q)
 		}
-		if _, res := applyInput(r, stepCmd(input.Approve, "a9", now, "cy", "disable-feature", "h1", "@oncall"), env); res.Changed() || !strings.Contains(res.Reason, "already denied") {
+		if _, res := applyInput(r, stepCmd(input.Approve, "a9", now.Add(time.Second), "cy", "disable-feature", "h1", "@oncall"), env); res.Changed() || !strings.Contains(res.Reason, "already denied") {
 			t.Fatalf("vote after deny: %v", res)
+		}
+		// An approval cast before the deny, applied after it: the
+		// request was approved first.
+		r, res = applyInput(r, stepCmd(input.Approve, "a10", now.Add(-time.Second), "cy", "disable-feature", "h1", "@oncall"), env)
+		if q := r.Steps["disable-feature"]; !res.Changed() || q.State != DecisionApproved || !strings.Contains(lastText(r), "before the request was decided: approved by cy (slack)") {
+			t.Fatalf("an earlier approval applied late: %v %+v %q", res, q, lastText(r))
 		}
 	})
 
@@ -180,5 +205,48 @@ func TestStepStateForTheCard(t *testing.T) {
 		if got := stepState(&tt.q, tt.hash); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestAutomaticStepIsDueOncePerOpening: opening an incident makes its
+// runbook's automatic steps due; the bot's request takes one off, so a
+// repeat does nothing; a refusal is said in the thread; a reopen makes
+// them due again.
+func TestAutomaticStepIsDueOncePerOpening(t *testing.T) {
+	env := stepEnv(t0, 1)
+	env.AutoSteps = []string{"auto-step"}
+	rec, _ := applySignals(nil, []input.Input{sig("1", signal.Firing, t0)}, env)
+	if len(rec.AutoDue) != 1 || rec.AutoDue[0] != "auto-step" {
+		t.Fatalf("due %v", rec.AutoDue)
+	}
+	bot := input.Input{Kind: input.Request, ID: "auto.INC-TEST.0.auto-step", At: t0, Incident: "INC-TEST", Actor: input.Bot, Step: "auto-step", Hash: "h9", Text: "restart api"}
+	r, res := applyInput(rec, bot, env)
+	if q := r.Steps["auto-step"]; !res.Changed() || q.State != DecisionApproved || q.Requested.By != input.Bot || len(r.AutoDue) != 0 {
+		t.Fatalf("bot request: %v %+v %v", res, q, r.AutoDue)
+	}
+	again := bot
+	again.ID = "another"
+	if _, res := applyInput(r, again, env); res.Changed() || !strings.Contains(res.Reason, "already requested in this opening") {
+		t.Fatalf("second bot request: %v", res)
+	}
+	// The bot cannot request a step that is not due (not automatic).
+	manual := bot
+	manual.Step, manual.ID = "disable-feature", "auto.INC-TEST.0.disable-feature"
+	if _, res := applyInput(rec, manual, env); res.Changed() {
+		t.Fatalf("bot request of a manual step: %v", res)
+	}
+	// Refused (no plan): said once in the thread.
+	refused := bot
+	refused.Hash, refused.Text = "", "could not resolve its plan: no kubeconfig"
+	r2, res := applyInput(rec, refused, env)
+	if !res.Changed() || r2.Steps["auto-step"] != nil || lastText(r2) != "The automatic step auto-step did not run: could not resolve its plan: no kubeconfig" {
+		t.Fatalf("refusal: %v %q", res, lastText(r2))
+	}
+	// Resolved, then reopened: due again.
+	env.Now = t0.Add(30 * time.Minute)
+	r, _ = applySignals(r, []input.Input{sig("1", signal.Resolved, t0)}, env)
+	r, res = applySignals(r, []input.Input{sig("1", signal.Firing, t0.Add(25*time.Minute))}, env)
+	if res.change != reopened || len(r.AutoDue) != 1 {
+		t.Fatalf("reopen: %v due %v", res, r.AutoDue)
 	}
 }

@@ -65,8 +65,9 @@ const (
 	// verified, verify_failed, failed, dry_run, unknown, void; Text: detail).
 	ActionStarted Kind = "action_started"
 	ActionResult  Kind = "action_result"
-	// Freeze and Unfreeze tell an open incident that the remediation kill
-	// switch was turned on or off (Text: the reason).
+	// Freeze and Unfreeze turn the remediation kill switch on or off
+	// (Text: the reason) when they address no incident (a person's
+	// command); addressed to an open incident, they tell it.
 	Freeze   Kind = "freeze"
 	Unfreeze Kind = "unfreeze"
 )
@@ -152,7 +153,11 @@ func (in Input) Validate() error {
 	switch in.Kind {
 	case Signal:
 		return in.Signal.Validate()
-	case Ack, Unack, Resolve, Escalate, Freeze, Unfreeze:
+	case Freeze, Unfreeze:
+		// With an incident, it tells that incident; without, it is the
+		// kill switch itself, for every replica and incident.
+		return nil
+	case Ack, Unack, Resolve, Escalate:
 	case Note:
 		if in.Text == "" {
 			return fmt.Errorf("note for %s: text is empty", in.Incident)

@@ -130,7 +130,8 @@ type Proposal struct {
 	Plan string
 	// Approval describes the approval policy in one line.
 	Approval string
-	// Automatic is true when the runbook lets it run without approval.
+	// Automatic is true when the runbook lets it run without approval:
+	// the bot requests it when the incident opens or reopens.
 	Automatic bool
 	// Error is set when the plan could not be rendered for this incident.
 	Error string

@@ -140,7 +140,8 @@ type Remediation struct {
 	Bound    actions.Bound
 	Approval Approval
 	Cooldown time.Duration
-	// Automatic steps run without waiting for approval.
+	// Automatic steps run without waiting for approval: the bot requests
+	// them itself, once each time an incident opens or reopens.
 	Automatic bool
 	// VerifyWithin is verify.within (0 when not set): the check window,
 	// and by when the incident must resolve for the run to count as
@@ -276,7 +277,8 @@ func (r *Runbook) Render(ctx context.Context, data actions.PlanData) Rendered {
 		if !s.Automatic {
 			p.Approval = s.Approval.String()
 		} else {
-			p.Approval = "automatic"
+			// Said on the card: when it runs, and what still holds it back.
+			p.Approval = "by incidentbot when the incident opens or reopens (within its cooldown; never while frozen)"
 		}
 		pctx, cancel := context.WithTimeout(ctx, PlanTimeout)
 		plan, err := safePlan(pctx, s.Bound, data)

@@ -221,7 +221,7 @@ func (h *Handler) SlashCommand(ctx context.Context, sc slack.SlashCommand, trans
 	case VerbUnsilence:
 		return h.unsilence(ctx, by, req.Incident, requestID)
 	case VerbFreeze, VerbUnfreeze:
-		return h.freeze(ctx, by, req.Verb == VerbFreeze, req.Text)
+		return h.freeze(ctx, by, req.Verb == VerbFreeze, req.Text, requestID)
 	case VerbRun, VerbApprove, VerbDeny:
 		kind := map[Verb]input.Kind{VerbRun: input.Request, VerbApprove: input.Approve, VerbDeny: input.Deny}[req.Verb]
 		return h.step(ctx, by, kind, req.Incident, req.Step, "", requestID, false)

@@ -101,7 +101,7 @@ func newBot(t *testing.T, edit ...func(*slackin.Options)) *bot {
 	bt.eng, err = engine.New(ecfg, engine.Deps{
 		Catalog: app.Catalog{Set: set, DefaultChannel: "#incidents"}, Decoders: app.Decoders(),
 		Incidents: kvs[engine.BucketIncidents], IDs: kvs[engine.BucketIDs], Deliveries: kvs[engine.BucketDeliveries],
-		Chat: chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b,
+		Chat: chat, Pager: pager, Publisher: b, Scheduler: b, Audit: b, Runs: kvs[engine.BucketRuns],
 		NewID: func() string {
 			ids.Lock()
 			defer ids.Unlock()

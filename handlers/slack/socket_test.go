@@ -90,6 +90,8 @@ func TestSocketModeEndToEnd(t *testing.T) {
 		}
 		return false
 	})
+	// The audit record is appended after the record is stored.
+	eventually(t, "the resolve audited", func() bool { return len(bt.audits(t, "incident.resolved")) > 0 })
 	if a := bt.audits(t, "incident.resolved"); len(a) != 1 || a[0].Attrs["transport"] != "socket" || a[0].Attrs["actor_id"] != "U0BOB" {
 		t.Fatalf("audit %+v", a)
 	}

@@ -28,11 +28,11 @@ type Approvers interface {
 	Match(ctx context.Context, user string, approvers []string) (string, error)
 }
 
-// Freezer is the remediation kill switch, kept in KV so every replica
-// obeys it at once (the engine).
+// Freezer reads the remediation kill switch, kept in KV so every replica
+// obeys it at once (the engine). Turning it on or off is a command on the
+// bus (command.Sender, verbs freeze and unfreeze), applied by the engine.
 type Freezer interface {
 	Frozen(ctx context.Context) (engine.Freeze, error)
-	SetFreeze(ctx context.Context, on bool, by input.Actor, reason string) error
 }
 
 // Breakers says why a runbook's circuit breaker is open ("" when closed);
@@ -41,18 +41,26 @@ type Breakers interface {
 	BreakerOpen(ctx context.Context, runbook string) (string, error)
 }
 
-func (h *Handler) freeze(ctx context.Context, by input.Actor, on bool, reason string) Reply {
+// freeze sends the freeze or unfreeze command; it is accepted once the bus
+// has it, and the engine applies it (the key, the audit, every open card).
+// The message id comes from the Slack request, so a retry is stored once.
+func (h *Handler) freeze(ctx context.Context, by input.Actor, on bool, reason, requestID string) Reply {
 	if h.o.Freezer == nil {
 		return Reply{Text: "Not configured on this bot: " + hintSteps + "."}
 	}
-	if err := h.o.Freezer.SetFreeze(ctx, on, by, reason); err != nil {
-		h.log.Error("slack freeze failed", "on", on, "err", err)
+	verb := input.Unfreeze
+	if on {
+		verb = input.Freeze
+	}
+	c := command.Command{Verb: verb, By: by, Text: reason, RequestID: requestID, At: h.o.Now()}
+	if _, err := h.o.Sender.Send(ctx, c); err != nil {
+		h.log.Error("slack freeze not accepted", "on", on, "err", err)
 		return Reply{Text: "⚠️ Not accepted: " + esc(err.Error())}
 	}
 	if on {
-		return Reply{Text: "🧊 Remediation is frozen: no step runs on any replica until `/incident unfreeze`. Every open card says so."}
+		return Reply{Text: "🧊 Freeze accepted: no step runs on any replica until `/incident unfreeze`. Every open card will say so."}
 	}
-	return Reply{Text: "Remediation is unfrozen. Steps refused while frozen must be requested again."}
+	return Reply{Text: "Unfreeze accepted. Steps refused while frozen must be requested again."}
 }
 
 const hintSteps = "remediation steps need the runbooks' actions wired to this handler"

@@ -12,7 +12,6 @@ import (
 	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/engine"
 	slackin "github.com/incidentbot/incidentbot/handlers/slack"
-	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/runbooks"
 )
 
@@ -146,34 +145,60 @@ type frozen struct {
 func (z *frozen) BreakerOpen(context.Context, string) (string, error) { return z.breaker, nil }
 
 func (z *frozen) Frozen(context.Context) (engine.Freeze, error) { return z.f, nil }
-func (z *frozen) SetFreeze(_ context.Context, on bool, by input.Actor, reason string) error {
-	z.f = engine.Freeze{On: on, By: by, At: time.Now(), Reason: reason}
-	return nil
-}
 
-// TestFreezeRefusesSteps: /incident freeze turns the kill switch on; while
-// on, run, approve and deny are refused and nothing is sent.
+// TestFreezeRefusesSteps: /incident freeze is a command on the bus, applied
+// by the engine: the kill switch goes on (the KV key every replica reads),
+// is audited once and said on the open incident; a retried slash command
+// is stored once. While on, run, approve and deny are refused and nothing
+// is sent; /incident unfreeze lifts it.
 func TestFreezeRefusesSteps(t *testing.T) {
 	bt := newBot(t)
 	set, _, err := runbooks.LoadDefault("", actions.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	z := &frozen{}
 	bt.h = mustHandler(t, bt, func(o *slackin.Options) {
 		o.Now = time.Now
 		o.Steps = app.Steps{Catalog: app.Catalog{Set: set, DefaultChannel: "#incidents"}}
-		o.Freezer = z
+		o.Freezer = bt.eng
 	})
 	bt.alert(t, "webhook.firing.single.json")
 	ask := func(text string) string {
 		body := slash("U0ADA", "ada", text, "t-"+text)
 		return reply(t, bt.post(slackin.CommandsPath, body, signed(fixtureSecret, time.Now().Unix(), body)))
 	}
-	if got := ask("freeze bad deploy"); !strings.Contains(got, "Remediation is frozen") || !z.f.On || z.f.Reason != "bad deploy" || z.f.By.ID != "U0ADA" {
-		t.Fatalf("freeze answered %q, state %+v", got, z.f)
+	frozen := func() engine.Freeze {
+		f, err := bt.eng.Frozen(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
 	}
+	if got := ask("freeze bad deploy"); !strings.Contains(got, "Freeze accepted") {
+		t.Fatalf("freeze answered %q", got)
+	}
+	eventually(t, "the freeze", func() bool { return frozen().On })
+	if f := frozen(); f.Reason != "bad deploy" || f.By.ID != "U0ADA" {
+		t.Fatalf("freeze %+v", f)
+	}
+	said := func() int {
+		n := 0
+		for _, u := range bt.record(t, fixtureID).Timeline {
+			if u.Kind == "freeze" && strings.Contains(u.Text, "Remediation frozen by ada (slack): bad deploy") {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, "the incident told", func() bool { return said() == 1 })
+	// Slack's retry of the same request: stored once, applied once.
 	before := bt.stored(t)
+	if got := ask("freeze bad deploy"); !strings.Contains(got, "Freeze accepted") {
+		t.Fatalf("retried freeze answered %q", got)
+	}
+	if bt.stored(t) != before {
+		t.Fatal("a retried freeze was stored twice")
+	}
 	for _, c := range []string{"run INC-2041 disable-feature", "approve INC-2041 disable-feature", "deny INC-2041 disable-feature"} {
 		if got := ask(c); !strings.Contains(got, "🧊 Remediation frozen by ada (slack)") || !strings.Contains(got, "nothing is requested, approved or run") {
 			t.Errorf("%s answered %q", c, got)
@@ -182,8 +207,15 @@ func TestFreezeRefusesSteps(t *testing.T) {
 	if bt.stored(t) != before {
 		t.Fatal("a command was sent while frozen")
 	}
-	if got := ask("unfreeze"); !strings.Contains(got, "unfrozen") || z.f.On {
+	if got := ask("unfreeze"); !strings.Contains(got, "Unfreeze accepted") {
 		t.Fatalf("unfreeze answered %q", got)
+	}
+	eventually(t, "the unfreeze", func() bool { return !frozen().On })
+	if n := len(bt.audits(t, "remediation.freeze")); n != 1 || said() != 1 {
+		t.Fatalf("%d freezes audited, said %d times: want 1", n, said())
+	}
+	if n := len(bt.audits(t, "remediation.unfreeze")); n != 1 {
+		t.Fatalf("%d unfreezes audited, want 1", n)
 	}
 	if got := ask("run INC-2041 disable-feature"); !strings.Contains(got, "Requested `disable-feature`") {
 		t.Fatalf("run after unfreeze answered %q", got)
