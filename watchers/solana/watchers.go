@@ -37,7 +37,7 @@ type Watchers struct {
 	// replica at a time.
 	leases bus.KV
 	holder string
-	now   func() time.Time
+	now    func() time.Time
 
 	endpoints []*endpoint
 	programs  []*programWatch
