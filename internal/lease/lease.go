@@ -94,9 +94,9 @@ func (l Lease) Run(ctx context.Context, f func(context.Context) error) error {
 	}
 	l.Log = l.Log.With("lease", l.Name, "holder", l.Holder)
 	c := &contender{Lease: l}
-	// A random first wait spreads the leases of replicas that start
-	// together.
-	if !sleep(ctx, rand.N(l.TTL/3+1)) {
+	// A short random first wait spreads the leases of replicas that
+	// start together.
+	if !sleep(ctx, rand.N(min(l.TTL/3, time.Second)+1)) {
 		return nil
 	}
 	for {
