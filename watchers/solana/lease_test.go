@@ -263,3 +263,30 @@ func TestTakeoverContinuesAnOpenEpisode(t *testing.T) {
 		t.Fatalf("recovered id %s, want %s (the episode the predecessor opened)", rev[0].ID, want)
 	}
 }
+
+// TestFollowerReadsTheLeadersView: a replica that does not run the health
+// watcher reads from the endpoint the leader's stored view ranks best, not
+// from the configured primary.
+func TestFollowerReadsTheLeadersView(t *testing.T) {
+	primary, backup := solanatest.NewServer(), solanatest.NewServer()
+	defer primary.Close()
+	defer backup.Close()
+	sb := openSharedBus(t)
+	cfg := leasedConfig(primary)
+	cfg.Programs, cfg.Wallets = nil, nil
+	cfg.Health.Interval = 20 * time.Millisecond
+	cfg.Endpoints = append(cfg.Endpoints, EndpointConfig{Name: "backup-1", URL: backup.URL(), Role: "backup"})
+	// The leader elsewhere found the primary down.
+	view := rpcview.View{UpdatedAt: time.Now().UTC(), Endpoints: []rpcview.Endpoint{
+		{Name: "backup-1", Role: rpcview.RoleBackup, Healthy: true},
+		{Name: "primary", Role: rpcview.RolePrimary, Healthy: false, LastError: "getHealth: node unhealthy"},
+	}}
+	if err := (rpcview.Store{KV: sb.views}).Put(context.Background(), view); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.leases.Create(context.Background(), lease.Key("solana.health"), []byte("leader elsewhere")); err != nil {
+		t.Fatal(err)
+	}
+	r := startSharing(t, sb, cfg, newRecorder(), "follower")
+	eventually(t, "the follower picks the backup", func() bool { return r.w.pick(false).cfg.Name == "backup-1" })
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	solanago "github.com/gagliardetto/solana-go"
@@ -37,7 +38,10 @@ type Watchers struct {
 	// replica at a time.
 	leases bus.KV
 	holder string
-	now    func() time.Time
+	// healthLead is true while this replica runs the health watcher;
+	// otherwise, when sharing, ranked follows the view its leader stores.
+	healthLead atomic.Bool
+	now        func() time.Time
 
 	endpoints []*endpoint
 	programs  []*programWatch
@@ -128,7 +132,7 @@ func (w *Watchers) Run(ctx context.Context) error {
 	// leased starts f under the lease key, shown as watcher in metrics and
 	// logs; reset clears the gauges f set, which go stale once another
 	// replica runs it.
-	leased := func(watcher, key string, f func(context.Context), reset func()) {
+	leased := func(watcher, key string, f func(context.Context), reset func(), onChange ...func(bool)) {
 		if w.leases == nil {
 			start(f)
 			return
@@ -144,6 +148,9 @@ func (w *Watchers) Run(ctx context.Context) error {
 				} else {
 					gauge.Set(0)
 				}
+				for _, f := range onChange {
+					f(held)
+				}
 			},
 		}
 		start(func(ctx context.Context) {
@@ -158,7 +165,10 @@ func (w *Watchers) Run(ctx context.Context) error {
 		})
 	}
 	start(w.out.run)
-	leased("solana.health", "solana.health", w.runHealth, func() { w.m.rpcUp.Reset(); w.m.slotLag.Reset() })
+	leased("solana.health", "solana.health", w.runHealth, func() { w.m.rpcUp.Reset(); w.m.slotLag.Reset() }, w.healthLead.Store)
+	if r, ok := w.view.(rpcview.Reader); ok && w.leases != nil {
+		start(func(ctx context.Context) { w.followView(ctx, r) })
+	}
 	if len(w.wallets) > 0 {
 		leased("solana.balances", "solana.balances", w.runBalances, func() { w.m.balance.Reset() })
 	}
@@ -170,6 +180,31 @@ func (w *Watchers) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// followView keeps the ranked view of a replica that does not run the
+// health watcher from the one its leader stores, so that the watchers
+// running here read from the endpoint the leader ranks best rather than
+// from the configured primary, down or not.
+func (w *Watchers) followView(ctx context.Context, r rpcview.Reader) {
+	for {
+		if !w.healthLead.Load() {
+			rctx, cancel := context.WithTimeout(ctx, w.cfg.Health.Timeout)
+			v, err := r.View(rctx)
+			cancel()
+			switch {
+			case err == nil:
+				w.mu.Lock()
+				w.ranked = v.Endpoints
+				w.mu.Unlock()
+			case !errors.Is(err, rpcview.ErrNoView) && ctx.Err() == nil:
+				w.log.Warn("read the rpc view the health watcher's leader stores", "err", err)
+			}
+		}
+		if !sleep(ctx, w.cfg.Health.Interval) {
+			return
+		}
+	}
 }
 
 // pick returns the endpoint to read from: the best healthy one of the last
