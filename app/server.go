@@ -25,6 +25,7 @@ import (
 	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/internal/connlimit"
+	"github.com/incidentbot/incidentbot/internal/lease"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/report"
 	"github.com/incidentbot/incidentbot/rpcview"
@@ -201,10 +202,16 @@ func (s *Server) addWatchers(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	leases, err := s.Bus.EnsureBucket(ctx, lease.Bucket)
+	if err != nil {
+		return err
+	}
 	w, err := solana.New(cfg.Solana, s.Bus, rpcview.Store{KV: kv}, state, s.Registry, s.log.With("component", "solana"))
 	if err != nil {
 		return fmt.Errorf("solana watchers: %w", err)
 	}
+	// Replicas sharing the bus run each watcher on one of them at a time.
+	w.Share(leases, lease.Holder())
 	s.Add(w.Run)
 	return nil
 }

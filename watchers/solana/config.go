@@ -14,6 +14,7 @@ import (
 
 	solanago "github.com/gagliardetto/solana-go"
 
+	"github.com/incidentbot/incidentbot/internal/lease"
 	"github.com/incidentbot/incidentbot/redact"
 )
 
@@ -41,6 +42,13 @@ type Config struct {
 	Reconnect BackoffConfig `yaml:"reconnect"`
 	// PublishRetry bounds the back-off between retries of a failed publish.
 	PublishRetry BackoffConfig `yaml:"publish_retry"`
+	// LeaseTTL is how long a replica holds a watcher's lease without
+	// renewing it (renewed every third of it). Replicas sharing a bus run
+	// each watcher (RPC health, balances, each program's ProgramData and
+	// transactions) on one of them at a time; when its replica dies, a
+	// peer takes it over after about LeaseTTL (at once on a clean
+	// shutdown).
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 	// UpgradeSignerKeypairFile is a keypair file holding the programs'
 	// upgrade authority (a JSON array of 64 bytes, as solana-keygen
 	// writes), readable by its owner only. For devnet and staging: with
@@ -154,6 +162,7 @@ func DefaultConfig() Config {
 		ProgramPollInterval: time.Minute,
 		BalanceInterval:     time.Minute,
 		BalanceHysteresis:   0.1,
+		LeaseTTL:            15 * time.Second,
 		Reconnect:           BackoffConfig{Min: 500 * time.Millisecond, Max: 30 * time.Second},
 		PublishRetry:        BackoffConfig{Min: 200 * time.Millisecond, Max: 30 * time.Second},
 	}
@@ -252,6 +261,9 @@ func (c Config) Validate() error {
 	positive("solana.balance_interval", c.BalanceInterval)
 	positive("solana.reconnect.min", c.Reconnect.Min)
 	positive("solana.publish_retry.min", c.PublishRetry.Min)
+	if c.LeaseTTL < time.Second || c.LeaseTTL > lease.MaxTTL {
+		add("solana.lease_ttl: %s, want between 1s and %s", c.LeaseTTL, lease.MaxTTL)
+	}
 	if c.Reconnect.Max < c.Reconnect.Min {
 		add("solana.reconnect.max: %s is below min %s", c.Reconnect.Max, c.Reconnect.Min)
 	}

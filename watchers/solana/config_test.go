@@ -48,6 +48,8 @@ func TestConfigValidate(t *testing.T) {
 			c.Tx.MinSamples = 0
 			c.Reconnect.Max = time.Millisecond
 		}, []string{"health.interval", "unhealthy_after", "tx.threshold", "tx.min_samples", "reconnect.max"}},
+		{"lease ttl too short", func(c *Config) { c.LeaseTTL = 500 * time.Millisecond }, []string{"solana.lease_ttl: 500ms, want between 1s and 10m0s"}},
+		{"lease ttl too long", func(c *Config) { c.LeaseTTL = time.Hour }, []string{"solana.lease_ttl: 1h0m0s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,10 +34,27 @@ type probeResult struct {
 }
 
 func (w *Watchers) runHealth(ctx context.Context) {
+	w.loadHealth(ctx)
 	for {
 		w.probeRound(ctx)
 		if !sleep(ctx, w.cfg.Health.Interval) {
 			return
+		}
+	}
+}
+
+// loadHealth takes the stored debounced states, if any, as the
+// endpoints' own: this replica continues what the previous holder of the
+// health watcher (or its own previous run) reported.
+func (w *Watchers) loadHealth(ctx context.Context) {
+	var stored map[string]endpointState
+	if !w.loadStateRetrying(ctx, healthKey, &stored) {
+		return
+	}
+	for _, ep := range w.endpoints {
+		if st, ok := stored[ep.cfg.Name]; ok {
+			ep.healthy, ep.episodeStart, ep.severity = st.Healthy, st.EpisodeStart, st.Severity
+			ep.fails, ep.oks = 0, 0
 		}
 	}
 }
@@ -123,6 +140,14 @@ func (w *Watchers) probeRound(ctx context.Context) {
 			t.ep.severity = severityOf(t.ep.cfg.Role, allDown)
 		}
 		w.emitRPC(t.ep, t.r, best, view, t.resolved, allDown)
+	}
+	if len(transitions) > 0 {
+		st := map[string]endpointState{}
+		for _, ep := range w.endpoints {
+			st[ep.cfg.Name] = endpointState{Healthy: ep.healthy, EpisodeStart: ep.episodeStart.UTC(), Severity: ep.severity}
+		}
+		// Only the lease holder writes it; the last transition wins.
+		w.then(saveLater(w, healthKey, st, func(map[string]endpointState) bool { return false }))
 	}
 }
 
@@ -273,10 +298,13 @@ func (w *Watchers) emitRPC(ep *endpoint, r probeResult, best uint64, view rpcvie
 		sig.Annotations["summary"] = fmt.Sprintf("Solana RPC endpoint %s (%s) recovered", name, ep.cfg.Role)
 		fields["reason"] = "healthy again"
 	}
-	// Health is not an on-chain fact: each replica probes from where it
-	// runs, judges by its own rounds and may see an endpoint fail that
-	// another reaches. The id is this replica's episode start, so two
-	// replicas publish two events for one outage; they carry one
-	// fingerprint and group key, so they are one alert of one incident.
+	// Health is not an on-chain fact: a replica probes from where it runs
+	// and judges by its own rounds. One replica at a time runs the health
+	// watcher (a lease, see Share) and stores each episode; the id is the
+	// episode's start, which a replica taking over reads from the watch
+	// state, so a re-published transition carries the same id and the bus
+	// keeps one. Without the lease (replicas that do not share a bus),
+	// each replica would publish its own events for one outage; they carry
+	// one fingerprint and group key, so they are one alert of one incident.
 	w.emit(typ, stableID(typ, name, ep.episodeStart.UTC().Format(time.RFC3339Nano)), name, sig, nil)
 }

@@ -17,6 +17,7 @@ type metrics struct {
 	txRecovered *prometheus.CounterVec
 	deploySlot  *prometheus.GaugeVec
 	balance     *prometheus.GaugeVec
+	leader      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,9 +55,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "solana_wallet_balance_lamports",
 			Help: "Wallet balance in lamports.",
 		}, []string{"wallet"}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "incidentbot_watcher_leader",
+			Help: "1 while this replica holds the watcher's lease and runs it, else 0 (replicas sharing a bus run each watcher on one of them).",
+		}, []string{"watcher"}),
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.rpcUp, m.slotLag, m.reqDuration, m.txTotal, m.txFailed, m.txRecovered, m.deploySlot, m.balance} {
+	for _, c := range []prometheus.Collector{m.rpcUp, m.slotLag, m.reqDuration, m.txTotal, m.txFailed, m.txRecovered, m.deploySlot, m.balance, m.leader} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

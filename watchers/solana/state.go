@@ -13,7 +13,8 @@ import (
 )
 
 // StateBucket is the bucket of the watchers' on-chain baselines (ProgramData
-// slot and authority, wallet balance state); the watchers own it.
+// slot and authority, wallet balance state) and open episodes (RPC health,
+// transaction failure rate); the watchers own it.
 var StateBucket = bus.BucketSpec{Name: "watchstate", Description: "incidentbot watchers' on-chain baselines", History: 5}
 
 // The watchers keep their on-chain baselines in StateBucket, one key per
@@ -75,6 +76,30 @@ func (s walletState) supersedes(o walletState) bool {
 	return s.Episode > o.Episode || (s.Episode == o.Episode && o.Low && !s.Low)
 }
 
+// endpointState is an RPC endpoint's debounced health, stored under
+// healthKey (by endpoint name) at each transition, so that the replica
+// that takes the health watcher over continues an open episode: it
+// reports the recovery, with the id the previous holder would have used,
+// instead of a second outage or none. The consecutive counts are not
+// stored; a takeover counts afresh.
+type endpointState struct {
+	Healthy      bool      `json:"healthy"`
+	EpisodeStart time.Time `json:"episode_start,omitzero"`
+	Severity     string    `json:"severity,omitempty"`
+}
+
+// txState is a program's transaction failure-rate episode, stored at each
+// transition for the same reason. The window of samples is not: the new
+// holder counts afresh.
+type txState struct {
+	Firing       bool      `json:"firing"`
+	EpisodeStart time.Time `json:"episode_start,omitzero"`
+	Tip          string    `json:"tip,omitempty"`
+}
+
+const healthKey = "health"
+
+func txKey(id string) string          { return "tx." + id }
 func programKey(id string) string     { return "program." + id }
 func walletKey(address string) string { return "wallet." + address }
 

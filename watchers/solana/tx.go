@@ -47,6 +47,7 @@ type txWatch struct {
 	firing       bool
 	episodeStart time.Time
 	episodeTip   solanago.Signature // the newest transaction when the rate crossed
+	runSince     time.Time          // when this run (this hold of the lease) began
 }
 
 type txSample struct {
@@ -61,6 +62,10 @@ func newTxWatch(w *Watchers, cfg ProgramConfig, id solanago.PublicKey) *txWatch 
 
 func (t *txWatch) run(ctx context.Context) {
 	log := t.w.log.With("program", t.cfg.Name)
+	t.load(ctx)
+	if ctx.Err() != nil {
+		return
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(2)
@@ -83,6 +88,26 @@ func (t *txWatch) run(ctx context.Context) {
 		}
 	}()
 	t.w.resubscribe(ctx, log, "logs", t.session)
+}
+
+// load takes the stored episode, if any: a replica taking the watcher
+// over resolves the episode its previous holder opened (same id) rather
+// than opening a second one or leaving it open.
+func (t *txWatch) load(ctx context.Context) {
+	var st txState
+	ok := t.w.loadStateRetrying(ctx, txKey(t.cfg.ID), &st)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.runSince = t.w.now()
+	if !ok {
+		return
+	}
+	tip, err := solanago.SignatureFromBase58(st.Tip)
+	if st.Firing && err != nil {
+		t.w.log.Warn("ignore unreadable transaction episode", "program", t.cfg.Name, "err", err)
+		return
+	}
+	t.firing, t.episodeStart, t.episodeTip = st.Firing, st.EpisodeStart, tip
 }
 
 // poll counts the transactions since the previous poll that no other path
@@ -281,11 +306,13 @@ func (t *txWatch) evaluate() {
 		t.episodeStart = now
 		t.episodeTip = t.samples[len(t.samples)-1].sig
 		typ = "solana.tx.failure_rate"
-	case t.firing && (failed == 0 || (total >= cfg.MinSamples && rate <= cfg.Threshold)):
+	// An empty window resolves only once this run has watched a whole
+	// window: a replica that took over an open episode starts with none.
+	case t.firing && ((failed == 0 && now.Sub(t.runSince) >= cfg.Window) || (total >= cfg.MinSamples && rate <= cfg.Threshold)):
 		t.firing = false
 		typ = "solana.tx.failure_rate_recovered"
 	}
-	start, tip := t.episodeStart, t.episodeTip
+	start, tip, firing := t.episodeStart, t.episodeTip, t.firing
 	t.mu.Unlock()
 	if typ == "" {
 		return
@@ -319,7 +346,9 @@ func (t *txWatch) evaluate() {
 	// (or has already dropped), and then names another. The bus then
 	// keeps both events; they carry one fingerprint and group key, so they
 	// are one alert of one incident, not a second page.
-	t.w.emit(typ, stableID(typ, t.cfg.ID, tip.String()), t.cfg.ID, sig, nil)
+	st := txState{Firing: firing, EpisodeStart: start.UTC(), Tip: tip.String()}
+	t.w.emit(typ, stableID(typ, t.cfg.ID, tip.String()), t.cfg.ID, sig,
+		saveLater(t.w, txKey(t.cfg.ID), st, func(txState) bool { return false }))
 }
 
 func explorerURL(address string) string {

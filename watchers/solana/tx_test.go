@@ -1,7 +1,9 @@
 package solana
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	solanago "github.com/gagliardetto/solana-go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/watchers/solana/solanatest"
 )
 
@@ -242,4 +245,42 @@ func TestTxPollLeavesFreshTransactionsToTheStream(t *testing.T) {
 	if n := recovered(h, "poll"); n != 1 {
 		t.Errorf("recovered via poll = %v, want 1", n)
 	}
+}
+
+// TestTxEpisodeContinuesAfterTakeover: a watcher that starts on a stored
+// open episode (its predecessor fired, then died) does not fire a second
+// time, and resolves that episode under the predecessor's id once the rate
+// is back under the threshold.
+func TestTxEpisodeContinuesAfterTakeover(t *testing.T) {
+	srv := solanatest.NewServer()
+	defer srv.Close()
+	state := bus.NewMemKV()
+	tip := sig(99)
+	b, _ := json.Marshal(txState{Firing: true, EpisodeStart: time.Now().Add(-time.Minute).UTC(), Tip: tip})
+	if _, err := state.Put(context.Background(), txKey(programID), b); err != nil {
+		t.Fatal(err)
+	}
+	h := startWithState(t, txConfig(srv), nil, state)
+	eventually(t, "logs subscription", func() bool { return srv.Subscriptions("logsSubscribe") == 1 })
+	// The window is empty: no recovery before the rate is judged.
+	time.Sleep(100 * time.Millisecond)
+	if n := h.pub.count("solana.tx.failure_rate_recovered"); n != 0 {
+		t.Fatalf("%d recoveries on an empty window right after the takeover", n)
+	}
+	for i := range 4 { // min_samples, all good
+		srv.AddTx(programID, tx(i, false), true)
+	}
+	eventually(t, "the recovery", func() bool { return h.pub.count("solana.tx.failure_rate_recovered") == 1 })
+	if n := h.pub.count("solana.tx.failure_rate"); n != 0 {
+		t.Fatalf("%d new failure-rate events; the episode was already reported", n)
+	}
+	evs, _ := h.pub.ofType("solana.tx.failure_rate_recovered")
+	if want := stableID("solana.tx.failure_rate_recovered", programID, tip); evs[0].ID != want {
+		t.Fatalf("recovered id %s, want %s (the predecessor's episode)", evs[0].ID, want)
+	}
+	eventually(t, "the episode stored as closed", func() bool {
+		var st txState
+		ok, err := h.w.loadState(context.Background(), txKey(programID), &st)
+		return err == nil && ok && !st.Firing
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	solanago "github.com/gagliardetto/solana-go"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/internal/lease"
 	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/rpcview"
 )
@@ -32,7 +34,14 @@ type Watchers struct {
 	view  ViewWriter
 	state bus.KV
 	m     *metrics
-	now   func() time.Time
+	// leases and holder, when set (Share), run each watcher on one
+	// replica at a time.
+	leases bus.KV
+	holder string
+	// healthLead is true while this replica runs the health watcher;
+	// otherwise, when sharing, ranked follows the view its leader stores.
+	healthLead atomic.Bool
+	now        func() time.Time
 
 	endpoints []*endpoint
 	programs  []*programWatch
@@ -97,6 +106,22 @@ func New(cfg Config, pub bus.Publisher, view ViewWriter, state bus.KV, reg prome
 	return w, nil
 }
 
+// Share makes Run run each watcher under its own lease in leases
+// (lease.Bucket), holder naming this replica (lease.Holder): of the
+// replicas sharing the bucket, one at a time runs it, and another takes it
+// over when that one dies. Call it before Run. Without it every watcher
+// runs here.
+//
+// The watchers are leased as units that share state: RPC health (all
+// endpoints: a round compares their slots and ranks them in one view),
+// balances (one loop over the wallets), and per program its ProgramData
+// watch and its transaction watch. Each unit starts from the state its
+// previous holder stored (watch state bucket), so a takeover neither
+// reports a change again under a new id nor forgets an open episode.
+func (w *Watchers) Share(leases bus.KV, holder string) {
+	w.leases, w.holder = leases, holder
+}
+
 // Run starts all watchers and returns nil when ctx is done.
 func (w *Watchers) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
@@ -104,19 +129,82 @@ func (w *Watchers) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
+	// leased starts f under the lease key, shown as watcher in metrics and
+	// logs; reset clears the gauges f set, which go stale once another
+	// replica runs it.
+	leased := func(watcher, key string, f func(context.Context), reset func(), onChange ...func(bool)) {
+		if w.leases == nil {
+			start(f)
+			return
+		}
+		gauge := w.m.leader.WithLabelValues(watcher)
+		gauge.Set(0)
+		l := lease.Lease{
+			KV: w.leases, Name: key, Holder: w.holder, TTL: w.cfg.LeaseTTL,
+			Log: w.log.With("watcher", watcher),
+			OnChange: func(held bool) {
+				if held {
+					gauge.Set(1)
+				} else {
+					gauge.Set(0)
+				}
+				for _, f := range onChange {
+					f(held)
+				}
+			},
+		}
+		start(func(ctx context.Context) {
+			err := l.Run(ctx, func(ctx context.Context) error {
+				defer reset()
+				f(ctx)
+				return nil
+			})
+			if err != nil {
+				w.log.Error("watcher lease", "watcher", watcher, "err", err)
+			}
+		})
+	}
 	start(w.out.run)
-	start(w.runHealth)
+	leased("solana.health", "solana.health", w.runHealth, func() { w.m.rpcUp.Reset(); w.m.slotLag.Reset() }, w.healthLead.Store)
+	if r, ok := w.view.(rpcview.Reader); ok && w.leases != nil {
+		start(func(ctx context.Context) { w.followView(ctx, r) })
+	}
 	if len(w.wallets) > 0 {
-		start(w.runBalances)
+		leased("solana.balances", "solana.balances", w.runBalances, func() { w.m.balance.Reset() })
 	}
 	for _, t := range w.txs {
-		start(t.run)
+		leased("solana.tx."+t.cfg.Name, "solana.tx."+t.cfg.ID, t.run, func() {})
 	}
 	for _, p := range w.programs {
-		start(p.run)
+		leased("solana.program."+p.cfg.Name, "solana.program."+p.cfg.ID, p.run, func() { w.m.deploySlot.DeleteLabelValues(p.cfg.Name) })
 	}
 	wg.Wait()
 	return nil
+}
+
+// followView keeps the ranked view of a replica that does not run the
+// health watcher from the one its leader stores, so that the watchers
+// running here read from the endpoint the leader ranks best rather than
+// from the configured primary, down or not.
+func (w *Watchers) followView(ctx context.Context, r rpcview.Reader) {
+	for {
+		if !w.healthLead.Load() {
+			rctx, cancel := context.WithTimeout(ctx, w.cfg.Health.Timeout)
+			v, err := r.View(rctx)
+			cancel()
+			switch {
+			case err == nil:
+				w.mu.Lock()
+				w.ranked = v.Endpoints
+				w.mu.Unlock()
+			case !errors.Is(err, rpcview.ErrNoView) && ctx.Err() == nil:
+				w.log.Warn("read the rpc view the health watcher's leader stores", "err", err)
+			}
+		}
+		if !sleep(ctx, w.cfg.Health.Interval) {
+			return
+		}
+	}
 }
 
 // pick returns the endpoint to read from: the best healthy one of the last
