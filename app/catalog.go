@@ -89,7 +89,7 @@ func (r runbook) RunPolicy(id string) (engine.RunPolicy, bool) {
 	if s == nil {
 		return engine.RunPolicy{}, false
 	}
-	return engine.RunPolicy{VerifyWithin: s.VerifyWithin, Revert: s.Revert}, true
+	return engine.RunPolicy{VerifyWithin: s.VerifyWithin, IgnoreIncident: s.VerifyIgnoresIncident, Revert: s.Revert}, true
 }
 
 // Breaker is the runbook's circuit breaker.

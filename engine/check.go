@@ -51,6 +51,10 @@ type RunPolicy struct {
 	// resolve for the run to count as verified; 0: the action's check
 	// alone, within the engine's EffectTimeout.
 	VerifyWithin time.Duration
+	// IgnoreIncident: within VerifyWithin only the action's check counts
+	// (verify.incident_resolves: false), for incidents that never resolve
+	// by themselves.
+	IgnoreIncident bool
 	// Revert is RevertAuto, RevertManual or RevertNever.
 	Revert string
 }
@@ -167,7 +171,7 @@ func (e *Engine) check(ctx context.Context, rec *Record, runner actions.Runner, 
 	}
 	now := e.now()
 	if run.Checked {
-		if run.Within == 0 {
+		if run.Within == 0 || run.IgnoreIncident {
 			run.Result, run.Detail = RunVerified, base+"; verified"
 			return
 		}

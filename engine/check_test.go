@@ -552,3 +552,18 @@ func TestBreakerOpensAndRefuses(t *testing.T) {
 		t.Error("the refused request is not in the audit trail with the reason")
 	}
 }
+
+// TestVerifyWithinCanIgnoreTheIncident: with verify.incident_resolves:
+// false (an on-chain event's incident never resolves by itself), the run
+// is verified by the action's check alone, inside the window, though the
+// incident stays open.
+func TestVerifyWithinCanIgnoreTheIncident(t *testing.T) {
+	e := newCheckEnv(t, engine.RunPolicy{VerifyWithin: 2 * time.Second, IgnoreIncident: true, Revert: engine.RevertManual}, engine.BreakerPolicy{Failures: 5, Window: time.Hour})
+	e.replica(t)
+	id := e.open(t)
+	e.requestApproved(t, id, "disable-escrow", "1")
+	run := e.result(t, id, "disable-escrow")
+	if run.Result != engine.RunVerified || !e.record(t, id).Open() {
+		t.Fatalf("run %+v (incident open: %v); want verified while the incident stays open", run, e.record(t, id).Open())
+	}
+}

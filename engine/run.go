@@ -65,11 +65,13 @@ type actionRun struct {
 	// Within is the step's verify.within; VerifyUntil ends the check
 	// window; Checked says the action's Verify passed, Waiting what its
 	// latest ErrNotYet said. Revert is the step's revert mode.
-	Within      time.Duration `json:"within,omitempty"`
-	VerifyUntil time.Time     `json:"verify_until,omitzero"`
-	Checked     bool          `json:"checked,omitempty"`
-	Waiting     string        `json:"waiting,omitempty"`
-	Revert      string        `json:"revert,omitempty"`
+	Within time.Duration `json:"within,omitempty"`
+	// IgnoreIncident: only the action's check counts within Within.
+	IgnoreIncident bool      `json:"ignore_incident,omitempty"`
+	VerifyUntil    time.Time `json:"verify_until,omitzero"`
+	Checked        bool      `json:"checked,omitempty"`
+	Waiting        string    `json:"waiting,omitempty"`
+	Revert         string    `json:"revert,omitempty"`
 	// Auto and Of are set on a revert key: whether it was the runbook's
 	// revert: auto, and the result of the run it reverts.
 	Auto bool   `json:"auto,omitempty"`
@@ -213,7 +215,7 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 			run.Outcome = out // a partial change, which a revert may restore
 		}
 	default:
-		run.Outcome, run.Within = out, pol.VerifyWithin
+		run.Outcome, run.Within, run.IgnoreIncident = out, pol.VerifyWithin, pol.IgnoreIncident
 		window := pol.VerifyWithin
 		if window <= 0 {
 			window = e.cfg.EffectTimeout

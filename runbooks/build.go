@@ -334,6 +334,13 @@ func buildCheck(c *collector, p string, rs remediationSpec, st *Remediation) boo
 		}
 		st.VerifyWithin = w
 	}
+	if rs.Verify != nil && rs.Verify.IncidentResolves != nil {
+		if rs.Verify.Within == nil {
+			c.fail(p+".verify.incident_resolves", "needs verify.within: the window the incident must resolve in")
+			ok = false
+		}
+		st.VerifyIgnoresIncident = !*rs.Verify.IncidentResolves
+	}
 	_, reverts := st.Bound.(actions.Reverter)
 	st.Revert = RevertNever
 	if reverts {

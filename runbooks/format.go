@@ -170,6 +170,10 @@ type verifySpec struct {
 	// and by when the incident must have resolved (all its alerts) for
 	// the run to count as verified.
 	Within *strictyaml.Duration `yaml:"within"`
+	// IncidentResolves (default true) makes the incident's resolution part
+	// of the check; false when the incident cannot resolve by itself (a
+	// one-off on-chain event) and only the action's check counts.
+	IncidentResolves *bool `yaml:"incident_resolves"`
 }
 
 type approvalSpec struct {

@@ -147,7 +147,10 @@ type Remediation struct {
 	// and by when the incident must resolve for the run to count as
 	// verified. Revert is auto, manual or never.
 	VerifyWithin time.Duration
-	Revert       string
+	// VerifyIgnoresIncident is verify.incident_resolves: false: within the
+	// window only the action's check counts.
+	VerifyIgnoresIncident bool
+	Revert                string
 }
 
 // Approval is who must approve a step before it runs.

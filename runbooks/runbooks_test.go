@@ -442,6 +442,14 @@ remediation:
 			`f.yaml:25: remediation[2].verify.within: 48h0m0s is too long: at most 24h0m0s`,
 			`f.yaml:25: remediation[2].verify.whithin: unknown key "whithin"`}},
 		{"breaker failures", validHead + "breaker: {failures: 0}\n", []string{`f.yaml:5: breaker.failures: must be at least 1`}},
+		{"incident_resolves without a window", validHead + `remediation:
+  - id: a
+    title: A
+    action: featureflag.disable
+    params: {flag: enable_escrow}
+    approval: {approvers: [U123ABC]}
+    verify: {incident_resolves: false}
+`, []string{`f.yaml:11: remediation[0].verify.incident_resolves: needs verify.within: the window the incident must resolve in`}},
 		{"severity and routing", validHead + "severity: {default: urgent, map: {p1: sev1}}\nrouting:\n  critical: {channel: general}\n", []string{
 			`f.yaml:5: severity.default: unknown severity "urgent"`, `f.yaml:5: severity.map.p1: unknown severity "sev1"`,
 			`f.yaml:7: routing.critical.channel: "general" is not a Slack channel`}},
