@@ -62,9 +62,11 @@ func priority(s notify.Severity) int {
 }
 
 // wait blocks until it is the caller's turn to call Slack in channel, or
-// ctx ends. When the channel stays closed past ctx's deadline it returns
-// at once a retryable *notify.Error whose RetryAfter says when it opens,
-// so the engine can redeliver then instead of holding a worker.
+// ctx ends. When its turn would come past ctx's deadline (the channel
+// closed by a Retry-After, or too many calls ahead at the pace) it returns
+// at once a retryable *notify.Error, wrapping notify.ErrNotSent, whose
+// RetryAfter says when the turn would have come, so the engine can
+// redeliver then instead of holding a worker.
 func (g *gate) wait(ctx context.Context, op, channel string, sev notify.Severity) error {
 	g.mu.Lock()
 	l := g.lane(channel)
@@ -82,11 +84,17 @@ func (g *gate) wait(ctx context.Context, op, channel string, sev notify.Severity
 	}()
 	for {
 		now := g.now()
-		if dl, ok := ctx.Deadline(); ok && l.until.After(dl) {
-			g.leave(l, w)
-			g.mu.Unlock()
-			return &notify.Error{Op: op, Retryable: true, RetryAfter: l.until.Sub(now),
-				Err: fmt.Errorf("channel %s is rate limited by Slack for %s more", channel, l.until.Sub(now).Round(time.Millisecond))}
+		if dl, ok := ctx.Deadline(); ok {
+			if eta := l.eta(now, w, g.rate, g.burst); now.Add(eta).After(dl) {
+				g.leave(l, w)
+				g.mu.Unlock()
+				why := "its turn"
+				if now.Before(l.until) {
+					why = "Slack's Retry-After"
+				}
+				return &notify.Error{Op: op, Retryable: true, RetryAfter: eta,
+					Err: fmt.Errorf("channel %s: %s is %s away, past the call's deadline: %w", channel, why, eta.Round(time.Millisecond), notify.ErrNotSent)}
+			}
 		}
 		var next <-chan time.Time
 		if l.queue[0] == w {
@@ -114,7 +122,7 @@ func (g *gate) wait(ctx context.Context, op, channel string, sev notify.Severity
 			g.mu.Unlock()
 			err := ctx.Err()
 			return &notify.Error{Op: op, Retryable: errors.Is(err, context.DeadlineExceeded),
-				Err: fmt.Errorf("waiting for a turn in channel %s: %w", channel, err)}
+				Err: fmt.Errorf("waiting for a turn in channel %s: %w (%w)", channel, err, notify.ErrNotSent)}
 		case <-w.wake:
 		case <-next:
 		}
@@ -177,6 +185,30 @@ func (g *gate) leave(l *lane, w *waiter) {
 		heap.Remove(&l.queue, w.index)
 	}
 	l.queue.signalHead()
+}
+
+// eta estimates how long w must still wait: until the channel opens, then
+// until tokens for every caller ahead of it and itself have come (under
+// g.mu).
+func (l *lane) eta(now time.Time, w *waiter, rate, burst float64) time.Duration {
+	wait := max(l.until.Sub(now), 0)
+	if rate <= 0 {
+		return wait
+	}
+	ahead := 0
+	for i := range l.queue {
+		if l.queue[i] != w && l.queue.Less(i, w.index) {
+			ahead++
+		}
+	}
+	tokens := l.tokens
+	if wait == 0 && now.After(l.last) {
+		tokens = min(burst, tokens+now.Sub(l.last).Seconds()*rate)
+	}
+	if need := float64(ahead+1) - tokens; need > 0 {
+		wait += time.Duration(need / rate * float64(time.Second))
+	}
+	return wait
 }
 
 // ready returns how long the head must still wait: until the channel

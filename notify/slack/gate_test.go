@@ -232,3 +232,61 @@ func TestClosedPastDeadlineIsHandedBack(t *testing.T) {
 		t.Errorf("%d calls reached Slack, want 1 (the rate limited one)", n)
 	}
 }
+
+// Calls whose turn would come past their deadline — too many ahead at the
+// pace, behind a Retry-After — are handed back at once, unsent and
+// retryable, so the engine redelivers them later instead of holding a
+// worker; a critical card arriving later still gets a turn; nothing is
+// looked for, since nothing was sent.
+func TestTurnsPastTheDeadlineAreHandedBack(t *testing.T) {
+	srv := slacktestutil.Start(t)
+	chat, limited := gatedChat(t, srv, 1, 1)
+	srv.RateLimitChannel("#eps", 1, 2*time.Second)
+	call := func(i notify.Incident) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+		defer cancel()
+		_, err := chat.PostCard(ctx, "#eps", i, tag)
+		return err
+	}
+	var wg sync.WaitGroup
+	type result struct {
+		id  string
+		err error
+	}
+	results := make(chan result, 32)
+	wg.Go(func() { results <- result{"WARN-0", call(inc("WARN-0", notify.SeverityWarning))} })
+	<-limited
+	for i := range 10 {
+		id := fmt.Sprint("WARN-", i+1)
+		wg.Go(func() { results <- result{id, call(inc(id, notify.SeverityWarning))} })
+	}
+	wg.Go(func() { results <- result{"CRIT-0", call(inc("CRIT-0", notify.SeverityCritical))} })
+	wg.Wait()
+	close(results)
+
+	posted, handedBack := 0, 0
+	for r := range results {
+		var ne *notify.Error
+		switch {
+		case r.err == nil:
+			posted++
+		case errors.Is(r.err, notify.ErrNotSent) && errors.As(r.err, &ne) && ne.Retryable:
+			handedBack++
+		default:
+			t.Errorf("%s: err = %v, want posted or handed back unsent", r.id, r.err)
+		}
+		if r.id == "CRIT-0" && r.err != nil {
+			t.Errorf("the critical card was not posted: %v", r.err)
+		}
+	}
+	if handedBack == 0 {
+		t.Errorf("no call handed back; %d posted", posted)
+	}
+	if n := srv.Attempts(slacktestutil.PostMessage); n != 1+posted {
+		t.Errorf("%d posts reached Slack, want %d (the rate limited one and the %d posted)", n, 1+posted, posted)
+	}
+	if n := srv.Attempts(slacktestutil.History); n != 0 {
+		t.Errorf("%d conversations.history lookups, want none: nothing unsent can have been posted", n)
+	}
+	t.Logf("%d posted, %d handed back", posted, handedBack)
+}

@@ -172,6 +172,15 @@ func (c *Chat) PostCard(ctx context.Context, channel string, inc notify.Incident
 			ref, err = found, nil
 		}
 	}
+	if err != nil && maybePosted && errors.Is(err, notify.ErrNotSent) {
+		// The last attempt was handed back unsent, but an earlier one may
+		// have posted: the caller must look before posting again.
+		flat := &notify.Error{Op: op, Retryable: true, Err: errors.New(strings.TrimPrefix(err.Error(), op+": "))}
+		if ne := (*notify.Error)(nil); errors.As(err, &ne) {
+			flat.Retryable, flat.RetryAfter = ne.Retryable, ne.RetryAfter
+		}
+		err = flat
+	}
 	if err != nil {
 		return notify.CardRef{}, err
 	}
