@@ -145,7 +145,7 @@ func TestRetryAfterClosesTheChannelForEveryCaller(t *testing.T) {
 // before warnings', whatever order they came in.
 func TestCriticalCardsGoFirst(t *testing.T) {
 	srv := slacktestutil.Start(t)
-	chat, limited := gatedChat(t, srv, 10, 1) // paced, so the order of turns is the order of arrival
+	chat, limited := gatedChat(t, srv, 5, 1) // paced, so the order of turns is the order of arrival
 	ctx := t.Context()
 
 	srv.RateLimitChannel("#gamma", 1, 2*time.Second)

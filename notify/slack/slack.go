@@ -343,6 +343,9 @@ func (c *Chat) paced(ctx context.Context, op, channel string, sev notify.Severit
 			return err
 		}
 		c.gate.closeFor(key, rl.RetryAfter)
+		if now := c.gateKey(channel); now != key {
+			c.gate.closeFor(now, rl.RetryAfter) // the channel's id was learned meanwhile
+		}
 		c.log.Warn("slack rate limited the channel; holding its calls", "op", op, "channel", channel, "retry_after", rl.RetryAfter)
 	}
 }
