@@ -61,8 +61,9 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/1000, the engine's apply, bus publish
+bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/1000, the engine's apply, bus publish, Slack channel gate
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./handlers/alertmanager/ ./rules/ ./engine/ ./bus/
+	$(GO) test -run '^$$' -bench Gate -benchmem -benchtime $(BENCHTIME) ./notify/slack/
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/alertmanager/

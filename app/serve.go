@@ -48,6 +48,7 @@ func Sinks(cfg config.Config, out io.Writer, log *slog.Logger) (notify.Chat, not
 		sc := nslack.DefaultConfig()
 		sc.Token = cfg.Slack.Token.Reveal()
 		sc.APIURL = cfg.Slack.APIURL
+		sc.ChannelRate, sc.ChannelBurst = cfg.Slack.ChannelRate, cfg.Slack.ChannelBurst
 		sc.Logger = log
 		c, err := nslack.New(sc)
 		if err != nil {

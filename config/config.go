@@ -28,6 +28,7 @@ import (
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/handlers/alertmanager"
+	nslack "github.com/incidentbot/incidentbot/notify/slack"
 	"github.com/incidentbot/incidentbot/runbooks"
 	"github.com/incidentbot/incidentbot/secret"
 	"github.com/incidentbot/incidentbot/strictyaml"
@@ -135,6 +136,15 @@ type SlackConfig struct {
 	TokenFile string        `yaml:"token_file"`
 	// APIURL is the Web API base, for proxies (default https://slack.com/api/).
 	APIURL string `yaml:"api_url"`
+	// ChannelRate paces the calls that post into one channel (cards,
+	// thread replies, edits) to this many a second, Slack's limit being
+	// about one; 0 turns pacing off. Either way, Slack's Retry-After for a
+	// channel holds every call into it until it ends, and calls waiting
+	// for a channel go critical first.
+	ChannelRate float64 `yaml:"channel_rate"`
+	// ChannelBurst is how many calls may go into a channel at once before
+	// the pace applies.
+	ChannelBurst int `yaml:"channel_burst"`
 	// SigningSecret verifies requests to POST /slack/commands and
 	// /slack/interactions; without it those routes are not served.
 	SigningSecret     secret.Secret `yaml:"signing_secret"`
@@ -192,9 +202,10 @@ func Default() Config {
 		Engine:          engine.DefaultConfig(),
 		Runbooks:        RunbooksConfig{DefaultChannel: "#incidents"},
 		Alertmanager:    alertmanager.DefaultConfig(),
-		Slack:           SlackConfig{APIURL: "https://slack.com/api/"},
-		PagerDuty:       PagerDutyConfig{EventsURL: "https://events.pagerduty.com"},
-		Solana:          solana.DefaultConfig(),
+		Slack: SlackConfig{APIURL: "https://slack.com/api/", ChannelRate: nslack.DefaultChannelRate,
+			ChannelBurst: nslack.DefaultChannelBurst},
+		PagerDuty: PagerDutyConfig{EventsURL: "https://events.pagerduty.com"},
+		Solana:    solana.DefaultConfig(),
 	}
 }
 

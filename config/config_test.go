@@ -336,3 +336,28 @@ func TestUpgradeSignerKeypairFile(t *testing.T) {
 		})
 	}
 }
+
+// TestSlackChannelPace: slack.channel_rate and slack.channel_burst default
+// to Slack's pace, come from the file or the environment, and are checked.
+func TestSlackChannelPace(t *testing.T) {
+	if d := config.Default().Slack; d.ChannelRate != 1 || d.ChannelBurst != 3 {
+		t.Fatalf("defaults %v/%d, want 1/3", d.ChannelRate, d.ChannelBurst)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bot.yaml")
+	os.WriteFile(path, []byte("slack:\n  channel_rate: 0.5\n  channel_burst: 5\n"), 0o600)
+	c, err := config.Load(path, []string{"INCIDENTBOT_SLACK_CHANNEL_BURST=2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slack.ChannelRate != 0.5 || c.Slack.ChannelBurst != 2 {
+		t.Fatalf("got %v/%d, want 0.5 from the file and 2 from the environment", c.Slack.ChannelRate, c.Slack.ChannelBurst)
+	}
+	os.WriteFile(path, []byte("slack:\n  channel_rate: -1\n  channel_burst: 0\n"), 0o600)
+	_, err = config.Load(path, nil)
+	for _, want := range []string{"bot.yaml:2: slack.channel_rate: -1: want calls per second", "bot.yaml:3: slack.channel_burst: 0: want at least 1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}

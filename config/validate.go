@@ -87,6 +87,12 @@ func (c Config) problems(use Use) []*Problem {
 		}
 		ps = append(ps, c.receiverProblems()...)
 		ps = append(ps, c.slackInboundProblems()...)
+		if r := c.Slack.ChannelRate; r < 0 || r != r || r > 1000 {
+			add("slack.channel_rate", "%v: want calls per second into one channel, from 0 (no pacing) to 1000; Slack allows about 1", r)
+		}
+		if c.Slack.ChannelBurst < 1 {
+			add("slack.channel_burst", "%d: want at least 1", c.Slack.ChannelBurst)
+		}
 		for _, name := range slices.Sorted(maps.Keys(c.PagerDuty.RoutingKeys)) {
 			switch {
 			case !runbooks.KeyRefRE.MatchString(name):

@@ -249,10 +249,12 @@ func jobKey(d *bus.Delivery) (string, error) {
 func (e *Engine) failed(ctx context.Context, sink string, r *Record, d *Delivery, rev uint64, l *Lease, err error) error {
 	if notify.IsRetryable(err) {
 		_ = e.settleDelivery(ctx, sink, r, d, rev, l, func(d *Delivery) {
-			if l.Op == "post" {
+			if l.Op == "post" && !errors.Is(err, notify.ErrNotSent) {
 				// A failed post may still have reached the chat (a
 				// timeout after Slack took it): leave the lease, expired,
-				// so the next attempt looks for the card first.
+				// so the next attempt looks for the card first. A post
+				// handed back unsent (it would have waited for its
+				// channel past its deadline) cannot have.
 				expired := *l
 				expired.Until = e.now()
 				d.Lease = &expired

@@ -297,3 +297,60 @@ func TestAFailedRecordAfterASendDoesNotSendAgain(t *testing.T) {
 	}
 	t.Logf("triggers of the page: %d (1 before the disk filled, %d after its lease ended)", sinks.pages, sinks.pages-1)
 }
+
+// unsentChat hands its first post back unsent, or failed with its outcome
+// unknown, then posts.
+type unsentChat struct {
+	countingChat
+	first error
+}
+
+func (c *unsentChat) PostCard(ctx context.Context, ch string, inc notify.Incident, tag notify.CardTag) (notify.CardRef, error) {
+	if err := c.first; err != nil {
+		c.first = nil
+		return notify.CardRef{}, err
+	}
+	return c.countingChat.PostCard(ctx, ch, inc, tag)
+}
+
+// TestAnUnsentPostIsNotLookedFor: a post the chat handed back unsent (its
+// channel's turn was past the call's deadline) is retried without
+// looking for its card first, unlike one whose outcome is unknown.
+func TestAnUnsentPostIsNotLookedFor(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		err       error
+		wantFinds int
+	}{
+		{"unsent", &notify.Error{Op: "post", Retryable: true, RetryAfter: 3 * time.Second,
+			Err: fmt.Errorf("channel #x: its turn is 20s away: %w", notify.ErrNotSent)}, 0},
+		{"outcome unknown", &notify.Error{Op: "post", Retryable: true, Err: context.DeadlineExceeded}, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			e, _, clk := newInternal(t)
+			chat := &unsentChat{first: tt.err}
+			e.chat = chat
+			rec, _ := apply1(nil, sig("1", "firing", t0), t0)
+			rec.Key = "inc.test"
+			if err := e.store(ctx, rec.Key, rec, 0); err != nil {
+				t.Fatal(err)
+			}
+			job := jobFor(rec)
+			if err := e.HandleChat(ctx, job); err == nil {
+				t.Fatal("the failed post was not retried")
+			}
+			d, _, _ := e.loadDelivery(ctx, SinkChat, rec)
+			if (d.Lease != nil) != (tt.wantFinds > 0) {
+				t.Fatalf("lease after the failed post: %+v", d.Lease)
+			}
+			clk.add(time.Second)
+			if err := e.HandleChat(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+			if chat.posts != 1 || chat.finds != tt.wantFinds {
+				t.Fatalf("%d posts, %d finds; want 1 post and %d finds", chat.posts, chat.finds, tt.wantFinds)
+			}
+		})
+	}
+}

@@ -269,6 +269,12 @@ type Pager interface {
 	Page(ctx context.Context, p Page) error
 }
 
+// ErrNotSent is wrapped by a delivery's error when the call was handed back
+// before anything was sent (e.g. it would have waited for its turn past
+// its deadline): nothing can have reached the service, so there is
+// nothing to look for before trying again.
+var ErrNotSent = errors.New("not sent")
+
 // Error is a failed delivery that says whether trying again may help.
 type Error struct {
 	// Op is what was being done: "slack chat.postMessage".

@@ -84,6 +84,7 @@ func newBot(t *testing.T, edit ...func(*slackin.Options)) *bot {
 	bt := &bot{bus: b, slack: slacktestutil.Start(t), pd: testenv.StartPagerDuty(t), replies: startReplies(t)}
 	chatCfg := nslack.DefaultConfig()
 	chatCfg.Token, chatCfg.APIURL = "xoxb-test", bt.slack.URL()
+	chatCfg.ChannelRate = 0 // the fake Slack has no limit
 	chat, err := nslack.New(chatCfg)
 	if err != nil {
 		t.Fatal(err)

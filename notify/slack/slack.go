@@ -41,6 +41,16 @@ type Config struct {
 	HistoryMaxPages int
 	// Retry is the retry policy of every call.
 	Retry notify.RetryPolicy
+	// ChannelRate paces the calls that post into one channel
+	// (chat.postMessage, chat.update) to this many per second, Slack's
+	// limit being about one; zero or less turns pacing off. Whatever it
+	// is, a Retry-After from Slack closes that channel for every caller
+	// until it ends, and callers waiting for a channel go in order of
+	// severity, critical first.
+	ChannelRate float64
+	// ChannelBurst is how many calls may go into one channel at once
+	// before the pace applies. Below 1 means 1.
+	ChannelBurst int
 	// Render tunes the card.
 	Render RenderOptions
 	// HTTPClient is the client to use; nil means a new http.Client.
@@ -51,12 +61,19 @@ type Config struct {
 	Observer notify.Observer
 }
 
+// Defaults of the per-channel pace.
+const (
+	DefaultChannelRate  = 1.0
+	DefaultChannelBurst = 3
+)
+
 // DefaultConfig returns the defaults: Slack's public API, 10 s per attempt,
 // notify.DefaultRetryPolicy, card lookups of up to 10 pages of 200
-// messages. Token still has to be set.
+// messages, one call per second into each channel after a burst of 3.
+// Token still has to be set.
 func DefaultConfig() Config {
 	return Config{APIURL: DefaultAPIURL, Timeout: 10 * time.Second, Retry: notify.DefaultRetryPolicy(),
-		HistoryPageSize: 200, HistoryMaxPages: 10}
+		HistoryPageSize: 200, HistoryMaxPages: 10, ChannelRate: DefaultChannelRate, ChannelBurst: DefaultChannelBurst}
 }
 
 // Chat is a notify.Chat on Slack. It is safe for concurrent use.
@@ -67,9 +84,10 @@ func DefaultConfig() Config {
 // channels:read and groups:read to find its id. The bot must be a member
 // of the channel to read it.
 type Chat struct {
-	api *slack.Client
-	cfg Config
-	log *slog.Logger
+	api  *slack.Client
+	cfg  Config
+	log  *slog.Logger
+	gate *gate // per-channel pace and Retry-After
 
 	mu sync.Mutex
 	// channelIDs maps channel names (lower case, no "#") to ids, learned
@@ -107,7 +125,8 @@ func New(cfg Config) (*Chat, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	api := slack.New(cfg.Token, slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(cfg.HTTPClient))
-	return &Chat{api: api, cfg: cfg, log: log.With("sink", "slack"), channelIDs: map[string]string{}}, nil
+	return &Chat{api: api, cfg: cfg, log: log.With("sink", "slack"), channelIDs: map[string]string{},
+		gate: newGate(cfg.ChannelRate, cfg.ChannelBurst, nil)}, nil
 }
 
 // PostCard posts the incident's card to channel (an id such as C0123, or
@@ -138,7 +157,7 @@ func (c *Chat) PostCard(ctx context.Context, channel string, inc notify.Incident
 				return err
 			}
 		}
-		return c.attempt(ctx, op, func(ctx context.Context) error {
+		return c.paced(ctx, op, channel, inc.Severity, func(ctx context.Context) error {
 			ch, ts, err := c.api.PostMessageContext(ctx, channel, opts...)
 			if err != nil {
 				maybePosted = maybePosted || outcomeUnknown(err)
@@ -152,6 +171,15 @@ func (c *Chat) PostCard(ctx context.Context, channel string, inc notify.Incident
 		if found, ok, lerr := c.lookBeforeRetry(ctx, channel, tag, start, log); lerr == nil && ok {
 			ref, err = found, nil
 		}
+	}
+	if err != nil && maybePosted && errors.Is(err, notify.ErrNotSent) {
+		// The last attempt was handed back unsent, but an earlier one may
+		// have posted: the caller must look before posting again.
+		flat := &notify.Error{Op: op, Retryable: true, Err: errors.New(strings.TrimPrefix(err.Error(), op+": "))}
+		if ne := (*notify.Error)(nil); errors.As(err, &ne) {
+			flat.Retryable, flat.RetryAfter = ne.Retryable, ne.RetryAfter
+		}
+		err = flat
 	}
 	if err != nil {
 		return notify.CardRef{}, err
@@ -189,9 +217,12 @@ func (c *Chat) UpdateCard(ctx context.Context, ref notify.CardRef, inc notify.In
 	defer func() { c.cfg.Observer.Observe("slack", "update_card", start, err) }()
 
 	opts := c.cardOptions(inc)
-	return c.retry(ctx, "slack chat.update", inc.ID, func(ctx context.Context) error {
-		_, _, _, err := c.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, opts...)
-		return err
+	const op = "slack chat.update"
+	return c.policy(op, inc.ID).Do(ctx, op, func(ctx context.Context) error {
+		return c.paced(ctx, op, ref.Channel, inc.Severity, func(ctx context.Context) error {
+			_, _, _, err := c.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, opts...)
+			return err
+		})
 	})
 }
 
@@ -206,9 +237,12 @@ func (c *Chat) Reply(ctx context.Context, ref notify.CardRef, inc notify.Inciden
 		slack.MsgOptionDisableLinkUnfurl(),
 		slack.MsgOptionDisableMediaUnfurl(),
 	}
-	return c.retry(ctx, "slack chat.postMessage (thread)", inc.ID, func(ctx context.Context) error {
-		_, _, err := c.api.PostMessageContext(ctx, ref.Channel, opts...)
-		return err
+	const op = "slack chat.postMessage (thread)"
+	return c.policy(op, inc.ID).Do(ctx, op, func(ctx context.Context) error {
+		return c.paced(ctx, op, ref.Channel, inc.Severity, func(ctx context.Context) error {
+			_, _, err := c.api.PostMessageContext(ctx, ref.Channel, opts...)
+			return err
+		})
 	})
 }
 
@@ -289,6 +323,46 @@ func (c *Chat) policy(op, incident string) notify.RetryPolicy {
 		}
 	}
 	return p
+}
+
+// paced runs one call that posts into channel at the channel's turn
+// (see Config.ChannelRate). A rate limit closes the channel for every
+// caller until Slack's Retry-After ends, and this caller waits for a turn
+// again; if the channel stays closed past ctx's deadline it gets a
+// retryable error saying when the channel opens. Any other failure is the
+// retry policy's to handle.
+func (c *Chat) paced(ctx context.Context, op, channel string, sev notify.Severity, call func(ctx context.Context) error) error {
+	key := c.gateKey(channel)
+	for {
+		if err := c.gate.wait(ctx, op, key, sev); err != nil {
+			return err
+		}
+		err := c.attempt(ctx, op, call)
+		var rl *slack.RateLimitedError
+		if err == nil || !errors.As(err, &rl) {
+			return err
+		}
+		c.gate.closeFor(key, rl.RetryAfter)
+		if now := c.gateKey(channel); now != key {
+			c.gate.closeFor(now, rl.RetryAfter) // the channel's id was learned meanwhile
+		}
+		c.log.Warn("slack rate limited the channel; holding its calls", "op", op, "channel", channel, "retry_after", rl.RetryAfter)
+	}
+}
+
+// gateKey names channel's gate: its id when known, so that a channel named
+// by its cards and given by id in replies and edits waits at one gate.
+func (c *Chat) gateKey(channel string) string {
+	if isChannelID(channel) {
+		return channel
+	}
+	name := channelName(channel)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id, ok := c.channelIDs[name]; ok {
+		return id
+	}
+	return "#" + name
 }
 
 // attempt runs call once with the per-attempt timeout and classifies its

@@ -157,8 +157,9 @@ func TestRetries(t *testing.T) {
 	}{
 		{"500 then success", 2, slacktestutil.Failure{Status: 500}, false, false, 3,
 			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond}, 2},
-		{"429 honours Retry-After", 1, slacktestutil.Failure{Status: 429, RetryAfter: 7 * time.Second}, false, false, 2,
-			[]time.Duration{7 * time.Second}, 0},
+		// The wait is the channel's gate's (real time), not the policy's.
+		{"429 honours Retry-After", 1, slacktestutil.Failure{Status: 429, RetryAfter: time.Second}, false, false, 2,
+			nil, 0},
 		{"ratelimited in body", 1, slacktestutil.Failure{Error: "ratelimited"}, false, false, 2,
 			[]time.Duration{250 * time.Millisecond}, 0},
 		{"exhausted", 10, slacktestutil.Failure{Status: 503}, true, true, 4,
@@ -229,8 +230,8 @@ func TestRetryAfterBeyondDeadlineIsHandedBack(t *testing.T) {
 	defer cancel()
 	err = chat.UpdateCard(ctx, ref, incident())
 	var ne *notify.Error
-	if !errors.As(err, &ne) || !ne.Retryable || ne.RetryAfter != time.Minute {
-		t.Fatalf("err = %#v, want retryable with RetryAfter 1m", err)
+	if !errors.As(err, &ne) || !ne.Retryable || ne.RetryAfter <= 50*time.Second || ne.RetryAfter > time.Minute {
+		t.Fatalf("err = %#v, want retryable with RetryAfter about 1m", err)
 	}
 	if len(sl.all()) != 0 {
 		t.Errorf("slept %v past the deadline", sl.all())

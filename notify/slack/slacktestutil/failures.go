@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -115,4 +117,80 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, f Failure) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(okFalse(code))
+}
+
+// Arrival is one chat.postMessage or chat.update call as it reached the
+// server, failed ones included.
+type Arrival struct {
+	// Method is PostMessage or Update.
+	Method string
+	// Channel is the channel as sent: an id, or a name such as "#alerts".
+	Channel string
+	// At is when the call reached the server (time.Now, not SetClock's
+	// clock), after any hold.
+	At time.Time
+	// RetryAfter is the Retry-After the server answered with, for a call
+	// it rate limited; zero otherwise. The channel's window is
+	// [At, At+RetryAfter).
+	RetryAfter time.Duration
+}
+
+// channelLimit is a rate limit queued for the calls into one channel.
+type channelLimit struct {
+	channel    string
+	retryAfter time.Duration
+}
+
+// RateLimitChannel makes the next n chat.postMessage and chat.update
+// calls into channel (an id or a name; both match the same channel once
+// the server knows it) answer HTTP 429 with a Retry-After of retryAfter,
+// rounded up to whole seconds, before they take effect. They come after an
+// outage (Down) and before failures queued by FailNext.
+func (s *Server) RateLimitChannel(channel string, n int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.limits = append(s.limits, channelLimit{channel: channel, retryAfter: retryAfter})
+	}
+}
+
+// Arrivals returns every chat.postMessage and chat.update call received,
+// in order of arrival.
+func (s *Server) Arrivals() []Arrival {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.arrivals)
+}
+
+// sameChannel reports whether the channel references a and b name the
+// same channel (under s.mu).
+func (s *Server) sameChannel(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ca, cb := s.chans.lookup(a), s.chans.lookup(b)
+	return ca != nil && ca == cb
+}
+
+// arrive records a call of method and returns the rate limit to answer it
+// with, if one is queued for its channel (under s.mu).
+func (s *Server) arrive(method string, form url.Values) *Failure {
+	if method != PostMessage && method != Update {
+		return nil
+	}
+	a := Arrival{Method: method, Channel: form.Get("channel"), At: time.Now()}
+	var f *Failure
+	if s.down == nil {
+		for i, l := range s.limits {
+			if s.sameChannel(l.channel, a.Channel) {
+				s.limits = slices.Delete(s.limits, i, i+1)
+				secs := (l.retryAfter + time.Second - 1) / time.Second
+				a.RetryAfter = secs * time.Second
+				f = &Failure{Status: http.StatusTooManyRequests, RetryAfter: a.RetryAfter}
+				break
+			}
+		}
+	}
+	s.arrivals = append(s.arrivals, a)
+	return f
 }

@@ -83,7 +83,9 @@ type Server struct {
 	failures map[string][]Failure
 	after    map[string][]Failure
 	holds    map[string][]*Hold
-	down     *Failure            // every call fails with it while set (Down)
+	down     *Failure       // every call fails with it while set (Down)
+	limits   []channelLimit // queued by RateLimitChannel
+	arrivals []Arrival
 	cards    map[string]*Message // channel id + "/" + ts
 	threads  map[string][]Message
 	chans    directory
@@ -282,21 +284,25 @@ func (s *Server) route(method string, h func(form url.Values) map[string]any) ht
 
 		s.mu.Lock()
 		s.attempts[method]++
-		var failure *Failure
 		var answer map[string]any
-		if s.down != nil {
+		failure := s.arrive(method, form) // a rate limit queued for its channel
+		switch q := s.failures[method]; {
+		case failure != nil:
+		case s.down != nil:
 			f := *s.down
 			failure = &f
-		} else if q := s.failures[method]; len(q) > 0 {
+		case len(q) > 0:
 			failure, s.failures[method] = &q[0], q[1:]
-		} else if needed := s.missingScope(method, form); needed != "" {
-			answer = map[string]any{"ok": false, "error": "missing_scope", "needed": needed, "provided": s.provided()}
-		} else if s.token != "" && form.Get("token") != s.token && r.Header.Get("Authorization") != "Bearer "+s.token {
-			answer = okFalse("invalid_auth")
-		} else {
-			answer = h(form)
-			if q := s.after[method]; len(q) > 0 && answer["ok"] == true {
-				failure, s.after[method] = &q[0], q[1:]
+		default:
+			if needed := s.missingScope(method, form); needed != "" {
+				answer = map[string]any{"ok": false, "error": "missing_scope", "needed": needed, "provided": s.provided()}
+			} else if s.token != "" && form.Get("token") != s.token && r.Header.Get("Authorization") != "Bearer "+s.token {
+				answer = okFalse("invalid_auth")
+			} else {
+				answer = h(form)
+				if q := s.after[method]; len(q) > 0 && answer["ok"] == true {
+					failure, s.after[method] = &q[0], q[1:]
+				}
 			}
 		}
 		s.mu.Unlock()
