@@ -238,6 +238,18 @@ func TestScaleOutCluster(t *testing.T) {
 	began := time.Now()
 	cl := startNATSCluster(t)
 	alive := []bool{true, true, true}
+	metaLeader := make(chan time.Duration, 1)
+	go func() { // when the young cluster elects its meta leader, for the log
+		for time.Since(began) < 2*time.Minute {
+			for _, s := range cl.nodes {
+				if s.JetStreamIsLeader() {
+					metaLeader <- time.Since(began)
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	// The bots start at once, on a cluster that may not have elected its
 	// meta leader yet: provisioning must wait for it (bus/start.go).
 	addrs := make([]string, 3)
@@ -264,7 +276,13 @@ func TestScaleOutCluster(t *testing.T) {
 		})
 	}
 
-	t.Logf("three bots ready %s after the cluster started", time.Since(began).Round(time.Millisecond))
+	ready := time.Since(began)
+	select {
+	case d := <-metaLeader:
+		t.Logf("meta leader elected %s after the cluster started; three bots ready after %s", d.Round(time.Millisecond), ready.Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Logf("three bots ready %s after the cluster started; no meta leader seen", ready.Round(time.Millisecond))
+	}
 	nc, err := nats.Connect(strings.Join(cl.urls, ","), nats.Timeout(5*time.Second), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
