@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -213,7 +216,10 @@ func deliverTimeout(client *http.Client, addr string, body []byte) (int, error) 
 // the burst goes on. Then every acknowledged alert has exactly one card
 // and exactly one PagerDuty trigger (one trigger per dedup key, the
 // incident id the card shows), and an alert that was never acknowledged
-// has at most one of each.
+// has at most one of each. The one repeat tolerated is a trigger the
+// killed bot had in flight, re-sent by a survivor with the same dedup key;
+// a front per bot before the PagerDuty server proves which bot sent what,
+// and the count is logged (judgeCluster; E2E_CLUSTER_STRICT=1 refuses it).
 //
 // It also logs figures for docs/capacity.md (not asserted): acknowledged
 // alerts per second, the largest engine backlog seen, the streams' sizes,
@@ -222,6 +228,7 @@ func deliverTimeout(client *http.Client, addr string, body []byte) (int, error) 
 //
 //	E2E_CLUSTER_ALERTS   alerts in the burst (default 180)
 //	E2E_CLUSTER_LOGS     1: log the surviving bots' output even when the test passes
+//	E2E_CLUSTER_STRICT   1: a trigger re-sent after the kill fails the test too (see judgeCluster)
 func TestScaleOutCluster(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -254,6 +261,7 @@ func TestScaleOutCluster(t *testing.T) {
 	// meta leader yet: provisioning must wait for it (bus/start.go).
 	addrs := make([]string, 3)
 	bots := make([]*bot, 3)
+	fronts := &pdFronts{pd: pd}
 	for i := range bots {
 		addrs[i] = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 		bots[i] = startBot(t, botEnv(addrs[i], t.TempDir(),
@@ -262,7 +270,7 @@ func TestScaleOutCluster(t *testing.T) {
 			"INCIDENTBOT_BUS_AUDIT_MAX_BYTES=4194304", // reserved on every node
 			"INCIDENTBOT_SLACK_API_URL="+slackSrv.URL(),
 			"INCIDENTBOT_PAGERDUTY_ROUTING_KEY=R0UT1NGKEY0000000000000000000000",
-			"INCIDENTBOT_PAGERDUTY_EVENTS_URL="+pd.URL,
+			"INCIDENTBOT_PAGERDUTY_EVENTS_URL="+fronts.url(t, i),
 		)...)
 	}
 	for _, a := range addrs {
@@ -428,7 +436,7 @@ func TestScaleOutCluster(t *testing.T) {
 	t.Logf("cards: %d out at the kill (%s into the burst); the last one %s after the kill; all cards and pages seen %s after the burst began",
 		cardsAtKill.Load(), at.Sub(start).Round(time.Millisecond), last.Sub(at).Round(time.Millisecond), done.Round(time.Millisecond))
 
-	judgeCluster(t, alerts, answered, slackSrv, pd, at)
+	judgeCluster(t, alerts, answered, slackSrv, pd, fronts, victimBot, at)
 	if t.Failed() || os.Getenv("E2E_CLUSTER_LOGS") == "1" {
 		for i := range bots {
 			if i != victimBot {
@@ -473,23 +481,99 @@ func waitQuietJS(t *testing.T, js jetstream.JetStream, timeout time.Duration) bo
 	return false
 }
 
+// pdFronts puts one HTTP front per bot before the PagerDuty test server,
+// so that every trigger can be traced to the bot that sent it: it records
+// (bot, dedup key, time) and passes the request on.
+type pdFronts struct {
+	pd   *testenv.PagerDuty
+	mu   sync.Mutex
+	sent []pdSend
+}
+
+type pdSend struct {
+	bot    int
+	action string
+	key    string
+	at     time.Time
+}
+
+func (f *pdFronts) url(t *testing.T, bot int) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		var ev testenv.PagerDutyEvent
+		_ = json.Unmarshal(body, &ev)
+		f.mu.Lock()
+		f.sent = append(f.sent, pdSend{bot: bot, action: ev.EventAction, key: ev.DedupKey, at: time.Now()})
+		f.mu.Unlock()
+		resp, err := http.Post(f.pd.URL+r.URL.Path, r.Header.Get("Content-Type"), bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// senders returns, per dedup key, the bots that sent its triggers, in order.
+func (f *pdFronts) senders() map[string][]pdSend {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]pdSend{}
+	for _, s := range f.sent {
+		if s.action == "trigger" {
+			out[s.key] = append(out[s.key], s)
+		}
+	}
+	return out
+}
+
 // judgeCluster fails t for an acknowledged alert without exactly one card
-// and one trigger, an alert with two cards or two triggers, a dedup key
-// triggered twice, or a card and page naming different incidents.
-func judgeCluster(t *testing.T, n int, answered []time.Time, slackSrv *slacktestutil.Server, pd *testenv.PagerDuty, killed time.Time) {
+// and one trigger, an alert with two cards, a card and page naming
+// different incidents, or a dedup key triggered twice.
+//
+// One exception is counted apart, not hidden (as in judgeTrial): a trigger
+// the killed bot sent before it died, whose answer it never recorded, is
+// sent again by a surviving bot once the job's lease has passed, with the
+// same dedup key, which PagerDuty folds into the same alert (its dedup
+// key is the incident id). It is accepted only when the per-bot fronts
+// show exactly that: two triggers, the first from the killed bot before
+// the kill, the second from a survivor after it, and at most pagerWorkers
+// of them. With E2E_CLUSTER_STRICT=1 it fails like any other repeat.
+func judgeCluster(t *testing.T, n int, answered []time.Time, slackSrv *slacktestutil.Server, pd *testenv.PagerDuty,
+	fronts *pdFronts, victim int, killed time.Time) {
 	t.Helper()
+	strict := os.Getenv("E2E_CLUSTER_STRICT") == "1"
 	cardN, _, cardInc := cardsByAlert(slackSrv)
 	pageN, perKey, _, pageKey := triggersByAlert(pd)
-	var acked, cardsTotal, pagesTotal, unackedDelivered int
+	by := fronts.senders()
+	resent := func(key string) bool {
+		s := by[key]
+		return perKey[key] == 2 && len(s) == 2 && s[0].bot == victim && !s[0].at.After(killed) &&
+			s[1].bot != victim && s[1].at.After(killed)
+	}
+	var acked, cardsTotal, pagesTotal, unackedDelivered, folded int
 	for i := range n {
 		ok := !answered[i].IsZero()
 		cn, pn := cardN[i], pageN[i]
 		cardsTotal += cn
 		pagesTotal += pn
+		pagesOK := pn == 1 || (!ok && pn == 0)
+		if pn == 2 && resent(pageKey[i]) {
+			folded++
+			pagesOK = !strict
+		}
 		switch {
-		case ok && (cn != 1 || pn != 1):
+		case ok && (cn != 1 || !pagesOK):
 			t.Errorf("%s (acknowledged): %d cards, %d triggers; want 1 and 1", alertService(i), cn, pn)
-		case !ok && (cn > 1 || pn > 1):
+		case !ok && (cn > 1 || !pagesOK):
 			t.Errorf("%s (never acknowledged): %d cards, %d triggers; want at most 1 of each", alertService(i), cn, pn)
 		}
 		acked += btoi(ok)
@@ -499,18 +583,19 @@ func judgeCluster(t *testing.T, n int, answered []time.Time, slackSrv *slacktest
 		}
 	}
 	for key, c := range perKey {
-		if c > 1 {
+		if c > 1 && (strict || !resent(key)) {
 			var at []string
-			for _, ev := range pd.Events() {
-				if ev.EventAction == "trigger" && ev.DedupKey == key {
-					at = append(at, ev.Received.Sub(killed).Round(time.Millisecond).String())
-				}
+			for _, s := range by[key] {
+				at = append(at, fmt.Sprintf("bot %d at %s", s.bot, s.at.Sub(killed).Round(time.Millisecond)))
 			}
-			t.Errorf("dedup key %s triggered %d times, at %s from the kill", key, c, strings.Join(at, ", "))
+			t.Errorf("dedup key %s triggered %d times: %s from the kill", key, c, strings.Join(at, ", "))
 		}
 	}
-	t.Logf("acknowledged %d of %d; cards %d, triggers %d (%d dedup keys); not acknowledged but delivered %d",
-		acked, n, cardsTotal, pagesTotal, len(perKey), unackedDelivered)
+	if folded > pagerWorkers {
+		t.Errorf("%d triggers re-sent after the kill; at most %d calls can have been in flight in the killed bot", folded, pagerWorkers)
+	}
+	t.Logf("acknowledged %d of %d; cards %d, triggers %d (%d dedup keys; %d re-sent after the kill with the same key, in flight in the killed bot); not acknowledged but delivered %d",
+		acked, n, cardsTotal, pagesTotal, len(perKey), folded, unackedDelivered)
 }
 
 // logCapacity logs the sizes docs/capacity.md is checked against: each
