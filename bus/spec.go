@@ -157,8 +157,20 @@ func (b *Bus) ensureStream(ctx context.Context, s StreamSpec) (jetstream.Stream,
 	}
 	var st jetstream.Stream
 	err := b.retry(ctx, "stream "+name, transientAPI, func(ctx context.Context) error {
+		// Create first, update only a stream that exists with another
+		// configuration: replicas starting together on a cluster then
+		// all create, which the server answers at once (identical
+		// configurations succeed). nats.go's CreateOrUpdateStream updates
+		// first, and concurrent updates of a replicated stream still
+		// being created can go unanswered until the attempt's deadline
+		// (seen with nats-server 2.15: every replica waited 10s per
+		// stream and bucket; see e2e TestScaleOutCluster).
 		var err error
-		if st, err = b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		st, err = b.js.CreateStream(ctx, sc)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			st, err = b.js.UpdateStream(ctx, sc)
+		}
+		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", name, mapErr(err))
 		}
 		return nil
@@ -191,8 +203,13 @@ func (b *Bus) EnsureBucket(ctx context.Context, s BucketSpec) (KV, error) {
 	}
 	var kv jetstream.KeyValue
 	err := b.retry(ctx, "bucket "+name, transientAPI, func(ctx context.Context) error {
+		// Create first, as for streams (see ensureStream).
 		var err error
-		if kv, err = b.js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+		kv, err = b.js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = b.js.UpdateKeyValue(ctx, cfg)
+		}
+		if err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", name, mapErr(err))
 		}
 		return nil
