@@ -365,15 +365,12 @@ func (e *Engine) revert(ctx context.Context, rec *Record, origKey string, orig a
 		return nil // no runner on this replica: the job waits
 	}
 	val, _ := json.Marshal(run)
-	rev, err := e.runs.Create(ctx, rkey, val)
-	if errors.Is(err, bus.ErrKeyExists) {
-		ent, err := e.runs.Get(ctx, rkey)
-		if err != nil {
-			return err
-		}
-		return e.adoptRevert(ctx, rec, rkey, ent.Value)
-	} else if err != nil {
+	rev, theirs, err := e.claim(ctx, rkey, val)
+	if err != nil {
 		return err
+	}
+	if theirs != nil {
+		return e.adoptRevert(ctx, rec, rkey, theirs)
 	}
 	if run.Result == "" {
 		// The key is ours: revert once.

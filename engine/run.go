@@ -182,16 +182,12 @@ func (e *Engine) runStep(ctx context.Context, d *bus.Delivery, rec *Record, step
 	now := e.now()
 	run := actionRun{Incident: rec.ID, Step: step, Plan: plan, StartedAt: now, Deadline: now.Add(e.cfg.EffectTimeout)}
 	val, _ := json.Marshal(run)
-	rev, err := e.runs.Create(ctx, key, val)
-	if errors.Is(err, bus.ErrKeyExists) {
-		ent, err := e.runs.Get(ctx, key)
-		if err != nil {
-			return err
-		}
-		return e.adopt(ctx, rec, step, ent.Value)
-	}
+	rev, theirs, err := e.claim(ctx, key, val)
 	if err != nil {
 		return err
+	}
+	if theirs != nil {
+		return e.adopt(ctx, rec, step, theirs)
 	}
 	// The key is ours: run once.
 	e.auditf(ctx, bus.AuditRecord{Kind: "remediation.ran", Incident: rec.ID, Detail: step + ": " + plan.Text,
@@ -254,6 +250,22 @@ func (e *Engine) runRevert(ctx context.Context, rec *Record, step, orig string) 
 		return bus.Poison(fmt.Errorf("action key of %s %s: %w", rec.ID, orig, err))
 	}
 	return e.revert(ctx, rec, origKey, run, false)
+}
+
+// claim creates an action key with val, once across replicas and
+// restarts: the caller then runs it. When the key exists (another worker
+// claimed it, or this run began before a crash) it returns that key's
+// value instead, for the caller to adopt.
+func (e *Engine) claim(ctx context.Context, key string, val []byte) (rev uint64, theirs []byte, err error) {
+	rev, err = e.runs.Create(ctx, key, val)
+	if !errors.Is(err, bus.ErrKeyExists) {
+		return rev, nil, err
+	}
+	ent, err := e.runs.Get(ctx, key)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 0, ent.Value, nil
 }
 
 // adopt brings the record in line with an action key found: its result,
