@@ -438,7 +438,7 @@ func trialFreeze(t *testing.T) {
 	id := tr.fire(addr, "alpha")
 	tr.slash(addr, userAda, "run "+id+" disable")
 	tr.waitCard("the request", "pending: requested by ada")
-	if got := tr.slash(addr, userCat, "freeze game day"); !strings.Contains(got, "Remediation is frozen") {
+	if got := tr.slash(addr, userCat, "freeze game day"); !strings.Contains(got, "Freeze accepted") {
 		t.Fatalf("freeze: %q", got)
 	}
 	tr.waitCard("the freeze on the card", "Remediation frozen by cat (slack)")
@@ -461,7 +461,7 @@ func trialFreeze(t *testing.T) {
 	tr.settle()
 	tr.wantSets(0)
 
-	if got := tr.slash(addr, userCat, "unfreeze"); !strings.Contains(got, "unfrozen") {
+	if got := tr.slash(addr, userCat, "unfreeze"); !strings.Contains(got, "Unfreeze accepted") {
 		t.Fatalf("unfreeze: %q", got)
 	}
 	tr.waitThread("the unfreeze in the thread", "Remediation unfrozen by cat (slack)")
