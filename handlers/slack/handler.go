@@ -81,7 +81,7 @@ type FlagReader interface {
 // What to set for a part this bot was built or configured without.
 const (
 	hintSilencer = "silences need Alertmanager's API: set alertmanager.url"
-	hintReporter = "reports need the report builder, which this build does not include yet"
+	hintReporter = "reports need the report builder wired to this handler (Options.Reporter; `serve` does)"
 	hintFlags    = "flags are read from the app's Redis: set redis.url"
 	hintRPC      = "the RPC view needs solana.endpoints (or `incidentbot watch` on a shared bus.url)"
 )

@@ -63,7 +63,7 @@ func (h *Handler) freeze(ctx context.Context, by input.Actor, on bool, reason, r
 	return Reply{Text: "Unfreeze accepted. Steps refused while frozen must be requested again."}
 }
 
-const hintSteps = "remediation steps need the runbooks' actions wired to this handler"
+const hintSteps = "remediation steps need the runbooks' actions wired to this handler (Options.Steps and Freezer; `serve` does)"
 
 // step requests a remediation step (run) or votes on its request (approve,
 // deny), for the plan as it resolves now. A person who may not vote is
