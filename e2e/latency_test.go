@@ -38,7 +38,7 @@ import (
 // logged with each figure. Built only with the soak tag, never part of
 // make test:
 //
-//	make soak-latency   (E2E_SOAK_SECONDS=10 per rate, E2E_SOAK_MAX=5000)
+//	make soak-latency   (SOAK_SECONDS=10 per rate, SOAK_MAX=5000)
 func TestSoakLatency(t *testing.T) {
 	secs := envInt(t, "E2E_SOAK_SECONDS", 10)
 	for _, rate := range []int{250, 1000} {
