@@ -14,7 +14,7 @@ KUBE_VERSION   := $(shell awk '$$1 == "require" && $$2 == "k8s.io/kubernetes" {p
 TOOLS_CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/incidentbot-tools
 KUBE_APISERVER ?= $(TOOLS_CACHE)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 
-.PHONY: help run build image kube-apiserver test test-short test-runbooks crash-trials sink-outage memory lint bench fuzz check-runbooks clean
+.PHONY: help run build image kube-apiserver test test-short test-runbooks crash-trials sink-outage memory soak-latency lint bench fuzz check-runbooks clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/
 
 memory: ## soak: open N distinct incidents (N=10000) through the built bot; report RSS, Go heap and disk per open incident, and idle memory after a restart
 	E2E_MEMORY=$(or $(N),10000) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestMemoryPerOpenIncident$$' -v ./e2e/
+
+soak-latency: ## soak: webhook → Slack card latency (p50/p99) at 250 and 1,000 alerts/s (SOAK_SECONDS=10 each), and the most new incidents/s (SOAK_MAX=5000 alerts at once), sinks answering at once
+	E2E_SOAK_SECONDS=$(or $(SOAK_SECONDS),10) E2E_SOAK_MAX=$(or $(SOAK_MAX),5000) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestSoakLatency$$' -v ./e2e/
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/alertmanager/

@@ -51,14 +51,20 @@ func (b *Bus) PublishTo(ctx context.Context, rel string, ev Event) (PublishResul
 // bounded by ctx or, without a deadline, by the configured PublishTimeout.
 // Its errors are classified by publishErr.
 func (b *Bus) publishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	// Without a deadline, a timer bounds the wait: it is cheaper than a
+	// derived context, which registers with its parent (for a webhook, the
+	// request's context) on every publish.
+	var timeout <-chan time.Time
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
-		defer cancel()
+		t := time.NewTimer(b.cfg.PublishTimeout)
+		defer t.Stop()
+		timeout = t.C
 	}
 	// Asynchronous publish with the acknowledgement awaited here: callers
 	// still get "stored or error", while concurrent publishes pipeline on
-	// the one connection instead of each paying a request round trip.
+	// the one connection (its writer coalesces them into one write, the
+	// server reads them in one go) instead of each paying a request round
+	// trip.
 	f, err := b.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
 		return nil, publishErr(err)
@@ -70,6 +76,8 @@ func (b *Bus) publishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.P
 		return nil, publishErr(err)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("no acknowledgement: %w", mapErr(ctx.Err()))
+	case <-timeout:
+		return nil, fmt.Errorf("no acknowledgement: %w", mapErr(context.DeadlineExceeded))
 	}
 }
 

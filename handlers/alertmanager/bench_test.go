@@ -102,7 +102,8 @@ func drive(b *testing.B, url string, n, c int, prefix, suffix []byte, seq *atomi
 // BenchmarkIngest measures webhook ingest — authenticate, decode, derive
 // the id and durably publish to in-process JetStream (file store) — beside
 // the decode-only baseline in the same run, with 16 concurrent clients on
-// loopback. It reports requests/s and alerts/s for both and their ratio.
+// loopback. It reports requests/s and alerts/s for both and their ratio,
+// and the CPU each path costs per request and their ratio.
 func BenchmarkIngest(b *testing.B) {
 	for _, n := range []int{1, 10} {
 		b.Run(fmt.Sprintf("alerts=%d", n), func(b *testing.B) {
@@ -130,15 +131,18 @@ func BenchmarkIngest(b *testing.B) {
 			b.ResetTimer()
 			// Alternate the two in rounds so drift in machine load
 			// affects both alike.
-			var dBase, dIngest time.Duration
+			var dBase, dIngest, cBase, cIngest time.Duration
 			const rounds = 4
 			for r := range rounds {
 				k := b.N / rounds
 				if r == rounds-1 {
 					k = b.N - k*(rounds-1)
 				}
+				c0 := cpuTime()
 				dBase += drive(b, base.URL, k, clients, prefix, suffix, &seq)
+				c1 := cpuTime()
 				dIngest += drive(b, ingest.URL, k, clients, prefix, suffix, &seq)
+				cBase, cIngest = cBase+c1-c0, cIngest+cpuTime()-c1
 			}
 			b.StopTimer()
 			baseRate := float64(b.N) / dBase.Seconds()
@@ -147,6 +151,15 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(ingestRate, "ingest-req/s")
 			b.ReportMetric(ingestRate*float64(n), "ingest-alerts/s")
 			b.ReportMetric(ingestRate/baseRate, "ratio")
+			// The process's CPU per request (server, JetStream and the
+			// clients alike) for each path, and their ratio: what the
+			// wall-clock ratio tends to when the cores are saturated,
+			// and steadier than it when other jobs share the machine.
+			b.ReportMetric(float64(cBase.Microseconds())/float64(b.N), "decode-cpu-µs/req")
+			b.ReportMetric(float64(cIngest.Microseconds())/float64(b.N), "ingest-cpu-µs/req")
+			if cIngest > 0 {
+				b.ReportMetric(float64(cBase)/float64(cIngest), "cpu-ratio")
+			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}

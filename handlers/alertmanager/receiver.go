@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,8 +168,9 @@ type response struct {
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := rc.now()
 	result := rc.serve(w, r)
-	rc.m.requests.WithLabelValues(result).Inc()
-	rc.m.duration.WithLabelValues(result).Observe(rc.now().Sub(start).Seconds())
+	c := rc.m.byResult(result)
+	c.requests.Inc()
+	c.duration.Observe(rc.now().Sub(start).Seconds())
 }
 
 func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
@@ -258,9 +260,10 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) string {
 }
 
 func reply(w http.ResponseWriter, code int, body response) {
+	b, _ := json.Marshal(body) // cannot fail: strings, numbers, a bool
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(body)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func formatBytes(n int64) string {
@@ -279,6 +282,25 @@ type metrics struct {
 	alerts   *prometheus.CounterVec
 	// firing and resolved are alerts' children, resolved once.
 	firing, resolved prometheus.Counter
+	// results caches requests' and duration's children by result, so
+	// that a request does not hash its label value twice.
+	results sync.Map // string → resultMetrics
+}
+
+type resultMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// byResult returns the children of requests and duration for result,
+// created on its first use as WithLabelValues would.
+func (m *metrics) byResult(result string) resultMetrics {
+	if c, ok := m.results.Load(result); ok {
+		return c.(resultMetrics)
+	}
+	c := resultMetrics{requests: m.requests.WithLabelValues(result), duration: m.duration.WithLabelValues(result)}
+	m.results.Store(result, c)
+	return c
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -93,7 +93,7 @@ func New(cfg Config) (*Pager, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{}
+		hc = &http.Client{Transport: notify.PooledTransport()}
 	}
 	log := cfg.Logger
 	if log == nil {

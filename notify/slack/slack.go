@@ -118,7 +118,7 @@ func New(cfg Config) (*Chat, error) {
 		cfg.HistoryMaxPages = 10
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		cfg.HTTPClient = &http.Client{Transport: notify.PooledTransport()}
 	}
 	log := cfg.Logger
 	if log == nil {
