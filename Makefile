@@ -66,7 +66,7 @@ bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/
 	$(GO) test -run '^$$' -bench Gate -benchmem -benchtime $(BENCHTIME) ./notify/slack/
 
 memory: ## soak: open N distinct incidents (N=10000) through the built bot; report RSS, Go heap and disk per open incident, and idle memory after a restart
-	E2E_MEMORY=$(or $(N),10000) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestMemoryPerOpenIncident$$' -v ./e2e/
+	E2E_MEMORY=$(or $(N),10000) E2E_MEMORY_LIMIT=$(LIMIT) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestMemoryPerOpenIncident$$' -v ./e2e/
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/alertmanager/
