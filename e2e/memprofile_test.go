@@ -22,6 +22,8 @@ import (
 // $E2E_MEMPROFILE (default memory.pprof in the test's temp dir, logged).
 // Read it with: go tool pprof -sample_index=inuse_space -top FILE
 //
+// E2E_PROBE_INTERVAL sets bus.probe_interval.
+//
 //	E2E_MEMORY=10000 E2E_MEMPROFILE=/tmp/heap.pprof go test -tags soak -run TestMemoryProfile ./e2e/
 func TestMemoryProfile(t *testing.T) {
 	n := envInt(t, "E2E_MEMORY", 10000)
@@ -32,6 +34,9 @@ func TestMemoryProfile(t *testing.T) {
 	}
 	p := serveInProcess(t, slog.LevelWarn, func(c *config.Config) {
 		c.Slack.Token, c.PagerDuty.RoutingKey = "", "" // console sinks: no fake holds what it was sent
+		if d, err := time.ParseDuration(os.Getenv("E2E_PROBE_INTERVAL")); err == nil {
+			c.Bus.ProbeInterval = d // to see what the store probe's writes keep cached
+		}
 	})
 	addr := p.srv.Addr()
 	base := fixture(t, "webhook.firing.single.json")
