@@ -66,7 +66,7 @@ bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/
 	$(GO) test -run '^$$' -bench Gate -benchmem -benchtime $(BENCHTIME) ./notify/slack/
 
 memory: ## soak: open N distinct incidents (N=10000) through the built bot; report RSS, Go heap and disk per open incident, and idle memory after a restart
-	E2E_MEMORY=$(or $(N),10000) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestMemoryPerOpenIncident$$' -v ./e2e/
+	E2E_MEMORY=$(or $(N),10000) E2E_MEMORY_LIMIT=$(LIMIT) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestMemoryPerOpenIncident$$' -v ./e2e/
 
 soak-latency: ## soak: webhook → Slack card latency (p50/p99) at 250 and 1,000 alerts/s (SOAK_SECONDS=10 each), and the most new incidents/s (SOAK_MAX=5000 alerts at once), sinks answering at once
 	E2E_SOAK_SECONDS=$(or $(SOAK_SECONDS),10) E2E_SOAK_MAX=$(or $(SOAK_MAX),5000) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestSoakLatency$$' -v ./e2e/

@@ -44,6 +44,12 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 	// ShutdownTimeout bounds draining in-flight work on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MemoryLimit is the Go runtime's soft memory limit in bytes
+	// (debug.SetMemoryLimit), which makes the collector return pooled
+	// buffers (the store's block caches) to the OS as the process nears
+	// it. 0 (default): GOMEMLIMIT when set, else 90% of the container's
+	// (cgroup's) memory limit when there is one, else none. -1: none.
+	MemoryLimit int64 `yaml:"memory_limit"`
 	// HTTP bounds what clients can hold of the HTTP server.
 	HTTP HTTPConfig `yaml:"http"`
 

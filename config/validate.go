@@ -56,6 +56,9 @@ func (c Config) problems(use Use) []*Problem {
 		add("log_format", "%q: want text or json", c.LogFormat)
 	}
 	positive("shutdown_timeout", c.ShutdownTimeout)
+	if c.MemoryLimit < -1 || (c.MemoryLimit > 0 && c.MemoryLimit < 16<<20) {
+		add("memory_limit", "%d: want -1 (none), 0 (GOMEMLIMIT or the container's limit) or at least 16777216 bytes", c.MemoryLimit)
+	}
 	positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
 	positive("http.read_timeout", c.HTTP.ReadTimeout)
 	positive("http.idle_timeout", c.HTTP.IdleTimeout)

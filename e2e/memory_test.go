@@ -28,12 +28,17 @@ import (
 // It is built only with the soak tag, so it is never part of make test:
 //
 //	make memory N=10000      (go test -tags soak; E2E_MEMORY=N)
+//	make memory N=10000 LIMIT=67108864   (memory_limit; E2E_MEMORY_LIMIT)
 func TestMemoryPerOpenIncident(t *testing.T) {
 	n := envInt(t, "E2E_MEMORY", 10000)
 	idle := 40 * time.Second // past the store's 10 s cache expiry and a sweep
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	data := filepath.Join(t.TempDir(), "data")
-	env := botEnv(addr, data, "INCIDENTBOT_SLACK_TOKEN=", "INCIDENTBOT_LOG_LEVEL=warn")
+	extra := []string{"INCIDENTBOT_SLACK_TOKEN=", "INCIDENTBOT_LOG_LEVEL=warn"}
+	if v := os.Getenv("E2E_MEMORY_LIMIT"); v != "" { // memory_limit in bytes
+		extra = append(extra, "INCIDENTBOT_MEMORY_LIMIT="+v)
+	}
+	env := botEnv(addr, data, extra...)
 	b := startBot(t, env...)
 	waitReady(t, addr)
 	time.Sleep(idle)

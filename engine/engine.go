@@ -87,6 +87,9 @@ type Config struct {
 	RetryMax time.Duration `yaml:"retry_max"`
 	// SweepInterval is how often the repair sweep looks for deliveries
 	// that fell behind and refreshes the open-incidents gauge (default 1m).
+	// The deliveries of an incident unchanged for 10 intervals are checked
+	// on one pass in 10 (each pass takes its tenth of them), so a lagging
+	// delivery is repaired within 10 intervals at most.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 	// Retention is how long a resolved incident is kept (its record, id,
 	// deliveries and archived copy) after it resolved; the sweep removes
@@ -157,21 +160,24 @@ type Engine struct {
 	archiveKV  bus.KV
 	// archivePass is when the sweep last walked the archive (retention).
 	archivePass time.Time
-	chat        notify.Chat
-	pager       notify.Pager
-	pub         Publisher
-	timers      Scheduler
-	silencer    Silencer
-	silenceMax  time.Duration
-	reports     Reports
-	runs        bus.KV
-	runner      StepRunner
-	actionEnv   actions.Env
-	audit       bus.Auditor
-	log         *slog.Logger
-	m           *Metrics
-	now         func() time.Time
-	newID       func() string
+	// sweeps counts the sweep's passes: it spreads the checks of idle
+	// incidents' deliveries over sweepSlices passes.
+	sweeps     uint64
+	chat       notify.Chat
+	pager      notify.Pager
+	pub        Publisher
+	timers     Scheduler
+	silencer   Silencer
+	silenceMax time.Duration
+	reports    Reports
+	runs       bus.KV
+	runner     StepRunner
+	actionEnv  actions.Env
+	audit      bus.Auditor
+	log        *slog.Logger
+	m          *Metrics
+	now        func() time.Time
+	newID      func() string
 }
 
 // Deps are the engine's collaborators.

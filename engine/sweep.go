@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"hash/fnv"
 	"time"
 
 	"github.com/incidentbot/incidentbot/notify"
@@ -26,9 +27,19 @@ func (e *Engine) Sweep(ctx context.Context) error {
 	}
 }
 
+// sweepSlices: the deliveries of an incident unchanged for sweepSlices
+// sweep intervals are checked on one pass in sweepSlices (the first pass
+// after a start checks them all). A lagging delivery is so repaired within
+// sweepSlices intervals (10 min by default), and a pass reads a tenth of
+// the idle incidents' delivery entries instead of all of them: reading
+// them all each minute kept the whole deliveries store's blocks cached.
+const sweepSlices = 10
+
 // SweepOnce is one pass of Sweep. It reads the records one at a time and
 // keeps none: its memory does not grow with the number of incidents.
 func (e *Engine) SweepOnce(ctx context.Context) {
+	pass := e.sweeps
+	e.sweeps++
 	keys, err := e.incidents.Keys(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -58,7 +69,8 @@ func (e *Engine) SweepOnce(ctx context.Context) {
 			continue
 		}
 		// Leave recent changes to the jobs they queued.
-		if e.now().Sub(r.UpdatedAt) < 2*e.cfg.EffectTimeout+e.cfg.RetryMax {
+		age := e.now().Sub(r.UpdatedAt)
+		if age < 2*e.cfg.EffectTimeout+e.cfg.RetryMax || !checkDeliveries(pass, key, age, e.cfg.SweepInterval) {
 			continue
 		}
 		if e.behind(ctx, r) {
@@ -96,4 +108,21 @@ func (e *Engine) behind(ctx context.Context, r *Record) bool {
 	}
 	sil, _, err := e.loadDelivery(ctx, SinkSilence, r)
 	return err == nil && silenceOp(r.Silence, sil, e.now()) != ""
+}
+
+// checkDeliveries reports whether sweep pass number pass (0 the first)
+// checks the deliveries of the incident under key, unchanged for age: the
+// first pass checks all, later ones every incident changed in the last
+// sweepSlices intervals and a tenth of the others, each once in
+// sweepSlices consecutive passes.
+func checkDeliveries(pass uint64, key string, age, interval time.Duration) bool {
+	return pass == 0 || age < sweepSlices*interval || sweepSlice(key) == pass%sweepSlices
+}
+
+// sweepSlice is the pass (modulo sweepSlices) on which the sweep checks
+// the deliveries of the idle incident under key.
+func sweepSlice(key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return h.Sum64() % sweepSlices
 }

@@ -69,6 +69,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, environ
 		return err
 	}
 	log := app.Logger(cfg, stderr)
+	app.SetMemoryLimit(cfg.MemoryLimit, environ, log)
 	srv, err := app.NewServer(ctx, cfg, log, app.Options{Stdout: stdout})
 	if err != nil {
 		return startErr(ctx, log, err)

@@ -1,0 +1,74 @@
+//go:build soak
+
+package e2e
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/incidentbot/incidentbot/config"
+)
+
+// TestMemoryProfile is the in-process companion of
+// TestMemoryPerOpenIncident: it runs the bot in this process on console
+// sinks, opens N distinct incidents, waits past the store's cache expiry
+// and a sweep, and writes a heap profile after runtime.GC to
+// $E2E_MEMPROFILE (default memory.pprof in the test's temp dir, logged).
+// Read it with: go tool pprof -sample_index=inuse_space -top FILE
+//
+// E2E_PROBE_INTERVAL sets bus.probe_interval.
+//
+//	E2E_MEMORY=10000 E2E_MEMPROFILE=/tmp/heap.pprof go test -tags soak -run TestMemoryProfile ./e2e/
+func TestMemoryProfile(t *testing.T) {
+	n := envInt(t, "E2E_MEMORY", 10000)
+	idle := 40 * time.Second
+	path := os.Getenv("E2E_MEMPROFILE")
+	if path == "" {
+		path = t.TempDir() + "/memory.pprof"
+	}
+	p := serveInProcess(t, slog.LevelWarn, func(c *config.Config) {
+		c.Slack.Token, c.PagerDuty.RoutingKey = "", "" // console sinks: no fake holds what it was sent
+		if d, err := time.ParseDuration(os.Getenv("E2E_PROBE_INTERVAL")); err == nil {
+			c.Bus.ProbeInterval = d // to see what the store probe's writes keep cached
+		}
+	})
+	addr := p.srv.Addr()
+	base := fixture(t, "webhook.firing.single.json")
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				mustDeliver(t, addr, distinctAlert(base, i))
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	eventually(t, 10*time.Minute, fmt.Sprintf("%d open incidents", n), func() bool { return openIncidents(t, addr) >= n })
+	time.Sleep(idle)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d open, after GC: heap in use %s (%d B per incident incl. fixed), heap sys %s, released %s; profile %s",
+		n, mib(ms.HeapInuse), ms.HeapInuse/uint64(n), mib(ms.HeapSys), mib(ms.HeapReleased), path)
+}
