@@ -21,13 +21,9 @@ func FeatureFlagKey(flag string) string { return "feature:" + flag }
 // never DEL.
 const MaintenanceFlag = "maintenance_mode"
 
-// FeatureFlagDisableParams are featureflag.disable's parameters.
-type FeatureFlagDisableParams struct {
-	Flag Template `yaml:"flag"`
-}
-
-// FeatureFlagEnableParams are featureflag.enable's parameters.
-type FeatureFlagEnableParams struct {
+// FeatureFlagParams are featureflag.disable's and featureflag.enable's
+// parameters.
+type FeatureFlagParams struct {
 	Flag Template `yaml:"flag"`
 }
 
@@ -39,61 +35,50 @@ type MaintenanceParams struct {
 
 // FeatureFlagDisable switches a feature off in the app's Redis
 // (FeatureFlagService.emergency_disable).
-var FeatureFlagDisable Action = flagSpec[FeatureFlagDisableParams]{
-	spec: spec[FeatureFlagDisableParams]{
-		desc: Description{
-			Name:        "featureflag.disable",
-			Description: "Disable a feature of the app: Redis SET feature:<flag> false, the key and value its FeatureFlagService reads. Reverts to the value before (DEL when the key was missing).",
-			Params: []Param{
-				{Name: "flag", Type: "template", Required: true, Description: "flag name, e.g. enable_escrow (^[a-z0-9_]+$)"},
-			},
-			Example: `id: disable-escrow
+var FeatureFlagDisable = flagSwitch("featureflag.disable", "false",
+	"Disable a feature of the app: Redis SET feature:<flag> false, the key and value its FeatureFlagService reads. Reverts to the value before (DEL when the key was missing).",
+	`id: disable-escrow
 title: Disable escrow
 action: featureflag.disable
 params:
   flag: enable_escrow
-`,
-			Needs: []string{"redis"},
-		},
-		check: func(p *FeatureFlagDisableParams, v *validator) {
-			if v.required("flag", p.Flag) {
-				v.check("flag", p.Flag, checkFlag)
-			}
-		},
-	},
-	set: func(p *FeatureFlagDisableParams, data PlanData) (flagSet, error) {
-		f, err := render("flag", p.Flag, data, checkFlag)
-		return flagSet{Flag: f, Value: "false"}, err
-	},
-}
+`)
 
 // FeatureFlagEnable switches a feature on in the app's Redis.
-var FeatureFlagEnable Action = flagSpec[FeatureFlagEnableParams]{
-	spec: spec[FeatureFlagEnableParams]{
-		desc: Description{
-			Name:        "featureflag.enable",
-			Description: "Enable a feature of the app: Redis SET feature:<flag> true. Reverts to the value before (DEL when the key was missing).",
-			Params: []Param{
-				{Name: "flag", Type: "template", Required: true, Description: "flag name, e.g. enable_escrow (^[a-z0-9_]+$)"},
-			},
-			Example: `id: enable-escrow
+var FeatureFlagEnable = flagSwitch("featureflag.enable", "true",
+	"Enable a feature of the app: Redis SET feature:<flag> true. Reverts to the value before (DEL when the key was missing).",
+	`id: enable-escrow
 title: Enable escrow again
 action: featureflag.enable
 params:
   flag: enable_escrow
-`,
-			Needs: []string{"redis"},
+`)
+
+// flagSwitch is an action that sets one feature flag, named by its flag
+// parameter, to value.
+func flagSwitch(name, value, description, example string) Action {
+	return flagSpec[FeatureFlagParams]{
+		spec: spec[FeatureFlagParams]{
+			desc: Description{
+				Name:        name,
+				Description: description,
+				Params: []Param{
+					{Name: "flag", Type: "template", Required: true, Description: "flag name, e.g. enable_escrow (^[a-z0-9_]+$)"},
+				},
+				Example: example,
+				Needs:   []string{"redis"},
+			},
+			check: func(p *FeatureFlagParams, v *validator) {
+				if v.required("flag", p.Flag) {
+					v.check("flag", p.Flag, checkFlag)
+				}
+			},
 		},
-		check: func(p *FeatureFlagEnableParams, v *validator) {
-			if v.required("flag", p.Flag) {
-				v.check("flag", p.Flag, checkFlag)
-			}
+		set: func(p *FeatureFlagParams, data PlanData) (flagSet, error) {
+			f, err := render("flag", p.Flag, data, checkFlag)
+			return flagSet{Flag: f, Value: value}, err
 		},
-	},
-	set: func(p *FeatureFlagEnableParams, data PlanData) (flagSet, error) {
-		f, err := render("flag", p.Flag, data, checkFlag)
-		return flagSet{Flag: f, Value: "true"}, err
-	},
+	}
 }
 
 // Maintenance turns the app's maintenance mode on or off.
@@ -196,7 +181,7 @@ type flagBound[P any] struct {
 	set func(p *P, data PlanData) (flagSet, error)
 }
 
-var _ Reverter = flagBound[FeatureFlagDisableParams]{}
+var _ Reverter = flagBound[FeatureFlagParams]{}
 
 // Resolve renders the exact key and value.
 func (b flagBound[P]) Resolve(_ context.Context, _ Env, data PlanData) (Plan, error) {
