@@ -47,24 +47,30 @@ func criticalAlerts(t testing.TB, n int) [][]byte {
 	base := fixture(t, "webhook.firing.single.json")
 	out := make([][]byte, n)
 	for i := range n {
-		var p map[string]any
-		if err := json.Unmarshal(base, &p); err != nil {
-			t.Fatal(err)
-		}
-		svc := alertService(i)
-		alert := p["alerts"].([]any)[0].(map[string]any)
-		alert["labels"].(map[string]any)["service"] = svc
-		alert["fingerprint"] = fmt.Sprintf("%016x", 0xe2e0000+i)
-		p["groupLabels"].(map[string]any)["service"] = svc
-		p["commonLabels"].(map[string]any)["service"] = svc
-		p["groupKey"] = fmt.Sprintf(`{}/{severity="critical"}:{alertname="HighErrorRate", service=%q}`, svc)
-		b, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i] = b
+		out[i] = alertAs(t, base, alertService(i), 0xe2e0000+i)
 	}
 	return out
+}
+
+// alertAs is the single-alert notification base made its own group: its
+// service label is svc (in the group key too) and its fingerprint fp.
+func alertAs(t testing.TB, base []byte, svc string, fp int) []byte {
+	t.Helper()
+	var p map[string]any
+	if err := json.Unmarshal(base, &p); err != nil {
+		t.Fatal(err)
+	}
+	alert := p["alerts"].([]any)[0].(map[string]any)
+	alert["labels"].(map[string]any)["service"] = svc
+	alert["fingerprint"] = fmt.Sprintf("%016x", fp)
+	p["groupLabels"].(map[string]any)["service"] = svc
+	p["commonLabels"].(map[string]any)["service"] = svc
+	p["groupKey"] = fmt.Sprintf(`{}/{severity="critical"}:{alertname="HighErrorRate", service=%q}`, svc)
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // alertService names the service of alert i; alertOf reads i back from a

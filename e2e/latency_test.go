@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -100,24 +99,9 @@ func warm(t *testing.T, s *slacktestutil.Server, addr string) {
 func latencyAlerts(t *testing.T, n int) [][]byte {
 	t.Helper()
 	base := fixture(t, "webhook.firing.single.json")
-	var p map[string]any
-	if err := json.Unmarshal(base, &p); err != nil {
-		t.Fatal(err)
-	}
 	out := make([][]byte, n)
 	for i := range n {
-		svc := latencyService(i)
-		alert := p["alerts"].([]any)[0].(map[string]any)
-		alert["labels"].(map[string]any)["service"] = svc
-		alert["fingerprint"] = fmt.Sprintf("%016x", 0x1a70000000+i)
-		p["groupLabels"].(map[string]any)["service"] = svc
-		p["commonLabels"].(map[string]any)["service"] = svc
-		p["groupKey"] = fmt.Sprintf(`{}/{severity="critical"}:{alertname="HighErrorRate", service=%q}`, svc)
-		b, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i] = b
+		out[i] = alertAs(t, base, latencyService(i), 0x1a70000000+i)
 	}
 	return out
 }

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -53,7 +52,7 @@ func TestMemoryPerOpenIncident(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				mustDeliver(t, addr, distinctAlert(base, i))
+				mustDeliver(t, addr, alertAs(t, base, fmt.Sprintf("api-%d", i), i))
 			}
 		}()
 	}
@@ -79,14 +78,6 @@ func TestMemoryPerOpenIncident(t *testing.T) {
 	time.Sleep(idle)
 	rss2, heap2 := memory(t, again, addr)
 	t.Logf("restarted on that data, idle: RSS %s, Go heap in use %s", mib(rss2), mib(heap2))
-}
-
-// distinctAlert is the single-alert fixture as its own group: service
-// api-i, fingerprint i.
-func distinctAlert(base []byte, i int) []byte {
-	body := bytes.ReplaceAll(base, []byte(`service=\"api\"}`), fmt.Appendf(nil, `service=\"api-%d\"}`, i))
-	body = bytes.ReplaceAll(body, []byte(`"service": "api"`), fmt.Appendf(nil, `"service": "api-%d"`, i))
-	return bytes.ReplaceAll(body, []byte(`0df005333d9e37c9`), fmt.Appendf(nil, `%016x`, i))
 }
 
 // memory is the bot's resident set (from /proc) and Go heap in use (from

@@ -47,7 +47,7 @@ func TestMemoryProfile(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				mustDeliver(t, addr, distinctAlert(base, i))
+				mustDeliver(t, addr, alertAs(t, base, fmt.Sprintf("api-%d", i), i))
 			}
 		}()
 	}
