@@ -8,36 +8,38 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// readiness answers /readyz: the connection at once (bus.Ready), then a
-// real write through the store (see bus.Probe), at most once a second
-// however often it is asked; it keeps the latest result of the periodic
-// probe (bus.Watch) too.
+// readiness answers /readyz: the connection at once (bus.Ready), then the
+// latest real write through the store (bus.Probe). The periodic probe
+// (bus.Watch) records its results here, so /readyz probes by itself only
+// when the latest result is older than fresh (the probe interval): every
+// write loads a store block into memory, and /readyz may be asked often.
 type readiness struct {
 	ready    func(context.Context) error
 	probe    func(context.Context) error
 	writable prometheus.Gauge
+	fresh    time.Duration
 
 	mu  sync.Mutex
 	at  time.Time
 	err error
 }
 
-func newReadiness(ready, probe func(context.Context) error, reg prometheus.Registerer) *readiness {
+func newReadiness(ready, probe func(context.Context) error, fresh time.Duration, reg prometheus.Registerer) *readiness {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "incidentbot_store_writable",
 		Help: "1 when the latest probe wrote to the events stream and the incident records, 0 when it could not (a full disk, a wedged store, NATS away)."})
 	reg.MustRegister(g)
-	return &readiness{ready: ready, probe: probe, writable: g}
+	return &readiness{ready: ready, probe: probe, fresh: max(fresh, time.Second), writable: g}
 }
 
 // check says whether the bus is connected, then returns the latest
-// probe's result, probing again when it is older than a second.
+// probe's result, probing again when it is older than fresh.
 func (r *readiness) check(ctx context.Context) error {
 	if err := r.ready(ctx); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.at.IsZero() && time.Since(r.at) < time.Second {
+	if !r.at.IsZero() && time.Since(r.at) < r.fresh {
 		return r.err
 	}
 	r.setLocked(r.probe(ctx))

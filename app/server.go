@@ -87,7 +87,7 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	s.ready = newReadiness(func(ctx context.Context) error { return s.Bus.Ready(ctx) },
-		func(ctx context.Context) error { return s.Bus.Probe(ctx) }, reg)
+		func(ctx context.Context) error { return s.Bus.Probe(ctx) }, cfg.Bus.ProbeInterval, reg)
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.ready.check(r.Context()); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
