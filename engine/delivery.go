@@ -210,23 +210,76 @@ func (e *Engine) acquire(ctx context.Context, sink, id, op string, d *Delivery, 
 
 // settleDelivery records the outcome of a call made under lease l: f
 // changes the delivery, and the lease is dropped. The call happened, so it
-// is recorded whatever else changed (retrying on conflicts).
+// is recorded whatever else changed (retrying on conflicts), and through a
+// short bus outage too (a NATS node failing over under the connection):
+// a record given up on leaves the lease to expire, and the job's next
+// attempt repeats the call.
 func (e *Engine) settleDelivery(ctx context.Context, sink string, r *Record, d *Delivery, rev uint64, l *Lease, f func(*Delivery)) error {
-	for range 10 {
+	// The outage is waited out in real time (the sleeps are real), for as
+	// long as the lease has left by the engine's clock.
+	outage := settleBackoff{until: time.Now().Add(max(l.Until.Sub(e.now()), settleOutageMin))}
+	for conflicts := 0; conflicts < 10; {
 		next := *d
 		if next.Lease != nil && next.Lease.Nonce == l.Nonce {
 			next.Lease = nil
 		}
 		f(&next)
 		_, err := e.storeDelivery(ctx, sink, r.ID, &next, rev)
-		if !errors.Is(err, bus.ErrRevisionMismatch) && !errors.Is(err, bus.ErrKeyExists) {
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, bus.ErrUnavailable):
+			if outage.delay == 0 {
+				e.log.Warn("recording a delivery waits for the bus", "sink", sink, "incident", r.ID, "err", err)
+			}
+			if !outage.wait(ctx) {
+				return err
+			}
+		case errors.Is(err, bus.ErrRevisionMismatch), errors.Is(err, bus.ErrKeyExists):
+			conflicts++
+		default:
 			return err
 		}
-		if d, rev, err = e.loadDelivery(ctx, sink, r); err != nil {
-			return err
+		// Reload and apply f again (it is idempotent): the write may also
+		// have landed before the outage hid its answer.
+		var lerr error
+		for {
+			if d, rev, lerr = e.loadDelivery(ctx, sink, r); !errors.Is(lerr, bus.ErrUnavailable) || !outage.wait(ctx) {
+				break
+			}
+		}
+		if lerr != nil {
+			return lerr
 		}
 	}
 	return fmt.Errorf("record %s delivery of %s: too many concurrent changes", sink, r.ID)
+}
+
+// settleOutageMin is the least time settleDelivery waits out a bus outage,
+// even under a lease about to end: a client's failover to another node of
+// the cluster takes a few hundred milliseconds.
+const settleOutageMin = 5 * time.Second
+
+// settleBackoff paces retries through a bus outage until a deadline.
+type settleBackoff struct {
+	until time.Time
+	delay time.Duration
+}
+
+// wait sleeps before the next try; false when the deadline or ctx ends.
+func (b *settleBackoff) wait(ctx context.Context) bool {
+	b.delay = min(max(2*b.delay, 50*time.Millisecond), time.Second)
+	if !time.Now().Add(b.delay).Before(b.until) {
+		return false
+	}
+	t := time.NewTimer(b.delay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func nonce() string {

@@ -354,3 +354,85 @@ func TestAnUnsentPostIsNotLookedFor(t *testing.T) {
 		})
 	}
 }
+
+// outageKV answers the next writes with the bus unavailable, as a client
+// does while its NATS node fails over; with applied, the first of them
+// lands before its answer is lost.
+type outageKV struct {
+	bus.KV
+	down    *atomic.Int32
+	applied bool
+}
+
+func (k outageKV) Update(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
+	if n := k.down.Load(); n > 0 {
+		k.down.Add(-1)
+		if k.applied && n == 3 {
+			if _, err := k.KV.Update(ctx, key, v, rev); err != nil {
+				return 0, err
+			}
+		}
+		return 0, fmt.Errorf("record: %w: nats: server is disconnected", bus.ErrUnavailable)
+	}
+	return k.KV.Update(ctx, key, v, rev)
+}
+
+// outagePager triggers, then the bus goes away for three writes.
+type outagePager struct {
+	countingChat
+	down  *atomic.Int32
+	pages int
+}
+
+func (p *outagePager) Page(context.Context, notify.Page) error {
+	p.pages++
+	p.down.Store(3)
+	return nil
+}
+
+// TestARecordRidesOutAFailover: the page is triggered, then the bot's NATS
+// node dies and its next writes fail until the client has failed over. The
+// record of the trigger waits for the bus instead of leaving the lease to
+// expire, so the page is not triggered again when the job comes back.
+// (Seen in TestScaleOutCluster: a surviving bot triggered one dedup key
+// twice, 17 s apart, after its node was killed.) Whether the first failed
+// write landed or not, the record ends up written once the bus answers.
+func TestARecordRidesOutAFailover(t *testing.T) {
+	for _, applied := range []bool{false, true} {
+		t.Run(fmt.Sprintf("applied=%v", applied), func(t *testing.T) {
+			ctx := context.Background()
+			e, _, clk := newInternal(t)
+			down := &atomic.Int32{}
+			pager := &outagePager{down: down}
+			e.deliveries = outageKV{KV: e.deliveries, down: down, applied: applied}
+			e.pager, e.catalog = pager, pagingRunbook{}
+			rec, _ := apply1(nil, sig("1", "firing", t0), t0)
+			rec.Key = "inc.test"
+			rec.Severity = notify.SeverityCritical
+			if err := e.store(ctx, rec.Key, rec, 0); err != nil {
+				t.Fatal(err)
+			}
+			job := jobFor(rec)
+			if err := e.HandlePager(ctx, job); err != nil {
+				t.Fatalf("pager through a failover: %v; want the trigger recorded once the bus answered", err)
+			}
+			if down.Load() != 0 {
+				t.Fatalf("%d failing writes left: the record did not wait for the bus", down.Load())
+			}
+			del, _, err := e.loadDelivery(ctx, SinkPager, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if del.State != notify.PageTrigger || del.Lease != nil {
+				t.Fatalf("delivery after the failover: state %q, lease %+v; want trigger recorded and the lease dropped", del.State, del.Lease)
+			}
+			clk.add(e.cfg.EffectTimeout + LeaseMargin + time.Second)
+			if err := e.HandlePager(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+			if pager.pages != 1 {
+				t.Fatalf("%d triggers; want 1", pager.pages)
+			}
+		})
+	}
+}
