@@ -2,9 +2,14 @@ package actions
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -20,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/incidentbot/incidentbot/internal/testenv"
 	"github.com/incidentbot/incidentbot/redact"
@@ -230,9 +236,38 @@ func TestKubeActionsAgainstAPIServer(t *testing.T) {
 					if !apierrors.IsForbidden(err) {
 						t.Fatalf("without %s on %s: %v, want forbidden", verb, r.Resources, err)
 					}
+					if errors.Is(err, ErrOutcomeUnknown) {
+						t.Fatalf("a refusal reported as outcome unknown: %v", err)
+					}
 				})
 			}
 		}
+	}
+
+	// The write reaches the API server and is applied, and its answer is
+	// lost (the connection drops): the run's outcome is unknown, not
+	// failed, and the change is there for the person who checks.
+	lossy := kubernetes.NewForConfigOrDie(answerLosingProxy(t, k.Bot))
+	for _, c := range kubeCases() {
+		t.Run(c.action+" answer lost", func(t *testing.T) {
+			ns := newNS(t)
+			grant(t, admin, ns, chartRules[c.action])
+			b := loadKube(t, c.action, ns, c.params)
+			env := Env{Kube: bot}
+			if c.env != nil {
+				c.env(&env)
+			}
+			p, err := b.Resolve(ctx, env, c.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.Kube = lossy
+			_, err = b.Run(ctx, env, p)
+			if !errors.Is(err, ErrOutcomeUnknown) {
+				t.Fatalf("Run with its write's answer lost: %v; want outcome unknown", err)
+			}
+			c.check(t, admin, ns, true)
+		})
 	}
 
 	t.Run("refused: what no action needs", func(t *testing.T) {
@@ -608,4 +643,30 @@ func seed(t *testing.T, admin kubernetes.Interface, ns string) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// answerLosingProxy is an HTTPS front for the API server of cfg that
+// passes reads through and, for a write, passes it on and then drops the
+// connection instead of answering: the change is applied and its client
+// never hears of it. It returns the client config that goes through it.
+func answerLosingProxy(t *testing.T, cfg *rest.Config) *rest.Config {
+	t.Helper()
+	upstream, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(upstream)
+	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the test API server's own certificate
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		rp.ServeHTTP(httptest.NewRecorder(), r) // applied; the answer goes nowhere
+		panic(http.ErrAbortHandler)             // and the connection drops
+	}))
+	t.Cleanup(srv.Close)
+	c := rest.CopyConfig(cfg)
+	c.Host = srv.URL
+	return c
 }

@@ -277,7 +277,7 @@ func setEnv(ctx context.Context, kube kubernetes.Interface, q envQ, value string
 		}
 		_, err = kube.AppsV1().Deployments(q.Namespace).Patch(ctx, q.Deployment, types.StrategicMergePatchType,
 			envPatch(d.ResourceVersion, q.Name, set), metav1.PatchOptions{FieldManager: FieldManager})
-		return err
+		return Unanswered(err)
 	})
 	return before, err
 }
@@ -328,7 +328,7 @@ func revertEnv(ctx context.Context, kube kubernetes.Interface, q envQ, value, sh
 		}
 		_, err = kube.AppsV1().Deployments(q.Namespace).Patch(ctx, q.Deployment, types.StrategicMergePatchType,
 			envPatch(d.ResourceVersion, q.Name, before.Containers), metav1.PatchOptions{FieldManager: FieldManager})
-		return err
+		return Unanswered(err)
 	})
 }
 

@@ -59,7 +59,7 @@ func runRestart(ctx context.Context, _ Env, kube kubernetes.Interface, q deployQ
 		"annotations": map[string]string{RestartedAtAnnotation: now}}}}})
 	if _, err := kube.AppsV1().Deployments(q.Namespace).Patch(ctx, q.Deployment, types.StrategicMergePatchType, patch,
 		metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
-		return Outcome{}, err
+		return Outcome{}, Unanswered(err)
 	}
 	return Outcome{
 		Before: mustJSON(restartState{d.Spec.Template.Annotations[RestartedAtAnnotation]}),
@@ -120,7 +120,7 @@ func runScale(ctx context.Context, _ Env, kube kubernetes.Interface, q scaleQ) (
 		}
 		s.Spec.Replicas = q.Replicas // s carries the resourceVersion it was read at
 		_, err = kube.AppsV1().Deployments(q.Namespace).UpdateScale(ctx, q.Deployment, s, metav1.UpdateOptions{FieldManager: FieldManager})
-		return err
+		return Unanswered(err)
 	})
 	if err != nil {
 		return Outcome{}, err
@@ -159,7 +159,7 @@ func revertScale(ctx context.Context, _ Env, kube kubernetes.Interface, q scaleQ
 		}
 		s.Spec.Replicas = before.Replicas
 		_, err = kube.AppsV1().Deployments(q.Namespace).UpdateScale(ctx, q.Deployment, s, metav1.UpdateOptions{FieldManager: FieldManager})
-		return err
+		return Unanswered(err)
 	})
 }
 
@@ -343,7 +343,7 @@ func patchTemplate(ctx context.Context, kube kubernetes.Interface, q deployQ, cu
 		{"op": "add", "path": "/metadata/annotations", "value": to.Annotations},
 	})
 	_, err := kube.AppsV1().Deployments(q.Namespace).Patch(ctx, q.Deployment, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
-	return err
+	return Unanswered(err)
 }
 
 func verifyRollback(ctx context.Context, _ Env, kube kubernetes.Interface, q rollbackQ, o Outcome) error {
@@ -466,7 +466,7 @@ func patchSelector(ctx context.Context, kube kubernetes.Interface, q blueGreenQ,
 		{"op": "replace", "path": "/spec/selector", "value": to},
 	})
 	_, err := kube.CoreV1().Services(q.Namespace).Patch(ctx, q.Service, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
-	return err
+	return Unanswered(err)
 }
 
 func verifyBlueGreen(ctx context.Context, _ Env, kube kubernetes.Interface, q blueGreenQ, o Outcome) error {

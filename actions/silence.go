@@ -214,7 +214,7 @@ func (b silenceBound) Run(ctx context.Context, env Env, p Plan) (Outcome, error)
 	end := now.Add(d)
 	id, err := env.Silences.Create(ctx, silence.Silence{Match: ms, StartsAt: now, EndsAt: end, CreatedBy: r.CreatedBy, Comment: r.Comment})
 	if err != nil {
-		return Outcome{}, fmt.Errorf("create silence {%s}: %w", strings.Join(r.Matchers, ", "), err)
+		return Outcome{}, fmt.Errorf("create silence {%s}: %w", strings.Join(r.Matchers, ", "), Unanswered(err))
 	}
 	bj, _ := json.Marshal(silenceState{})
 	aj, _ := json.Marshal(silenceState{ID: id, EndsAt: end.UTC()})

@@ -436,12 +436,15 @@ func runProgramRollback(ctx context.Context, env Env, q rollbackParams) (Outcome
 	}
 	tx.Signatures = []solana.Signature{sig}
 	if _, err := node.c.SendTransactionWithOpts(ctx, tx, rpc.TransactionOpts{PreflightCommitment: rpc.CommitmentConfirmed}); err != nil {
-		return Outcome{Before: before}, fmt.Errorf("send the upgrade transaction through endpoint %s: %w", node.name, err)
+		return Outcome{Before: before}, fmt.Errorf("send the upgrade transaction through endpoint %s: %w", node.name, Unanswered(err))
 	}
 	slot, err := confirm(ctx, node, sig)
 	if err != nil {
-		// Sent, but not seen confirmed: the outcome is unknown, Verify
-		// (the ProgramData slot) tells.
+		// Sent, but not seen confirmed: the outcome is unknown (Verify,
+		// the ProgramData slot, tells), unless the chain said it failed.
+		if !errors.Is(err, errTxFailed) {
+			err = fmt.Errorf("%w (%w)", err, ErrOutcomeUnknown)
+		}
 		return Outcome{Before: before, After: mustJSON(rollbackResult{Signature: sig.String()})},
 			fmt.Errorf("sent upgrade transaction %s, not confirmed: %w; check with `solana confirm %s`", sig, err, sig)
 	}
@@ -470,6 +473,10 @@ func unsignedDetail(q rollbackParams, slot uint64, b64 string) string {
 		q.Program, q.Buffer, q.BufferLen, q.BufferSHA256, q.Authority, q.Spill, slot, b64)
 }
 
+// errTxFailed is a sent transaction the chain executed and failed:
+// nothing changed.
+var errTxFailed = errors.New("transaction failed")
+
 // confirmInterval is how often a sent transaction's status is read.
 const confirmInterval = 400 * time.Millisecond
 
@@ -488,7 +495,7 @@ func confirm(ctx context.Context, node rollbackNode, sig solana.Signature) (uint
 		case len(st.Value) == 1 && st.Value[0] != nil:
 			s := st.Value[0]
 			if s.Err != nil {
-				return 0, fmt.Errorf("transaction failed at slot %d: %v", s.Slot, s.Err)
+				return 0, fmt.Errorf("%w at slot %d: %v", errTxFailed, s.Slot, s.Err)
 			}
 			if s.ConfirmationStatus == rpc.ConfirmationStatusConfirmed || s.ConfirmationStatus == rpc.ConfirmationStatusFinalized {
 				return s.Slot, nil

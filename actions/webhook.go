@@ -332,7 +332,7 @@ func (w *WebhookClient) Post(ctx context.Context, rawURL string, body []byte, he
 	req.Header.Set("User-Agent", "incidentbot")
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return 0, redact.Error(err)
+		return 0, Unanswered(redact.Error(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxWebhookAnswer))
