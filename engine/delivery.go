@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/internal/sleep"
 	"github.com/incidentbot/incidentbot/notify"
 	"github.com/incidentbot/incidentbot/redact"
 )
@@ -272,14 +273,7 @@ func (b *settleBackoff) wait(ctx context.Context) bool {
 	if !time.Now().Add(b.delay).Before(b.until) {
 		return false
 	}
-	t := time.NewTimer(b.delay)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return sleep.For(ctx, b.delay)
 }
 
 func nonce() string {

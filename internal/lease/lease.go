@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/internal/sleep"
 )
 
 // Bucket is the bucket leases live in. KeyTTL lets a lease created and
@@ -96,7 +97,7 @@ func (l Lease) Run(ctx context.Context, f func(context.Context) error) error {
 	c := &contender{Lease: l}
 	// A short random first wait spreads the leases of replicas that
 	// start together.
-	if !sleep(ctx, rand.N(min(l.TTL/3, time.Second)+1)) {
+	if !sleep.For(ctx, rand.N(min(l.TTL/3, time.Second)+1)) {
 		return nil
 	}
 	for {
@@ -130,7 +131,7 @@ func (c *contender) acquire(ctx context.Context) (uint64, time.Time, bool) {
 		if rev, start, ok := c.try(ctx); ok {
 			return rev, start, true
 		}
-		if !sleep(ctx, every) {
+		if !sleep.For(ctx, every) {
 			return 0, time.Time{}, false
 		}
 	}
@@ -258,16 +259,4 @@ func (c *contender) release(ctx context.Context, rev uint64) {
 		return
 	}
 	c.Log.Info("lease released")
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -8,6 +8,7 @@ import (
 	solanago "github.com/gagliardetto/solana-go"
 	"github.com/gagliardetto/solana-go/rpc"
 
+	"github.com/incidentbot/incidentbot/internal/sleep"
 	"github.com/incidentbot/incidentbot/signal"
 )
 
@@ -35,7 +36,7 @@ func (w *Watchers) runBalances(ctx context.Context) {
 				w.log.Warn("read wallet balance", "wallet", ww.cfg.Name, "err", w.sanitize(err.Error()))
 			}
 		}
-		if !sleep(ctx, w.cfg.BalanceInterval) {
+		if !sleep.For(ctx, w.cfg.BalanceInterval) {
 			return
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gagliardetto/solana-go/rpc"
 	"github.com/gagliardetto/solana-go/rpc/jsonrpc"
 
+	"github.com/incidentbot/incidentbot/internal/sleep"
 	"github.com/incidentbot/incidentbot/rpcview"
 	"github.com/incidentbot/incidentbot/signal"
 )
@@ -37,7 +38,7 @@ func (w *Watchers) runHealth(ctx context.Context) {
 	w.loadHealth(ctx)
 	for {
 		w.probeRound(ctx)
-		if !sleep(ctx, w.cfg.Health.Interval) {
+		if !sleep.For(ctx, w.cfg.Health.Interval) {
 			return
 		}
 	}

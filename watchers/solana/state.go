@@ -10,6 +10,7 @@ import (
 	solanago "github.com/gagliardetto/solana-go"
 
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/internal/sleep"
 )
 
 // StateBucket is the bucket of the watchers' on-chain baselines (ProgramData
@@ -132,7 +133,7 @@ func (w *Watchers) loadStateRetrying(ctx context.Context, key string, v any) boo
 			return ok
 		}
 		w.log.Warn("read watch state failed, retrying", "key", key, "retry_in", delay, "err", err)
-		if !sleep(ctx, delay) {
+		if !sleep.For(ctx, delay) {
 			return false
 		}
 		delay = min(delay*2, w.cfg.PublishRetry.Max)

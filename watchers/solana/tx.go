@@ -10,6 +10,7 @@ import (
 	"github.com/gagliardetto/solana-go/rpc"
 	"github.com/gagliardetto/solana-go/rpc/ws"
 
+	"github.com/incidentbot/incidentbot/internal/sleep"
 	"github.com/incidentbot/incidentbot/signal"
 )
 
@@ -72,7 +73,7 @@ func (t *txWatch) run(ctx context.Context) {
 	go func() {
 		defer wg.Done()
 		every := max(t.w.cfg.Tx.Window/10, 10*time.Millisecond)
-		for sleep(ctx, every) {
+		for sleep.For(ctx, every) {
 			t.evaluate()
 		}
 	}()
@@ -82,7 +83,7 @@ func (t *txWatch) run(ctx context.Context) {
 			if err := t.poll(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("poll transactions", "err", t.w.sanitize(err.Error()))
 			}
-			if !sleep(ctx, t.w.cfg.Tx.PollInterval) {
+			if !sleep.For(ctx, t.w.cfg.Tx.PollInterval) {
 				return
 			}
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/internal/lease"
+	"github.com/incidentbot/incidentbot/internal/sleep"
 	"github.com/incidentbot/incidentbot/redact"
 	"github.com/incidentbot/incidentbot/rpcview"
 )
@@ -201,7 +202,7 @@ func (w *Watchers) followView(ctx context.Context, r rpcview.Reader) {
 				w.log.Warn("read the rpc view the health watcher's leader stores", "err", err)
 			}
 		}
-		if !sleep(ctx, w.cfg.Health.Interval) {
+		if !sleep.For(ctx, w.cfg.Health.Interval) {
 			return
 		}
 	}
@@ -263,23 +264,11 @@ func (w *Watchers) resubscribe(ctx context.Context, log *slog.Logger, what strin
 			reason = w.sanitize(err.Error())
 		}
 		log.Warn(what+" subscription ended, reconnecting", "endpoint", ep.cfg.Name, "err", reason, "retry_in", delay)
-		if !sleep(ctx, delay) {
+		if !sleep.For(ctx, delay) {
 			return
 		}
 		if !streamed {
 			delay = min(delay*2, w.cfg.Reconnect.Max)
 		}
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
