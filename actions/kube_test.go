@@ -156,21 +156,29 @@ func TestKubeActionsAgainstAPIServer(t *testing.T) {
 		return ns
 	}
 
+	// prepare gives the action of c a namespace of its own with exactly
+	// the chart's rules for it, and its plan resolved as the bot.
+	prepare := func(t *testing.T, c kubeCase) (string, Runner, Env, Plan) {
+		t.Helper()
+		ns := newNS(t)
+		grant(t, admin, ns, chartRules[c.action])
+		b := loadKube(t, c.action, ns, c.params)
+		env := Env{Kube: bot}
+		if c.env != nil {
+			c.env(&env)
+		}
+		p, err := b.Resolve(ctx, env, c.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ns, b, env, p
+	}
+
 	// Each action with exactly the chart's rules for it: run, verify,
 	// revert, as the bot.
 	for _, c := range kubeCases() {
 		t.Run(c.action, func(t *testing.T) {
-			ns := newNS(t)
-			grant(t, admin, ns, chartRules[c.action])
-			b := loadKube(t, c.action, ns, c.params)
-			env := Env{Kube: bot}
-			if c.env != nil {
-				c.env(&env)
-			}
-			p, err := b.Resolve(ctx, env, c.data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ns, b, env, p := prepare(t, c)
 			again, err := b.Resolve(ctx, env, c.data)
 			if err != nil || again.Hash != p.Hash {
 				t.Fatalf("a second Resolve gives hash %s (%v), the first %s", again.Hash, err, p.Hash)
@@ -250,19 +258,9 @@ func TestKubeActionsAgainstAPIServer(t *testing.T) {
 	lossy := kubernetes.NewForConfigOrDie(answerLosingProxy(t, k.Bot))
 	for _, c := range kubeCases() {
 		t.Run(c.action+" answer lost", func(t *testing.T) {
-			ns := newNS(t)
-			grant(t, admin, ns, chartRules[c.action])
-			b := loadKube(t, c.action, ns, c.params)
-			env := Env{Kube: bot}
-			if c.env != nil {
-				c.env(&env)
-			}
-			p, err := b.Resolve(ctx, env, c.data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ns, b, env, p := prepare(t, c)
 			env.Kube = lossy
-			_, err = b.Run(ctx, env, p)
+			_, err := b.Run(ctx, env, p)
 			if !errors.Is(err, ErrOutcomeUnknown) {
 				t.Fatalf("Run with its write's answer lost: %v; want outcome unknown", err)
 			}
