@@ -253,13 +253,7 @@ func TestAFailedRecordAfterASendDoesNotSendAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ := apply1(nil, sig("1", "firing", t0), t0)
-	rec.Key = "inc.test"
-	rec.Severity = notify.SeverityCritical
-	if err := e.store(ctx, rec.Key, rec, 0); err != nil {
-		t.Fatal(err)
-	}
-	job := jobFor(rec)
+	_, job := storeCritical(t, e)
 	if err := e.HandleChat(ctx, job); err == nil {
 		t.Fatal("chat: the card's record failed, yet no retry")
 	}
@@ -406,13 +400,7 @@ func TestARecordRidesOutAFailover(t *testing.T) {
 			pager := &outagePager{down: down}
 			e.deliveries = outageKV{KV: e.deliveries, down: down, applied: applied}
 			e.pager, e.catalog = pager, pagingRunbook{}
-			rec, _ := apply1(nil, sig("1", "firing", t0), t0)
-			rec.Key = "inc.test"
-			rec.Severity = notify.SeverityCritical
-			if err := e.store(ctx, rec.Key, rec, 0); err != nil {
-				t.Fatal(err)
-			}
-			job := jobFor(rec)
+			rec, job := storeCritical(t, e)
 			if err := e.HandlePager(ctx, job); err != nil {
 				t.Fatalf("pager through a failover: %v; want the trigger recorded once the bus answered", err)
 			}
@@ -435,4 +423,17 @@ func TestARecordRidesOutAFailover(t *testing.T) {
 			}
 		})
 	}
+}
+
+// storeCritical stores a new critical incident and returns it with a
+// delivery job for it.
+func storeCritical(t *testing.T, e *Engine) (*Record, *bus.Delivery) {
+	t.Helper()
+	rec, _ := apply1(nil, sig("1", "firing", t0), t0)
+	rec.Key = "inc.test"
+	rec.Severity = notify.SeverityCritical
+	if err := e.store(context.Background(), rec.Key, rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	return rec, jobFor(rec)
 }
