@@ -149,6 +149,9 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	if o.Chat != nil {
 		chat = o.Chat
 	}
+	if sc, ok := chat.(*nslack.Chat); ok {
+		sharePace(s, b, sc, log)
+	}
 	if o.Pager != nil {
 		pager = o.Pager
 	}

@@ -144,9 +144,10 @@ type SlackConfig struct {
 	APIURL string `yaml:"api_url"`
 	// ChannelRate paces the calls that post into one channel (cards,
 	// thread replies, edits) to this many a second, Slack's limit being
-	// about one; 0 turns pacing off. Either way, Slack's Retry-After for a
-	// channel holds every call into it until it ends, and calls waiting
-	// for a channel go critical first.
+	// about one; 0 turns pacing off. The pace is per replica. Either way,
+	// Slack's Retry-After for a channel holds every call into it, on every
+	// replica, until it ends, and calls waiting for a channel go critical
+	// first.
 	ChannelRate float64 `yaml:"channel_rate"`
 	// ChannelBurst is how many calls may go into a channel at once before
 	// the pace applies.

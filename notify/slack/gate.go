@@ -133,11 +133,17 @@ func (g *gate) wait(ctx context.Context, op, channel string, sev notify.Severity
 // closeFor closes channel for d from now for every caller, as Slack's
 // Retry-After asks; it never shortens a longer closure. After it one call
 // may go at once, then the pace resumes.
-func (g *gate) closeFor(channel string, d time.Duration) {
+func (g *gate) closeFor(channel string, d time.Duration) time.Time {
+	until := g.now().Add(max(d, time.Second))
+	g.closeUntil(channel, until)
+	return until
+}
+
+// closeUntil closes channel until the given time (see closeFor).
+func (g *gate) closeUntil(channel string, until time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	l := g.lane(channel)
-	until := g.now().Add(max(d, time.Second))
 	if until.After(l.until) {
 		l.until = until
 		l.tokens, l.last = min(1, g.burst), until

@@ -88,6 +88,9 @@ type Chat struct {
 	cfg  Config
 	log  *slog.Logger
 	gate *gate // per-channel pace and Retry-After
+	// sharePace, when set, tells the other replicas of a Retry-After
+	// (see SharePace).
+	sharePace func(channels []string, until time.Time)
 
 	mu sync.Mutex
 	// channelIDs maps channel names (lower case, no "#") to ids, learned
@@ -127,6 +130,35 @@ func New(cfg Config) (*Chat, error) {
 	api := slack.New(cfg.Token, slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(cfg.HTTPClient))
 	return &Chat{api: api, cfg: cfg, log: log.With("sink", "slack"), channelIDs: map[string]string{},
 		gate: newGate(cfg.ChannelRate, cfg.ChannelBurst, nil)}, nil
+}
+
+// SharePace makes every Retry-After Slack answers be passed to send (the
+// channels it closed, by gate key, and until when), so that the other
+// replicas hold their calls into those channels too: Slack's limits are
+// per workspace and channel, not per process. The other replicas hand
+// what they receive to ClosedElsewhere. Call it before the chat is used.
+func (c *Chat) SharePace(send func(channels []string, until time.Time)) {
+	c.sharePace = send
+}
+
+// maxClosedElsewhere caps how long a Retry-After from another replica
+// closes a channel here: a notice with a wrong clock, or a forged one,
+// cannot hold a channel for long.
+const maxClosedElsewhere = 5 * time.Minute
+
+// ClosedElsewhere closes channels until the given time, as another
+// replica was told by Slack (see SharePace). It never shortens a closure.
+func (c *Chat) ClosedElsewhere(channels []string, until time.Time) {
+	now := c.gate.now()
+	if !until.After(now) {
+		return
+	}
+	if limit := now.Add(maxClosedElsewhere); until.After(limit) {
+		until = limit
+	}
+	for _, ch := range channels {
+		c.gate.closeUntil(ch, until)
+	}
 }
 
 // PostCard posts the incident's card to channel (an id such as C0123, or
@@ -342,9 +374,14 @@ func (c *Chat) paced(ctx context.Context, op, channel string, sev notify.Severit
 		if err == nil || !errors.As(err, &rl) {
 			return err
 		}
-		c.gate.closeFor(key, rl.RetryAfter)
+		closed := []string{key}
+		until := c.gate.closeFor(key, rl.RetryAfter)
 		if now := c.gateKey(channel); now != key {
-			c.gate.closeFor(now, rl.RetryAfter) // the channel's id was learned meanwhile
+			c.gate.closeUntil(now, until) // the channel's id was learned meanwhile
+			closed = append(closed, now)
+		}
+		if c.sharePace != nil {
+			c.sharePace(closed, until)
 		}
 		c.log.Warn("slack rate limited the channel; holding its calls", "op", op, "channel", channel, "retry_after", rl.RetryAfter)
 	}
