@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/incidentbot/incidentbot/strictyaml"
 )
 
 // Problem is one thing wrong with a configuration, reported where the
@@ -159,17 +161,8 @@ func locate(n *yaml.Node, path string) *yaml.Node {
 	return found
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
-
 // syntaxProblem turns a yaml.v3 parse error into a positioned problem.
 func syntaxProblem(file string, err error) *Problem {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 1
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		if l, err := strconv.Atoi(m[1]); err == nil && l > 0 {
-			line = l
-		}
-		msg = strings.TrimSpace(strings.TrimPrefix(strings.Replace(msg, m[0], "", 1), ":"))
-	}
+	line, msg := strictyaml.SyntaxError(err)
 	return &Problem{File: file, Line: line, Msg: "invalid YAML: " + msg}
 }

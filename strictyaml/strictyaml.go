@@ -12,6 +12,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -466,4 +467,21 @@ func Lookup(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// SyntaxError reads a yaml.v3 parse error: the line it names (1 when it
+// names none) and its message without the "yaml: " and "line N:" parts,
+// for a problem placed at file:line.
+func SyntaxError(err error) (line int, msg string) {
+	msg = strings.TrimPrefix(err.Error(), "yaml: ")
+	line = 1
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		if l, err := strconv.Atoi(m[1]); err == nil && l > 0 {
+			line = l
+		}
+		msg = strings.TrimSpace(strings.TrimPrefix(strings.Replace(msg, m[0], "", 1), ":"))
+	}
+	return line, msg
 }
