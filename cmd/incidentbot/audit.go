@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/incidentbot/incidentbot/bus"
-	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/strictyaml"
 )
@@ -48,17 +46,9 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, envi
 		}
 		from = time.Now().Add(-d)
 	}
-	cfg, err := loadConfig(*cfgPath, environ, config.Options{SkipSecrets: true, Overrides: []func(*config.Config){func(c *config.Config) {
-		if *dataDir != "" {
-			c.Bus.DataDir = *dataDir
-		}
-	}}})
+	b, err := openBusToRead(ctx, *cfgPath, *dataDir, environ, "the audit trail")
 	if err != nil {
 		return err
-	}
-	b, err := bus.Open(ctx, cfg.Bus, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return fmt.Errorf("open the bus to read the audit trail: %w", err)
 	}
 	defer b.Close()
 	recs, err := b.AuditTrail(ctx, auditLimit)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"time"
 
 	"github.com/incidentbot/incidentbot/bus"
-	"github.com/incidentbot/incidentbot/config"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/report"
 	"github.com/incidentbot/incidentbot/strictyaml"
@@ -44,17 +42,9 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fs.printUsage(stderr)
 		return usageError{"report takes one incident id (or --since DURATION)"}
 	}
-	cfg, err := loadConfig(*cfgPath, environ, config.Options{SkipSecrets: true, Overrides: []func(*config.Config){func(c *config.Config) {
-		if *dataDir != "" {
-			c.Bus.DataDir = *dataDir
-		}
-	}}})
+	b, err := openBusToRead(ctx, *cfgPath, *dataDir, environ, "incidents")
 	if err != nil {
 		return err
-	}
-	b, err := bus.Open(ctx, cfg.Bus, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return fmt.Errorf("open the bus to read incidents: %w", err)
 	}
 	defer b.Close()
 	kvs := map[string]bus.KV{}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/incidentbot/incidentbot/app"
+	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/config"
 )
 
@@ -86,4 +87,23 @@ func startErr(ctx context.Context, log *slog.Logger, err error) error {
 		return nil
 	}
 	return err
+}
+
+// openBusToRead opens the bus of the configuration at cfgPath (its data
+// directory replaced by dataDir when set), secrets unread, for a command
+// that reads what serve stored: what names it in errors.
+func openBusToRead(ctx context.Context, cfgPath, dataDir string, environ []string, what string) (*bus.Bus, error) {
+	cfg, err := loadConfig(cfgPath, environ, config.Options{SkipSecrets: true, Overrides: []func(*config.Config){func(c *config.Config) {
+		if dataDir != "" {
+			c.Bus.DataDir = dataDir
+		}
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.Open(ctx, cfg.Bus, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, fmt.Errorf("open the bus to read %s: %w", what, err)
+	}
+	return b, nil
 }
