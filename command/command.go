@@ -32,7 +32,7 @@ const Source = "command"
 
 // Verbs are the kinds of input a person may send.
 var Verbs = []input.Kind{input.Ack, input.Unack, input.Resolve, input.Note, input.Escalate, input.Silence, input.Unsilence,
-	input.Request, input.Approve, input.Deny, input.Freeze, input.Unfreeze}
+	input.Request, input.Approve, input.Deny, input.Freeze, input.Unfreeze, input.Refresh}
 
 // GlobalVerbs address no incident: the remediation kill switch. Send
 // publishes them without an incident lookup; the engine applies them once

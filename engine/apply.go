@@ -30,11 +30,12 @@ const (
 	silenceExpired
 	stepChanged
 	frozen
+	redrawn
 )
 
 func (c change) String() string {
 	return [...]string{"unchanged", "opened", "updated", "reopened", "resolved", "acknowledged", "unacknowledged", "noted", "escalated",
-		"silence_requested", "silenced", "unsilence_requested", "silence_expired", "step_changed", "freeze_changed"}[c]
+		"silence_requested", "silenced", "unsilence_requested", "silence_expired", "step_changed", "freeze_changed", "redrawn"}[c]
 }
 
 // Result is what one apply decided: the change, or why nothing changed.
@@ -259,6 +260,9 @@ func applyInput(rec *Record, in input.Input, env applyEnv) (*Record, Result) {
 		res = stepExpired(next, in, env)
 	case input.Freeze, input.Unfreeze:
 		res = freezeNote(next, in, env)
+	case input.Refresh:
+		// A new version and no timeline entry: the card is drawn again.
+		res = Result{change: redrawn}
 	case input.ActionStarted:
 		res = actionStarted(next, in, env)
 	case input.ActionResult:

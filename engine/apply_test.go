@@ -351,3 +351,26 @@ func TestJoinKeepsTheIncidentsRunbook(t *testing.T) {
 		t.Errorf("after the opener resolved: %s %s", rec.Status, rec.Severity)
 	}
 }
+
+// TestRefreshRedrawsAndChangesNothingElse: a refresh gives the record a new
+// version (so the card is drawn again, its plans resolved anew) with no
+// timeline entry and nothing else changed; the same refresh again is a
+// no-op.
+func TestRefreshRedrawsAndChangesNothingElse(t *testing.T) {
+	r, _ := apply1(nil, sig("1", "firing", t0), t0)
+	at := t0.Add(time.Minute)
+	next, res := apply1(r, cmd(input.Refresh, "r1", at, "ada"), at)
+	if !res.Changed() || res.String() != "redrawn" {
+		t.Fatalf("refresh: %s, want redrawn", res)
+	}
+	if next.Version != r.Version+1 || len(next.Timeline) != len(r.Timeline) || next.Status != r.Status || next.Ack != nil {
+		t.Fatalf("after a refresh: version %d (was %d), %d timeline entries (was %d), status %s; want one version more and nothing else",
+			next.Version, r.Version, len(next.Timeline), len(r.Timeline), next.Status)
+	}
+	if _, res := apply1(next, cmd(input.Refresh, "r1", at, "ada"), at); res.Changed() {
+		t.Fatalf("the same refresh again: %s, want no change", res)
+	}
+	if err := (input.Input{Kind: input.Refresh, ID: "r2", Incident: "INC-TEST"}).Validate(); err != nil {
+		t.Fatalf("a refresh input does not validate: %v", err)
+	}
+}

@@ -70,11 +70,17 @@ const (
 	// command); addressed to an open incident, they tell it.
 	Freeze   Kind = "freeze"
 	Unfreeze Kind = "unfreeze"
+	// Refresh redraws the incident's card and changes nothing else: the
+	// plans of its steps resolve again, for they follow the systems they
+	// act on (the RPC view, a deployment's revisions), which change
+	// without the incident changing. Sent when a card's button carried a
+	// plan that no longer holds, or by `/incident refresh`.
+	Refresh Kind = "refresh"
 )
 
 // Kinds lists every kind, for validation and help texts.
 var Kinds = []Kind{Signal, Ack, Unack, Resolve, Note, Escalate, EscalationDue, Silence, Unsilence, SilenceCreated, SilenceExpired,
-	Request, Approve, Deny, ApprovalExpired, ActionStarted, ActionResult, Freeze, Unfreeze}
+	Request, Approve, Deny, ApprovalExpired, ActionStarted, ActionResult, Freeze, Unfreeze, Refresh}
 
 // Actor is who caused an input.
 type Actor struct {
@@ -170,7 +176,7 @@ func (in Input) Validate() error {
 		if in.Duration <= 0 {
 			return fmt.Errorf("silence for %s: duration %s is not positive", in.Incident, in.Duration)
 		}
-	case Unsilence:
+	case Unsilence, Refresh:
 	case SilenceCreated, SilenceExpired:
 		if in.Text == "" || in.Token == "" {
 			return fmt.Errorf("%s for %s: silence id or token is empty", in.Kind, in.Incident)

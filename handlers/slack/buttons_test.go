@@ -126,13 +126,27 @@ func TestStepButtonsOverHTTP(t *testing.T) {
 	if got := bt.press(t, "U0ADA", "ada", nslack.ActionStepApprove, approve, "1755093101.000002"); !strings.Contains(got, "⛔") || !strings.Contains(got, "does not let the requester approve") {
 		t.Fatalf("requester's Approve answered %q", got)
 	}
+	if bt.stored(t) != before {
+		t.Fatal("a refused click sent a command")
+	}
+	// A click carrying a plan that no longer holds votes for nothing; the
+	// card is redrawn (one refresh command, a new version, an edit).
+	version, edits := bt.record(t, fixtureID).Version, len(bt.slack.Updates())
 	stale := approve[:strings.LastIndex(approve, "|")+1] + "00000000beef"
-	if got := bt.press(t, "U0BOB", "bob", nslack.ActionStepApprove, stale, "1755093101.000003"); !strings.Contains(got, "The plan changed since this card was drawn: look again") {
+	if got := bt.press(t, "U0BOB", "bob", nslack.ActionStepApprove, stale, "1755093101.000003"); !strings.Contains(got, "The plan changed since this card was drawn; it is being redrawn") ||
+		!strings.Contains(got, "redis: SET feature:enable_escrow false") {
 		t.Fatalf("stale Approve answered %q", got)
 	}
-	if bt.stored(t) != before {
-		t.Fatal("a refused or stale click sent a command")
+	if n := bt.stored(t); n != before+1 {
+		t.Fatalf("a stale click stored %d commands, want 1 (the refresh)", n-before)
 	}
+	eventually(t, "the card redrawn", func() bool {
+		return bt.record(t, fixtureID).Version > version && len(bt.slack.Updates()) > edits
+	})
+	if q := bt.record(t, fixtureID).Steps[buttonStep]; len(q.Votes) != 0 || q.State != engine.DecisionPending {
+		t.Fatalf("after the stale click: %+v; want no vote", q)
+	}
+	before = bt.stored(t)
 	if a := bt.audits(t, "slack.stale"); len(a) != 1 || !strings.Contains(a[0].Detail, "00000000beef") {
 		t.Fatalf("stale click audited as %+v", a)
 	}

@@ -106,6 +106,8 @@ func accepted(kind input.Kind, id string) string {
 		return "📝 Note for " + id + " accepted: it will appear in the incident's thread."
 	case input.Escalate:
 		return "📣 Escalating " + id + " to its next level: accepted."
+	case input.Refresh:
+		return "🔄 Redrawing the card of " + id + ": accepted. Its steps are planned again as things are now."
 	}
 	return "Accepted for " + id + "."
 }

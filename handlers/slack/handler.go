@@ -227,7 +227,7 @@ func (h *Handler) SlashCommand(ctx context.Context, sc slack.SlashCommand, trans
 		return h.step(ctx, by, kind, req.Incident, req.Step, "", requestID, false)
 	}
 	kind := map[Verb]input.Kind{VerbAck: input.Ack, VerbUnack: input.Unack, VerbResolve: input.Resolve,
-		VerbNote: input.Note, VerbEscalate: input.Escalate}[req.Verb]
+		VerbNote: input.Note, VerbEscalate: input.Escalate, VerbRefresh: input.Refresh}[req.Verb]
 	return h.change(ctx, by, kind, req.Incident, req.Text, requestID, false)
 }
 

@@ -32,6 +32,7 @@ const (
 	VerbDeny      Verb = "deny"
 	VerbFreeze    Verb = "freeze"
 	VerbUnfreeze  Verb = "unfreeze"
+	VerbRefresh   Verb = "refresh"
 )
 
 // usage is one line per verb, in the order help shows them.
@@ -55,6 +56,7 @@ var usage = []struct {
 	{VerbRun, "ID STEP", "request a remediation step (its id in the runbook) for the plan shown now"},
 	{VerbApprove, "ID STEP", "approve the pending request of a step"},
 	{VerbDeny, "ID STEP", "deny the pending request of a step"},
+	{VerbRefresh, "ID", "redraw the incident's card, its steps planned again as things are now"},
 	{VerbFreeze, "[reason]", "kill switch: no remediation runs anywhere until unfreeze"},
 	{VerbUnfreeze, "", "lift the kill switch"},
 	{VerbHelp, "", "this list"},
@@ -141,7 +143,7 @@ func Parse(text string) (Request, error) {
 			return Request{}, usagef("`%s` takes no arguments", v)
 		}
 		return r, nil
-	case VerbShow, VerbAck, VerbUnack, VerbEscalate, VerbUnsilence, VerbReport, VerbResolve, VerbNote, VerbSilence, VerbRun, VerbApprove, VerbDeny:
+	case VerbShow, VerbAck, VerbUnack, VerbEscalate, VerbUnsilence, VerbReport, VerbResolve, VerbNote, VerbSilence, VerbRun, VerbApprove, VerbDeny, VerbRefresh:
 	default:
 		return Request{}, usagef("unknown command %q", clip(word, 40))
 	}

@@ -25,6 +25,8 @@ func TestParse(t *testing.T) {
 		{"resolve INC-2041 rolled back  v1.4\nall green", Request{Verb: VerbResolve, Incident: "INC-2041", Text: "rolled back  v1.4\nall green"}, ""},
 		{"note INC-2041 RPC provider says it is fixed", Request{Verb: VerbNote, Incident: "INC-2041", Text: "RPC provider says it is fixed"}, ""},
 		{"escalate INC-2041", Request{Verb: VerbEscalate, Incident: "INC-2041"}, ""},
+		{"refresh INC-2041", Request{Verb: VerbRefresh, Incident: "INC-2041"}, ""},
+		{"refresh INC-2041 now", Request{}, "`refresh` takes only an incident id"},
 		{"silence INC-2041 1h", Request{Verb: VerbSilence, Incident: "INC-2041", Duration: time.Hour}, ""},
 		{"silence INC-2041 1H30M", Request{Verb: VerbSilence, Incident: "INC-2041", Duration: 90 * time.Minute}, ""},
 		{"silence INC-2041 2d", Request{Verb: VerbSilence, Incident: "INC-2041", Duration: 48 * time.Hour}, ""},

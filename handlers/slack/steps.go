@@ -13,6 +13,7 @@ import (
 	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/input"
+	"github.com/incidentbot/incidentbot/notify"
 )
 
 // Steps resolves an incident's remediation step as it would run now: its
@@ -103,8 +104,16 @@ func (h *Handler) step(ctx context.Context, by input.Actor, kind input.Kind, id,
 	}
 	if seen != "" && !strings.HasPrefix(plan.Hash, seen) {
 		h.audit(ctx, "slack.stale", rec.ID, fmt.Sprintf("%s %s: plan %s on the card, %s now", kind, step, seen, short(plan.Hash)), by)
-		return Reply{Text: fmt.Sprintf("🔄 The plan changed since this card was drawn: look again. (`%s`: plan %s on the card, %s now; nothing was sent.)",
-			esc(step), esc(seen), short(plan.Hash))}
+		// The card cannot know: a plan follows the systems it acts on,
+		// not the incident. Have it drawn again with the plan of now.
+		redraw := "it is being redrawn with the plan as it is now: look again"
+		c := command.Command{Verb: input.Refresh, Incident: rec.ID, By: by, RequestID: requestID + ":refresh", At: h.o.Now()}
+		if _, err := h.o.Sender.Send(ctx, c); err != nil {
+			h.log.Warn("slack: card redraw not sent", "incident", rec.ID, "err", err)
+			redraw = "look again with `/incident refresh " + rec.ID + "`"
+		}
+		return Reply{Text: fmt.Sprintf("🔄 The plan changed since this card was drawn; %s. (`%s`: plan %s on the card, %s now: `%s`. Nothing was sent.)",
+			redraw, esc(step), esc(seen), short(plan.Hash), esc(notify.Truncate(plan.Text, 300)))}
 	}
 	c := command.Command{Verb: kind, Incident: rec.ID, By: by, Step: step, Hash: plan.Hash, Text: plan.Text, RequestID: requestID, At: h.o.Now()}
 	if kind == input.Request {
