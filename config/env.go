@@ -22,7 +22,7 @@ var (
 )
 
 // EnvKeys lists every environment variable that maps to a setting, with
-// its YAML path, for documentation and `incidentbot config env`.
+// its YAML path (the config tests check names against it).
 func EnvKeys() map[string]string {
 	out := map[string]string{}
 	walk(reflect.ValueOf(&Config{}).Elem(), "", func(path string, _ reflect.Value) {
