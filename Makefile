@@ -40,7 +40,7 @@ kube-apiserver: ## build kube-apiserver for the Kubernetes action tests into KUB
 		mv "$(KUBE_APISERVER).tmp" "$(KUBE_APISERVER)" && echo "built $(KUBE_APISERVER)"; \
 	fi
 
-test: ## run every test (needs prometheus-alertmanager, etcd-server and `make kube-apiserver`; .ci/run provides them), the shipped runbook tests included
+test: ## run every test (needs prometheus-alertmanager, redis-server, etcd-server and `make kube-apiserver`; .ci/run provides them), the shipped runbook tests included
 	$(GO) vet ./...
 	KUBE_APISERVER_BIN="$${KUBE_APISERVER_BIN:-$(KUBE_APISERVER)}" $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) test-runbooks
@@ -79,6 +79,8 @@ fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecodeProgramData -fuzztime 30s ./watchers/solana/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/pagerduty/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./handlers/slack/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeUpgradeTransaction -fuzztime 30s ./internal/loaderv3/
+	$(GO) test -run '^$$' -fuzz FuzzSendTransaction -fuzztime 30s ./watchers/solana/solanatest/
 
 check-runbooks: ## validate the shipped runbooks (and RUNBOOKS=dir if given)
 	$(GO) run ./cmd/incidentbot check $(RUNBOOKS)

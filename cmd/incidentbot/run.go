@@ -42,10 +42,10 @@ Usage:
                                                                         validate configuration and runbooks
   incidentbot replay  [--config FILE] [--type TYPE] PAYLOAD.json|-       show what a payload would do, without side effects
   incidentbot report  [--config FILE] [--data-dir DIR] ID | --since 7d  an incident's report, or a summary of many
-  incidentbot audit   [--data-dir DIR] [--incident ID] [--since 7d] [--json]
+  incidentbot audit   [--config FILE] [--data-dir DIR] [--incident ID] [--since 7d] [--json]
                                                                         the audit trail: who did what, when, plans and hashes
   incidentbot test    FILE|DIR...                                         run runbook tests (see test --help for the format)
-  incidentbot actions                                                   list remediation actions (dry-run plans only)
+  incidentbot actions                                                   list remediation actions, their parameters and what each needs
   incidentbot version [--json]
   incidentbot COMMAND --help                                            a command's flags
 
