@@ -143,3 +143,28 @@ func TestAStormCardPostedBeforeACrashIsNotPostedAgain(t *testing.T) {
 		t.Fatalf("the listed incident's delivery: %+v", d)
 	}
 }
+
+// TestStormCardListsWorstFirst: critical first, then warning and info;
+// within a severity open before resolved, then in order of arrival.
+func TestStormCardListsWorstFirst(t *testing.T) {
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	s := &stormRecord{Channel: "#x", ID: "STORM-1", Active: true, Since: t0, Members: []stormMember{
+		{ID: "w1", Severity: notify.SeverityWarning, Status: notify.StatusFiring, At: at(1)},
+		{ID: "i1", Severity: notify.SeverityInfo, Status: notify.StatusFiring, At: at(2)},
+		{ID: "c1", Severity: notify.SeverityCritical, Status: notify.StatusResolved, At: at(3)},
+		{ID: "w2", Severity: notify.SeverityWarning, Status: notify.StatusResolved, At: at(4)},
+		{ID: "c2", Severity: notify.SeverityCritical, Status: notify.StatusAcknowledged, At: at(5)},
+		{ID: "w3", Severity: notify.SeverityWarning, Status: notify.StatusFiring, At: at(6)},
+	}, Unlisted: map[string]int{"warning": 2}}
+	inc := stormIncident(s, at(10))
+	var got []string
+	for _, e := range inc.Storm.Entries {
+		got = append(got, e.ID)
+	}
+	if strings.Join(got, " ") != "c2 c1 w1 w3 w2 i1" {
+		t.Fatalf("order %v", got)
+	}
+	if inc.Severity != notify.SeverityCritical || inc.Status != notify.StatusFiring || inc.Storm.Total() != 8 || inc.Storm.Over {
+		t.Fatalf("storm card model %+v", inc)
+	}
+}
