@@ -58,6 +58,10 @@ type StormConfig struct {
 	// Redraw is the least time between two edits of a storm card
 	// (default 3s): changes in between are drawn together.
 	Redraw time.Duration
+	// MaxListed caps the incidents a storm lists by id, severity, status
+	// and title (its record is one KV value); later ones are counted by
+	// severity only. Default 1000.
+	MaxListed int
 }
 
 // Storm defaults.
@@ -77,12 +81,13 @@ func (c StormConfig) withDefaults() StormConfig {
 	if c.Redraw <= 0 {
 		c.Redraw = DefaultStormRedraw
 	}
+	if c.MaxListed <= 0 {
+		c.MaxListed = defaultStormListed
+	}
 	return c
 }
 
-// maxStormMembers caps the incidents a storm record lists (it is one KV
-// value): later ones still join, and are counted by severity only.
-const maxStormMembers = 1000
+const defaultStormListed = 1000
 
 // maxStormTitle caps a listed incident's title in the record.
 const maxStormTitle = 120
@@ -104,7 +109,7 @@ type stormRecord struct {
 	Since  time.Time `json:"since,omitzero"`
 	Until  time.Time `json:"until,omitzero"`
 	// Members are the incidents listed, in order of arrival; Unlisted
-	// counts by severity those that joined past maxStormMembers.
+	// counts by severity those that joined past MaxListed.
 	Members  []stormMember   `json:"members,omitempty"`
 	Unlisted map[string]int  `json:"unlisted,omitempty"`
 	Gen      int64           `json:"gen"`
@@ -235,7 +240,7 @@ func (e *Engine) admit(ctx context.Context, rec *Record, del *Delivery, rev uint
 		}
 		if joined {
 			s.Gen++
-			if len(s.Members) < maxStormMembers {
+			if len(s.Members) < cfg.MaxListed {
 				inc := view.render(ctx, e, rec)
 				s.Members = append(s.Members, stormMember{ID: rec.ID, Severity: rec.Severity, Status: rec.Status,
 					Title: notify.Truncate(inc.Title, maxStormTitle), At: now, Version: rec.Version, Gen: s.Gen})
@@ -279,38 +284,37 @@ func (e *Engine) stormStep(ctx context.Context, rec *Record, del *Delivery, rev 
 		return err
 	}
 	next := *del
-	i := -1
-	if s != nil && s.ID == del.Storm {
-		i = s.member(rec.ID)
-	}
-	if i < 0 || s.Failed != "" {
+	if s == nil || s.ID != del.Storm || s.Failed != "" {
 		// A later storm took the channel's record (this one's card shows
-		// it as it last was), the incident joined past maxStormMembers
-		// (counted only), or the card cannot be posted.
+		// the incident as it last was), or the card cannot be posted.
 		next.CardVersion = max(next.CardVersion, rec.Version)
 		next.RepliedSeq = max(next.RepliedSeq, rec.lastSeq())
 		next.StormDone = next.StormGen
-		if s != nil && s.ID == del.Storm && s.Failed != "" {
+		if s != nil && s.ID == del.Storm {
 			next.Failed = "storm card: " + s.Failed
 		}
 		_, err := e.storeDelivery(ctx, SinkChat, rec.ID, &next, rev)
 		return err
 	}
-	m := &s.Members[i]
-	if m.Version < rec.Version {
-		inc := view.render(ctx, e, rec)
-		s.Gen++
-		m.Severity, m.Status, m.Title, m.Version, m.Gen = rec.Severity, rec.Status, notify.Truncate(inc.Title, maxStormTitle), rec.Version, s.Gen
-		_, err := e.storeStorm(ctx, key, s, srev)
-		return err
+	// Thread replies of a listed incident are not posted: hundreds of
+	// them would flood the channel as its cards would have. /incident
+	// show ID has its timeline.
+	version, gen := rec.Version, next.StormGen // counted, not listed
+	if i := s.member(rec.ID); i >= 0 {
+		m := &s.Members[i]
+		if m.Version < rec.Version {
+			inc := view.render(ctx, e, rec)
+			s.Gen++
+			m.Severity, m.Status, m.Title, m.Version, m.Gen = rec.Severity, rec.Status, notify.Truncate(inc.Title, maxStormTitle), rec.Version, s.Gen
+			_, err := e.storeStorm(ctx, key, s, srev)
+			return err
+		}
+		version, gen = m.Version, m.Gen
 	}
-	if next.CardVersion < m.Version || next.RepliedSeq < rec.lastSeq() || next.StormGen < m.Gen {
-		// Thread replies of a listed incident are not posted: hundreds
-		// of them would flood the channel as its cards would have.
-		// /incident show ID has its timeline.
-		next.CardVersion = max(next.CardVersion, m.Version)
+	if next.CardVersion < version || next.RepliedSeq < rec.lastSeq() || next.StormGen < gen {
+		next.CardVersion = max(next.CardVersion, version)
 		next.RepliedSeq = max(next.RepliedSeq, rec.lastSeq())
-		next.StormGen = max(next.StormGen, m.Gen)
+		next.StormGen = max(next.StormGen, gen)
 		_, err := e.storeDelivery(ctx, SinkChat, rec.ID, &next, rev)
 		return err
 	}

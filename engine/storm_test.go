@@ -347,3 +347,22 @@ func TestTwoReplicasOneStormCard(t *testing.T) {
 	e.idle(t)
 	checkStorm(t, e, 20, 0, 40)
 }
+
+// TestAStormPastItsListCounts: incidents that join a storm past the
+// incidents it lists by id are counted on its card, by severity.
+func TestAStormPastItsListCounts(t *testing.T) {
+	e := newStormEnv(t, 1, 0, engine.StormConfig{Threshold: 5, Window: 2 * time.Second, Redraw: 300 * time.Millisecond, MaxListed: 5})
+	for i := range 20 {
+		e.publish(t, stormAlert(t, i, "warning", false))
+	}
+	e.idle(t)
+	cards, _ := e.slackCards(t)
+	text, _ := e.stormCard(t)
+	if len(cards) != 5 || !strings.Contains(text, "· 15 incidents") || !strings.Contains(text, "and 10 more: 10 warning") {
+		t.Fatalf("%d cards; storm card %s; want 5 cards and 15 incidents on the storm card, 10 of them counted", len(cards), text)
+	}
+	eventually(t, "the storm card says the storm is over", func() bool {
+		text, _ := e.stormCard(t)
+		return strings.Contains(text, "Alert storm over in #storm · 15 incidents")
+	})
+}
