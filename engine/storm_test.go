@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/bus"
+	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/engine"
 	"github.com/incidentbot/incidentbot/handlers/alertmanager"
+	"github.com/incidentbot/incidentbot/input"
 	"github.com/incidentbot/incidentbot/notify"
 	nslack "github.com/incidentbot/incidentbot/notify/slack"
 	"github.com/incidentbot/incidentbot/notify/slack/slacktestutil"
@@ -222,7 +225,8 @@ func TestBelowTheStormThresholdEachIncidentHasItsCard(t *testing.T) {
 // channel with a threshold of 20: the first 20 warnings and every critical
 // (their own budget) get a card; the 40 other warnings are listed on one
 // storm card, edited far fewer times than incidents joined; their
-// resolutions are drawn on it, no thread reply is posted for them; and
+// resolutions are drawn on it, no thread reply is posted for them; a
+// command reaches a listed incident by its id and its line shows it; and
 // once a window passes without a burst, the card says the storm is over
 // and new incidents get their card again.
 func TestAStormListsTheBurstOnOneCard(t *testing.T) {
@@ -263,6 +267,23 @@ func TestAStormListsTheBurstOnOneCard(t *testing.T) {
 	}
 	if n := e.threadReplies(); n != 0 {
 		t.Fatalf("%d thread replies after listed incidents resolved, want none", n)
+	}
+
+	// Commands reach a listed incident by its id; its line says so.
+	var acked string
+	for id := range e.ids(t) {
+		if _, own := cards[id]; !own && !slices.Contains(resolved, id) {
+			acked = id
+			break
+		}
+	}
+	ack := command.Command{Verb: input.Ack, Incident: acked, By: ada, RequestID: "storm-ack", At: time.Now()}
+	if _, err := command.NewSender(e.bus, e.eng).Send(context.Background(), ack); err != nil {
+		t.Fatal(err)
+	}
+	e.idle(t)
+	if text, _ := e.stormCard(t); !strings.Contains(text, "*"+acked+"* · acknowledged") {
+		t.Fatalf("the storm card does not show %s acknowledged: %s", acked, text)
 	}
 
 	eventually(t, "the storm card says the storm is over", func() bool {
