@@ -41,7 +41,10 @@ import (
 //   - A durable timer (storm.<channel>) ends the storm; its final draw is
 //     a chat job, retried like any delivery.
 //
-// Pages never wait for any of this: they are another sink.
+// Listed incidents post no thread replies; the people an escalation level
+// mentions for them are mentioned in the storm card's thread instead, in
+// one reply per draw. Pages never wait for any of this: they are another
+// sink.
 
 // StormConfig tunes storm mode (slack.storm_threshold, slack.storm_window).
 type StormConfig struct {
@@ -118,6 +121,15 @@ type stormRecord struct {
 	Card     *notify.CardRef `json:"card,omitempty"`
 	Lease    *Lease          `json:"lease,omitempty"`
 	Failed   string          `json:"failed,omitempty"`
+	// Calls are escalation levels called for listed incidents, with the
+	// people to mention, not yet posted in the card's thread: the next
+	// draw posts them in one reply.
+	Calls []stormCall `json:"calls,omitempty"`
+}
+
+type stormCall struct {
+	ID      string   `json:"id"`
+	Mention []string `json:"mention"`
 }
 
 type arrival struct {
@@ -132,9 +144,11 @@ type stormMember struct {
 	Title    string          `json:"title"`
 	At       time.Time       `json:"at"`
 	// Version is the incident's version listed; Gen the storm's
-	// generation that listed it.
-	Version int64 `json:"version"`
-	Gen     int64 `json:"gen"`
+	// generation that listed it. CalledSeq is the last timeline entry
+	// whose mentions were queued in Calls.
+	Version   int64 `json:"version"`
+	Gen       int64 `json:"gen"`
+	CalledSeq int64 `json:"called_seq,omitempty"`
 }
 
 func (s *stormRecord) member(id string) int {
@@ -302,6 +316,16 @@ func (e *Engine) stormStep(ctx context.Context, rec *Record, del *Delivery, rev 
 	version, gen := rec.Version, next.StormGen // counted, not listed
 	if i := s.member(rec.ID); i >= 0 {
 		m := &s.Members[i]
+		if calls := callsAfter(rec, max(m.CalledSeq, next.RepliedSeq)); len(calls) > 0 {
+			// An escalation level called people: they are mentioned
+			// in the card's thread, with every incident calling them
+			// since the last draw, in one reply.
+			s.Gen++
+			s.Calls = append(s.Calls, stormCall{ID: rec.ID, Mention: calls})
+			m.CalledSeq, m.Gen = rec.lastSeq(), s.Gen
+			_, err := e.storeStorm(ctx, key, s, srev)
+			return err
+		}
 		if m.Version < rec.Version {
 			inc := view.render(ctx, e, rec)
 			s.Gen++
@@ -401,10 +425,28 @@ func (e *Engine) drawStorm(ctx context.Context, key string) error {
 		} else {
 			err = e.call(ctx, SinkChat, "update", pseudo, func(ctx context.Context) error { return e.chat.UpdateCard(ctx, *s.Card, inc) })
 		}
+		if err == nil && len(s.Calls) > 0 {
+			card := ref
+			if s.Card != nil {
+				card = *s.Card
+			}
+			u := callsUpdate(s.Calls, now)
+			err = e.call(ctx, SinkChat, "reply", pseudo, func(ctx context.Context) error { return e.chat.Reply(ctx, card, inc, u) })
+			if err != nil && op == "post" {
+				// The card is out: record it, and post the calls on the
+				// next attempt.
+				_ = e.settleStorm(ctx, key, s, rev, l, func(n *stormRecord) {
+					if n.ID == s.ID && n.Card == nil {
+						n.Card = &ref
+					}
+				})
+				return retryAfter(err, e.cfg.RetryMax)
+			}
+		}
 		if err != nil {
 			return e.stormFailed(ctx, key, s, rev, l, err)
 		}
-		gen := s.Gen
+		gen, called := s.Gen, len(s.Calls)
 		if err := e.settleStorm(ctx, key, s, rev, l, func(n *stormRecord) {
 			if n.ID != s.ID {
 				return
@@ -412,6 +454,9 @@ func (e *Engine) drawStorm(ctx context.Context, key string) error {
 			n.DrawnGen = max(n.DrawnGen, gen)
 			if op == "post" && n.Card == nil {
 				n.Card = &ref
+			}
+			if called > 0 && len(n.Calls) >= called {
+				n.Calls = slices.Clone(n.Calls[called:])
 			}
 		}); err != nil {
 			return err
@@ -479,6 +524,48 @@ func (e *Engine) stormFailed(ctx context.Context, key string, s *stormRecord, re
 	e.log.Error("storm card delivery failed permanently", "storm", s.ID, "channel", s.Channel, "err", err)
 	e.auditf(ctx, bus.AuditRecord{Kind: "notify.chat.storm_failed", Detail: why, Attrs: map[string]string{"storm": s.ID}})
 	return e.settleStorm(ctx, key, s, rev, l, func(n *stormRecord) { n.Failed = why })
+}
+
+// callsAfter is the people escalation levels called in rec's timeline
+// after seq, each once.
+func callsAfter(rec *Record, seq int64) []string {
+	var out []string
+	for _, u := range rec.Timeline {
+		if u.Seq > seq {
+			for _, m := range u.Mention {
+				if !slices.Contains(out, m) {
+					out = append(out, m)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// maxCallIDs caps the incident ids one calls reply names.
+const maxCallIDs = 200
+
+// callsUpdate is the storm thread's reply for calls: every person called,
+// mentioned once, and the incidents that called them.
+func callsUpdate(calls []stormCall, now time.Time) notify.Update {
+	var ids, mention []string
+	for _, c := range calls {
+		if !slices.Contains(ids, c.ID) {
+			ids = append(ids, c.ID)
+		}
+		for _, m := range c.Mention {
+			if !slices.Contains(mention, m) {
+				mention = append(mention, m)
+			}
+		}
+	}
+	text := fmt.Sprintf("Escalation levels called for %d listed incident(s): ", len(ids))
+	if len(ids) > maxCallIDs {
+		text += strings.Join(ids[:maxCallIDs], ", ") + fmt.Sprintf(" and %d more", len(ids)-maxCallIDs)
+	} else {
+		text += strings.Join(ids, ", ")
+	}
+	return notify.Update{Kind: "escalated", Text: text + ". /incident show ID says more.", At: now, Mention: mention}
 }
 
 // rank orders severities worst first (critical 0), unknown ones last.

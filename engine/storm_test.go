@@ -23,7 +23,10 @@ import (
 )
 
 // stormRunbook sends every severity to one channel; critical pages.
-type stormRunbook struct{ name string }
+type stormRunbook struct {
+	name   string
+	levels []notify.EscalationLevel
+}
 
 func (r stormRunbook) Name() string { return r.name }
 func (r stormRunbook) Severity(l map[string]string) notify.Severity {
@@ -32,17 +35,17 @@ func (r stormRunbook) Severity(l map[string]string) notify.Severity {
 func (r stormRunbook) Route(s notify.Severity) engine.Route {
 	return engine.Route{Channel: "#storm", Page: s == notify.SeverityCritical}
 }
-func (r stormRunbook) Escalation() []notify.EscalationLevel { return nil }
+func (r stormRunbook) Escalation() []notify.EscalationLevel { return r.levels }
 func (r stormRunbook) Render(_ context.Context, s signal.Signal) engine.Rendered {
 	return engine.Rendered{Title: s.Name() + ": " + s.Annotations["summary"]}
 }
 
-type stormCatalog struct{}
+type stormCatalog struct{ levels []notify.EscalationLevel }
 
-func (stormCatalog) Match(s signal.Signal) (engine.Runbook, bool) {
-	return stormRunbook{s.Name()}, true
+func (c stormCatalog) Match(s signal.Signal) (engine.Runbook, bool) {
+	return stormRunbook{s.Name(), c.levels}, true
 }
-func (stormCatalog) Get(n string) (engine.Runbook, bool) { return stormRunbook{n}, true }
+func (c stormCatalog) Get(n string) (engine.Runbook, bool) { return stormRunbook{n, c.levels}, true }
 
 // stormAlert is alert i of a storm as Alertmanager sends it, its own group
 // (so its own incident), firing or resolved.
@@ -75,14 +78,14 @@ type stormEnv struct {
 // newStormEnv runs replicas engines on one bus, each with its own Slack
 // client of the one Slack test server (pacing at rate calls a second per
 // channel, 0 for none), and the recorder as their pager.
-func newStormEnv(t testing.TB, replicas int, rate float64, storm engine.StormConfig) *stormEnv {
+func newStormEnv(t testing.TB, replicas int, rate float64, storm engine.StormConfig, levels ...notify.EscalationLevel) *stormEnv {
 	t.Helper()
 	b, kvs := openBus(t, t.TempDir())
 	t.Cleanup(b.Close)
 	cfg := engine.DefaultConfig()
 	cfg.RetryMax = 200 * time.Millisecond
 	cfg.Storm = storm
-	e := &stormEnv{env: &env{bus: b, kvs: kvs, rec: &recorder{}, clock: &clock{real: true}, cfg: cfg, cat: stormCatalog{}},
+	e := &stormEnv{env: &env{bus: b, kvs: kvs, rec: &recorder{}, clock: &clock{real: true}, cfg: cfg, cat: stormCatalog{levels}},
 		slack: slacktestutil.Start(t)}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -386,4 +389,47 @@ func TestAStormPastItsListCounts(t *testing.T) {
 		text, _ := e.stormCard(t)
 		return strings.Contains(text, "Alert storm over in #storm · 15 incidents")
 	})
+}
+
+// TestAStormCallsEscalationLevelsInItsThread: listed incidents post no
+// thread replies, but the people an escalation level calls for them are
+// mentioned in the storm card's thread, in a few replies naming the
+// incidents, not one each.
+func TestAStormCallsEscalationLevelsInItsThread(t *testing.T) {
+	e := newStormEnv(t, 1, 0, engine.StormConfig{Threshold: 5, Window: time.Minute, Redraw: time.Second},
+		notify.EscalationLevel{Name: "L1", After: 0}, notify.EscalationLevel{Name: "L2", After: 2 * time.Second, Mention: []string{"U0SENIOR"}})
+	for i := range 25 {
+		e.publish(t, stormAlert(t, i, "warning", false))
+	}
+	e.idle(t)
+	cards, storms := e.slackCards(t)
+	var storm string
+	for _, refs := range storms {
+		storm = refs[0]
+	}
+	_, stormTS, _ := strings.Cut(storm, "/")
+	calls := func() (replies int, text string) {
+		for _, m := range e.slack.Posts() {
+			if m.ThreadTS == stormTS {
+				replies++
+				text += m.Text + "\n"
+			}
+		}
+		return replies, text
+	}
+	eventually(t, "every listed incident's L2 called in the storm thread", func() bool {
+		_, text := calls()
+		for id := range e.ids(t) {
+			if _, own := cards[id]; !own && !strings.Contains(text, id) {
+				return false
+			}
+		}
+		return true
+	})
+	e.idle(t)
+	n, text := calls()
+	if !strings.Contains(text, "<@U0SENIOR>") || n > 5 {
+		t.Fatalf("%d replies in the storm thread for 20 incidents: %s", n, text)
+	}
+	t.Logf("L2 of 20 listed incidents called in %d storm thread replies", n)
 }
