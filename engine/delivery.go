@@ -89,7 +89,8 @@ type Delivery struct {
 	// the channel as routed. StormGen is the storm's generation that
 	// lists the incident as of CardVersion; StormDone the generation the
 	// card was seen to show, or handed on to a later change to draw.
-	// Thread replies of a listed incident are not posted.
+	// Thread replies of a listed incident are not posted (the people an
+	// escalation level mentions are, in the storm card's thread).
 	Storm        string `json:"storm,omitempty"`
 	StormChannel string `json:"storm_channel,omitempty"`
 	StormGen     int64  `json:"storm_gen,omitempty"`
