@@ -135,6 +135,8 @@ type stormCall struct {
 type arrival struct {
 	ID string    `json:"id"`
 	At time.Time `json:"at"`
+	// Storm is the storm it joined, if it did.
+	Storm string `json:"storm,omitempty"`
 }
 
 type stormMember struct {
@@ -220,10 +222,15 @@ func (e *Engine) admit(ctx context.Context, rec *Record, del *Delivery, rev uint
 	}
 	now := e.now()
 	joined := s.ID != "" && s.member(rec.ID) >= 0
-	seen := func(as []arrival) bool {
-		return slices.ContainsFunc(as, func(a arrival) bool { return a.ID == rec.ID })
+	seen := false
+	for _, a := range slices.Concat(s.Recent, s.RecentCritical) {
+		if a.ID == rec.ID {
+			seen = true
+			joined = joined || (a.Storm != "" && a.Storm == s.ID)
+		}
 	}
-	if !joined && !seen(s.Recent) && !seen(s.RecentCritical) {
+	started := false
+	if !joined && !seen {
 		since := now.Add(-cfg.Window)
 		s.Recent = window(s.Recent, since, cfg.Threshold)
 		s.RecentCritical = window(s.RecentCritical, since, cfg.Threshold)
@@ -232,7 +239,6 @@ func (e *Engine) admit(ctx context.Context, rec *Record, del *Delivery, rev uint
 			recent = &s.RecentCritical
 		}
 		over := len(*recent) >= cfg.Threshold
-		*recent = window(append(*recent, arrival{ID: rec.ID, At: now}), since, cfg.Threshold)
 		if over {
 			s.LastOver = now
 		}
@@ -246,12 +252,14 @@ func (e *Engine) admit(ctx context.Context, rec *Record, del *Delivery, rev uint
 		case over && settled:
 			s.ID = "STORM-" + strings.ToUpper(nonce()[:6])
 			s.Active, s.Since, s.Until = true, now, time.Time{}
-			s.Members, s.Unlisted, s.Card, s.Lease, s.Failed, s.NextDraw = nil, nil, nil, nil, "", time.Time{}
-			joined = true
-			e.log.Warn("alert storm: new incidents in this channel are listed on one card", "channel", channel, "storm", s.ID,
-				"threshold", cfg.Threshold, "window", cfg.Window)
-			e.auditf(ctx, bus.AuditRecord{Kind: "notify.chat.storm_started", Detail: channel, Attrs: map[string]string{"storm": s.ID}})
+			s.Members, s.Unlisted, s.Calls, s.Card, s.Lease, s.Failed, s.NextDraw = nil, nil, nil, nil, nil, "", time.Time{}
+			joined, started = true, true
 		}
+		a := arrival{ID: rec.ID, At: now}
+		if joined {
+			a.Storm = s.ID
+		}
+		*recent = window(append(*recent, a), since, cfg.Threshold)
 		if joined {
 			s.Gen++
 			if len(s.Members) < cfg.MaxListed {
@@ -268,6 +276,11 @@ func (e *Engine) admit(ctx context.Context, rec *Record, del *Delivery, rev uint
 		if _, err := e.storeStorm(ctx, key, s, srev); err != nil {
 			return false, err
 		}
+	}
+	if started {
+		e.log.Warn("alert storm: new incidents in this channel are listed on one card", "channel", channel, "storm", s.ID,
+			"threshold", cfg.Threshold, "window", cfg.Window)
+		e.auditf(ctx, bus.AuditRecord{Kind: "notify.chat.storm_started", Detail: channel, Attrs: map[string]string{"storm": s.ID}})
 	}
 	if !joined {
 		return false, nil
