@@ -433,3 +433,37 @@ func TestAStormCallsEscalationLevelsInItsThread(t *testing.T) {
 	}
 	t.Logf("L2 of 20 listed incidents called in %d storm thread replies", n)
 }
+
+// TestAStormCardSlackRefusesFailsItsIncidents: when Slack refuses the
+// storm card for good, the listed incidents' chat deliveries record why,
+// as their own cards' would have, and nothing is retried forever.
+func TestAStormCardSlackRefusesFailsItsIncidents(t *testing.T) {
+	e := newStormEnv(t, 1, 0, engine.StormConfig{Threshold: 2, Window: time.Minute, Redraw: 200 * time.Millisecond})
+	for i := range 2 {
+		e.publish(t, stormAlert(t, i, "warning", false))
+	}
+	e.idle(t)
+	e.slack.FailNext(slacktestutil.PostMessage, 1, slacktestutil.Failure{Error: "channel_not_found"})
+	for i := 2; i < 5; i++ {
+		e.publish(t, stormAlert(t, i, "warning", false))
+	}
+	e.idle(t)
+	cards, storms := e.slackCards(t)
+	if len(cards) != 2 || len(storms) != 0 {
+		t.Fatalf("%d cards, %d storm cards; want the 2 cards before the storm and no storm card", len(cards), len(storms))
+	}
+	for id := range e.ids(t) {
+		if _, own := cards[id]; own {
+			continue
+		}
+		ent, err := e.kvs[engine.BucketDeliveries].Get(context.Background(), "chat."+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d engine.Delivery
+		_ = json.Unmarshal(ent.Value, &d)
+		if d.Storm == "" || !strings.Contains(d.Failed, "storm card: ") || !strings.Contains(d.Failed, "channel_not_found") {
+			t.Errorf("%s: delivery %+v, want it listed and failed with the storm card's error", id, d)
+		}
+	}
+}
