@@ -514,7 +514,8 @@ func (e *Engine) settleStorm(ctx context.Context, key string, s *stormRecord, re
 // a retryable failure comes back later (a post that may have gone through
 // leaves its lease, expired, so that the next attempt looks first); a
 // card that is gone is posted anew; a post that fails for good stops the
-// storm's card, and its incidents' chat deliveries record why.
+// storm's card (audited), and the chat deliveries of its incidents still
+// waiting for it record why.
 func (e *Engine) stormFailed(ctx context.Context, key string, s *stormRecord, rev uint64, l *Lease, err error) error {
 	if notify.IsRetryable(err) {
 		_ = e.settleStorm(ctx, key, s, rev, l, func(n *stormRecord) {
