@@ -222,7 +222,9 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 		deps.Silencer = silencer
 		senderOpts = append(senderOpts, command.WithSilences(cfg.Alertmanager.SilenceMax))
 	}
-	eng, err := engine.New(cfg.Engine, deps)
+	ecfg := cfg.Engine
+	ecfg.Storm.Threshold, ecfg.Storm.Window = cfg.Slack.StormThreshold, cfg.Slack.StormWindow
+	eng, err := engine.New(ecfg, deps)
 	if err != nil {
 		return nil, err
 	}

@@ -152,6 +152,13 @@ type SlackConfig struct {
 	// ChannelBurst is how many calls may go into a channel at once before
 	// the pace applies.
 	ChannelBurst int `yaml:"channel_burst"`
+	// StormThreshold is how many new incidents one channel may get within
+	// StormWindow, each with its own card, before the next ones are listed
+	// on one living storm card instead (shared by every replica; critical
+	// incidents have a budget of their own of the same size). The storm
+	// ends once a whole window passes with fewer. 0 turns storm mode off.
+	StormThreshold int           `yaml:"storm_threshold"`
+	StormWindow    time.Duration `yaml:"storm_window"`
 	// SigningSecret verifies requests to POST /slack/commands and
 	// /slack/interactions; without it those routes are not served.
 	SigningSecret     secret.Secret `yaml:"signing_secret"`
@@ -210,7 +217,7 @@ func Default() Config {
 		Runbooks:        RunbooksConfig{DefaultChannel: "#incidents"},
 		Alertmanager:    alertmanager.DefaultConfig(),
 		Slack: SlackConfig{APIURL: "https://slack.com/api/", ChannelRate: nslack.DefaultChannelRate,
-			ChannelBurst: nslack.DefaultChannelBurst},
+			ChannelBurst: nslack.DefaultChannelBurst, StormThreshold: engine.DefaultStormThreshold, StormWindow: engine.DefaultStormWindow},
 		PagerDuty: PagerDutyConfig{EventsURL: "https://events.pagerduty.com"},
 		Solana:    solana.DefaultConfig(),
 	}

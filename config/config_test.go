@@ -361,3 +361,29 @@ func TestSlackChannelPace(t *testing.T) {
 		}
 	}
 }
+
+// TestSlackStorm: slack.storm_threshold and slack.storm_window default to
+// 20 in 1m, come from the file or the environment (0 turns storms off),
+// and are checked.
+func TestSlackStorm(t *testing.T) {
+	if d := config.Default().Slack; d.StormThreshold != 20 || d.StormWindow != time.Minute {
+		t.Fatalf("defaults %d/%v, want 20/1m", d.StormThreshold, d.StormWindow)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bot.yaml")
+	os.WriteFile(path, []byte("slack:\n  storm_threshold: 50\n  storm_window: 2m\n"), 0o600)
+	c, err := config.Load(path, []string{"INCIDENTBOT_SLACK_STORM_THRESHOLD=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slack.StormThreshold != 0 || c.Slack.StormWindow != 2*time.Minute {
+		t.Fatalf("got %d/%v, want 0 from the environment and 2m from the file", c.Slack.StormThreshold, c.Slack.StormWindow)
+	}
+	os.WriteFile(path, []byte("slack:\n  storm_threshold: -1\n  storm_window: 10ms\n"), 0o600)
+	_, err = config.Load(path, nil)
+	for _, want := range []string{"bot.yaml:2: slack.storm_threshold: -1: want", "bot.yaml:3: slack.storm_window: 10ms: want at least 1s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}

@@ -96,6 +96,12 @@ func (c Config) problems(use Use) []*Problem {
 		if c.Slack.ChannelBurst < 1 {
 			add("slack.channel_burst", "%d: want at least 1", c.Slack.ChannelBurst)
 		}
+		if c.Slack.StormThreshold < 0 {
+			add("slack.storm_threshold", "%d: want new incidents per window before a channel's storm card, or 0 (storm mode off)", c.Slack.StormThreshold)
+		}
+		if w := c.Slack.StormWindow; w < time.Second {
+			add("slack.storm_window", "%v: want at least 1s", w)
+		}
 		for _, name := range slices.Sorted(maps.Keys(c.PagerDuty.RoutingKeys)) {
 			switch {
 			case !runbooks.KeyRefRE.MatchString(name):

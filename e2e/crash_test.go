@@ -73,7 +73,8 @@ func botEnv(addr, dataDir string, extra ...string) []string {
 		"INCIDENTBOT_BUS_DATA_DIR=" + dataDir,
 		"INCIDENTBOT_ALERTMANAGER_BEARER_TOKEN=" + token,
 		"INCIDENTBOT_SLACK_TOKEN=xoxb-e2e",
-		"INCIDENTBOT_SLACK_CHANNEL_RATE=0", // the fake Slack has no limit: bursts post unpaced
+		"INCIDENTBOT_SLACK_CHANNEL_RATE=0",    // the fake Slack has no limit: bursts post unpaced
+		"INCIDENTBOT_SLACK_STORM_THRESHOLD=0", // every alert of a burst gets its card
 	}, extra...)
 }
 

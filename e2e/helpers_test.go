@@ -82,7 +82,8 @@ func serveInProcess(t *testing.T, level slog.Level, edit func(*config.Config)) *
 	cfg.Bus.DataDir = t.TempDir()
 	cfg.Alertmanager.BearerToken = secret.Secret(token)
 	cfg.Slack.Token, cfg.Slack.APIURL = "xoxb-e2e", p.slack.URL()
-	cfg.Slack.ChannelRate = 0 // the fake Slack has no limit: bursts post unpaced
+	cfg.Slack.ChannelRate = 0    // the fake Slack has no limit: bursts post unpaced
+	cfg.Slack.StormThreshold = 0 // every alert of a burst gets its card
 	cfg.PagerDuty.RoutingKey, cfg.PagerDuty.EventsURL = "R0UT1NGKEY0000000000000000000000", p.pd.URL
 	if edit != nil {
 		edit(&cfg)

@@ -523,6 +523,7 @@ func newTrialWith(t *testing.T, rd *testenv.Redis, redisURL string) *trial {
 		"INCIDENTBOT_SLACK_TOKEN=xoxb-e2e",
 		"INCIDENTBOT_SLACK_API_URL=" + tr.slack.URL(),
 		"INCIDENTBOT_SLACK_CHANNEL_RATE=0", // the fake Slack has no limit
+		"INCIDENTBOT_SLACK_STORM_THRESHOLD=0",
 		"INCIDENTBOT_SLACK_SIGNING_SECRET=" + signingSecret,
 		"INCIDENTBOT_REDIS_URL=" + redisURL,
 		"INCIDENTBOT_RUNBOOKS_DIR=" + dir,

@@ -18,6 +18,9 @@ const findSkew = time.Minute
 // its thread. Every call is made under the incident's chat lease and
 // recorded before anything else happens, the card's ts first.
 func (e *Engine) HandleChat(ctx context.Context, d *bus.Delivery) error {
+	if d.Event.Type == stormJobEventType {
+		return e.drawStorm(ctx, string(d.Event.Data))
+	}
 	key, err := jobKey(d)
 	if err != nil {
 		return err
@@ -39,6 +42,23 @@ func (e *Engine) HandleChat(ctx context.Context, d *bus.Delivery) error {
 		if op == "" {
 			e.observeLag(SinkChat, d)
 			return nil
+		}
+		if op == "storm" {
+			if err := e.stormStep(ctx, rec, del, rev, &view); err != nil && !isConflict(err) {
+				return err
+			}
+			continue
+		}
+		if op == "post" && del.Lease == nil && e.cfg.Storm.Threshold > 0 {
+			// A new incident's first post: it may join its channel's
+			// storm instead (after an attempt, it keeps its card).
+			joined, err := e.admit(ctx, rec, del, rev, &view)
+			if err != nil && !isConflict(err) {
+				return err
+			}
+			if joined || err != nil {
+				continue
+			}
 		}
 		// A post whose worker died mid-call may have reached the chat:
 		// look for it before posting again.
@@ -67,9 +87,15 @@ func (e *Engine) HandleChat(ctx context.Context, d *bus.Delivery) error {
 }
 
 // chatOp is the next chat call the incident needs: "post", "update",
-// "reply", or "" when the chat is in line.
+// "reply", "storm" (its line on the storm card lags), or "" when the chat
+// is in line.
 func chatOp(rec *Record, del *Delivery) string {
 	switch {
+	case del.Storm != "":
+		if del.CardVersion < rec.Version || del.RepliedSeq < rec.lastSeq() || del.StormDone < del.StormGen {
+			return "storm"
+		}
+		return ""
 	case del.TS == "":
 		return "post"
 	case del.CardVersion < rec.Version:

@@ -229,8 +229,11 @@ func (e *Engine) armProbe(ctx context.Context, rec *Record, key string, run acti
 // handleTimer is the timer consumer's handler: verify probes run here
 // (they read the target system); every other timer is an input.
 func (e *Engine) handleTimer(ctx context.Context, d *bus.Delivery) error {
-	if d.Event.Type == VerifyTimerEventType {
+	switch d.Event.Type {
+	case VerifyTimerEventType:
 		return e.probe(ctx, d)
+	case StormTimerEventType:
+		return e.stormDue(ctx, d)
 	}
 	return e.Handle(ctx, d)
 }

@@ -85,6 +85,17 @@ type Delivery struct {
 	// PostedAt is when the card was posted (or found after an interrupted
 	// post), for reports.
 	PostedAt time.Time `json:"posted_at,omitzero"`
+	// Storm is set when the incident is listed on its channel's storm
+	// card (see storm.go) instead of having a card: the storm's id, and
+	// the channel as routed. StormGen is the storm's generation that
+	// lists the incident as of CardVersion; StormDone the generation the
+	// card was seen to show, or handed on to a later change to draw.
+	// Thread replies of a listed incident are not posted (the people an
+	// escalation level mentions are, in the storm card's thread).
+	Storm        string `json:"storm,omitempty"`
+	StormChannel string `json:"storm_channel,omitempty"`
+	StormGen     int64  `json:"storm_gen,omitempty"`
+	StormDone    int64  `json:"storm_done,omitempty"`
 
 	// Pager: the last page action delivered ("", trigger, acknowledge,
 	// resolve) and the routing key it went to, by its reference name

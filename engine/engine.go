@@ -102,6 +102,9 @@ type Config struct {
 	// (its action said "not yet", or verify.within waits for the incident
 	// to resolve) is probed again, on a durable timer (default 5s).
 	VerifyInterval time.Duration `yaml:"verify_interval"`
+	// Storm is storm mode of the chat sink; it is configured in the slack
+	// section (slack.storm_threshold, slack.storm_window).
+	Storm StormConfig `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults.
@@ -133,6 +136,7 @@ func (c Config) withDefaults() Config {
 	if c.VerifyInterval <= 0 {
 		c.VerifyInterval = d.VerifyInterval
 	}
+	c.Storm = c.Storm.withDefaults()
 	return c
 }
 

@@ -217,7 +217,7 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func openBus(t *testing.T, dir string) (*bus.Bus, map[string]bus.KV) {
+func openBus(t testing.TB, dir string) (*bus.Bus, map[string]bus.KV) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := bus.DefaultConfig()
@@ -311,7 +311,7 @@ func (e *env) deliver(t *testing.T, ev bus.Event) {
 }
 
 // idle waits until no consumer has anything pending or in flight.
-func (e *env) idle(t *testing.T) {
+func (e *env) idle(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(20 * time.Second)
@@ -337,7 +337,7 @@ func (e *env) idle(t *testing.T) {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {

@@ -7,6 +7,10 @@ package notify
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -96,6 +100,87 @@ type Incident struct {
 	Notes []Update
 	// Reopened counts how often the incident re-fired after resolving.
 	Reopened int
+	// Storm, when set, makes this the living card of a channel's alert
+	// storm instead of one incident's: ID names the storm, and the card
+	// lists Storm.Entries (see Storm). Chats render it on its own.
+	Storm *Storm
+}
+
+// Storm is what a storm card lists: past a threshold of new cards in one
+// channel, the engine lists the channel's new incidents on one card,
+// edited in place, instead of posting a card each.
+type Storm struct {
+	// Channel is the channel as routed.
+	Channel string
+	// Since is when the storm began.
+	Since time.Time
+	// Over is set once the rate of new incidents stayed below the
+	// threshold for a window; Until is when the storm ended.
+	Over  bool
+	Until time.Time
+	// Entries are every incident listed on the card, worst first
+	// (critical, warning, info; open before resolved; oldest first). A
+	// chat shows as many as fit and counts the rest.
+	Entries []StormEntry
+	// Unlisted counts, by severity, incidents of the storm that are not
+	// in Entries (past what the engine keeps a list of).
+	Unlisted map[Severity]int
+}
+
+// StormEntry is one incident on a storm card.
+type StormEntry struct {
+	ID       string
+	Severity Severity
+	Status   Status
+	Title    string
+	// At is when the incident joined the storm.
+	At time.Time
+}
+
+// Total is how many incidents the storm holds, listed or not.
+func (s *Storm) Total() int {
+	n := len(s.Entries)
+	for _, u := range s.Unlisted {
+		n += u
+	}
+	return n
+}
+
+// Counts returns the storm's incidents by severity, and how many of the
+// listed ones resolved.
+func (s *Storm) Counts() (bySeverity map[Severity]int, resolved int) {
+	bySeverity = map[Severity]int{}
+	for sev, n := range s.Unlisted {
+		bySeverity[sev] += n
+	}
+	for _, e := range s.Entries {
+		bySeverity[e.Severity]++
+		if e.Status == StatusResolved {
+			resolved++
+		}
+	}
+	return bySeverity, resolved
+}
+
+// CountsText says the counts in words: "3 critical, 57 warning; 12
+// resolved". Severities are in order, the empty ones left out.
+func CountsText(bySeverity map[Severity]int, resolved int) string {
+	var parts []string
+	for _, s := range []Severity{SeverityCritical, SeverityWarning, SeverityInfo} {
+		if n := bySeverity[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(bySeverity)) {
+		if n := bySeverity[s]; s != SeverityCritical && s != SeverityWarning && s != SeverityInfo && n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	out := strings.Join(parts, ", ")
+	if resolved > 0 {
+		out += fmt.Sprintf("; %d resolved", resolved)
+	}
+	return out
 }
 
 // Alert is one alert or on-chain event inside an incident.

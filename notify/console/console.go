@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -147,6 +148,10 @@ func (c *Console) write(format string, args ...any) error {
 func Card(inc notify.Incident) string {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, "┃ "+format+"\n", args...) }
+	if st := inc.Storm; st != nil {
+		stormCard(inc, st, line)
+		return b.String()
+	}
 
 	emoji := notify.SeverityEmoji(inc.Severity)
 	if inc.Status == notify.StatusResolved {
@@ -271,4 +276,34 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func indent(s, prefix string) string {
 	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
+}
+
+// maxStormLines caps the incidents a storm card prints; the rest are
+// counted.
+const maxStormLines = 50
+
+// stormCard prints a channel's storm card: the counts, then the incidents
+// worst first.
+func stormCard(inc notify.Incident, st *notify.Storm, line func(string, ...any)) {
+	bySev, resolved := st.Counts()
+	state := "ongoing since " + st.Since.UTC().Format("15:04:05 UTC")
+	if st.Over {
+		state = "over: " + st.Since.UTC().Format("15:04:05") + "–" + st.Until.UTC().Format("15:04:05 UTC")
+	}
+	line("🌩 %s · alert storm in %s · %s", inc.ID, st.Channel, state)
+	line("%d incidents: %s", st.Total(), notify.CountsText(bySev, resolved))
+	shown := min(len(st.Entries), maxStormLines)
+	for _, e := range st.Entries[:shown] {
+		line("%s %s · %s · %s", notify.SeverityEmoji(e.Severity), e.ID, notify.StatusWord(e.Status), oneLine(e.Title))
+	}
+	if n := st.Total() - shown; n > 0 {
+		rest := maps.Clone(st.Unlisted)
+		if rest == nil {
+			rest = map[notify.Severity]int{}
+		}
+		for _, e := range st.Entries[shown:] {
+			rest[e.Severity]++
+		}
+		line("… and %d more: %s", n, notify.CountsText(rest, 0))
+	}
 }

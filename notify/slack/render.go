@@ -19,6 +19,9 @@ type RenderOptions struct {
 	// buttons; fewer are shown when Slack's 50 blocks would not hold
 	// them. Zero means 8 (every step of the shipped runbooks).
 	MaxProposals int
+	// MaxStormEntries caps the incidents a storm card lists; the rest
+	// are counted by severity. Zero means DefaultMaxStormEntries.
+	MaxStormEntries int
 }
 
 func (o RenderOptions) withDefaults() RenderOptions {
@@ -65,6 +68,9 @@ func HeaderText(inc notify.Incident) string {
 // FallbackText is the plain text that notifications, screen readers and
 // old clients show instead of the blocks.
 func FallbackText(inc notify.Incident) string {
+	if inc.Storm != nil {
+		return stormFallbackText(inc)
+	}
 	s := fmt.Sprintf("%s [%s] %s %s: %s", notify.SeverityEmoji(inc.Severity), notify.StatusWord(inc.Status),
 		inc.ID, inc.Severity, oneLine(inc.Title))
 	if inc.Summary != "" {
@@ -77,6 +83,9 @@ func FallbackText(inc notify.Incident) string {
 // limits whatever the incident holds.
 func Blocks(inc notify.Incident, opts RenderOptions) []slack.Block {
 	opts = opts.withDefaults()
+	if inc.Storm != nil {
+		return stormBlocks(inc, opts)
+	}
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, HeaderText(inc), true, false)),
 		section(statusText(inc)),

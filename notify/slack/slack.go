@@ -189,7 +189,7 @@ func (c *Chat) PostCard(ctx context.Context, channel string, inc notify.Incident
 				return err
 			}
 		}
-		return c.paced(ctx, op, channel, inc.Severity, func(ctx context.Context) error {
+		return c.paced(ctx, op, channel, turn(inc), func(ctx context.Context) error {
 			ch, ts, err := c.api.PostMessageContext(ctx, channel, opts...)
 			if err != nil {
 				maybePosted = maybePosted || outcomeUnknown(err)
@@ -251,7 +251,7 @@ func (c *Chat) UpdateCard(ctx context.Context, ref notify.CardRef, inc notify.In
 	opts := c.cardOptions(inc)
 	const op = "slack chat.update"
 	return c.policy(op, inc.ID).Do(ctx, op, func(ctx context.Context) error {
-		return c.paced(ctx, op, ref.Channel, inc.Severity, func(ctx context.Context) error {
+		return c.paced(ctx, op, ref.Channel, turn(inc), func(ctx context.Context) error {
 			_, _, _, err := c.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, opts...)
 			return err
 		})
@@ -276,6 +276,16 @@ func (c *Chat) Reply(ctx context.Context, ref notify.CardRef, inc notify.Inciden
 			return err
 		})
 	})
+}
+
+// turn is the severity a card waits for its channel's turn with: its
+// incident's, and critical for a storm card, which one call makes show
+// hundreds of incidents.
+func turn(inc notify.Incident) notify.Severity {
+	if inc.Storm != nil {
+		return notify.SeverityCritical
+	}
+	return inc.Severity
 }
 
 // ReplyText is the mrkdwn text of a thread reply.
