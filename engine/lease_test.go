@@ -95,7 +95,8 @@ func (oneRunbook) Render(context.Context, signal.Signal) Rendered { return Rende
 func (oneRunbook) Match(signal.Signal) (Runbook, bool)            { return oneRunbook{}, true }
 func (oneRunbook) Get(string) (Runbook, bool)                     { return oneRunbook{}, true }
 
-func newInternal(t *testing.T) (*Engine, *countingChat, *fakeClock) {
+// openStore opens an embedded bus with the engine's buckets and streams.
+func openStore(t *testing.T) (*bus.Bus, map[string]bus.KV) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := bus.DefaultConfig()
@@ -116,6 +117,12 @@ func newInternal(t *testing.T) (*Engine, *countingChat, *fakeClock) {
 			t.Fatal(err)
 		}
 	}
+	return b, kvs
+}
+
+func newInternal(t *testing.T) (*Engine, *countingChat, *fakeClock) {
+	t.Helper()
+	b, kvs := openStore(t)
 	chat := &countingChat{}
 	clk := &fakeClock{t: t0}
 	e, err := New(DefaultConfig(), Deps{Catalog: oneRunbook{}, Decoders: input.NewDecoders(),
@@ -224,26 +231,10 @@ func (pagingRunbook) Get(string) (Runbook, bool)                 { return paging
 // arrived, and PagerDuty folds a trigger with the same dedup key.
 func TestAFailedRecordAfterASendDoesNotSendAgain(t *testing.T) {
 	ctx := context.Background()
-	cfg := bus.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	b, err := bus.Open(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b, kvs := openStore(t)
 	full := &atomic.Bool{}
-	kvs := map[string]bus.KV{}
-	for _, s := range Buckets {
-		kv, err := b.EnsureBucket(ctx, s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kvs[s.Name] = writeFailingKV{KV: kv, full: full}
-	}
-	for _, s := range Streams {
-		if err := b.EnsureStream(ctx, s); err != nil {
-			t.Fatal(err)
-		}
+	for name, kv := range kvs {
+		kvs[name] = writeFailingKV{KV: kv, full: full}
 	}
 	sinks := &fillingChat{full: full}
 	clk := &fakeClock{t: t0}

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,24 +50,7 @@ func (c dieAfterStormPost) PostCard(ctx context.Context, ch string, inc notify.I
 // second storm card.
 func TestAStormCardPostedBeforeACrashIsNotPostedAgain(t *testing.T) {
 	ctx := context.Background()
-	bc := bus.DefaultConfig()
-	bc.DataDir = t.TempDir()
-	b, err := bus.Open(ctx, bc, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	kvs := map[string]bus.KV{}
-	for _, s := range Buckets {
-		if kvs[s.Name], err = b.EnsureBucket(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, s := range Streams {
-		if err := b.EnsureStream(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
+	b, kvs := openStore(t)
 	srv := slacktestutil.Start(t)
 	sc := nslack.DefaultConfig()
 	sc.Token, sc.APIURL, sc.ChannelRate = "xoxb-test", srv.URL(), 0
