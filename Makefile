@@ -80,6 +80,7 @@ fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./handlers/pagerduty/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./handlers/slack/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeUpgradeTransaction -fuzztime 30s ./internal/loaderv3/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeTransaction -fuzztime 30s ./internal/loaderv3/
 	$(GO) test -run '^$$' -fuzz FuzzSendTransaction -fuzztime 30s ./watchers/solana/solanatest/
 
 check-runbooks: ## validate the shipped runbooks (and RUNBOOKS=dir if given)

@@ -97,6 +97,11 @@ type Env struct {
 	// staging; nil otherwise, and the action then builds the unsigned
 	// transaction for the upgrade authority's signers (a multisig).
 	UpgradeSigner TxSigner
+	// UpgradeNonceAccount is solana.upgrade_nonce_account (base58): the
+	// durable nonce account the unsigned upgrade transaction of
+	// solana.program_rollback uses instead of a recent blockhash; empty
+	// for a recent blockhash.
+	UpgradeNonceAccount string
 }
 
 // ErrDryRun is returned by Run when the system the action needs is not

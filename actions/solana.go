@@ -156,7 +156,8 @@ var ProgramRollback Action = rollbackSpec{spec[ProgramRollbackParams]{
 	desc: Description{
 		Name: "solana.program_rollback",
 		Description: "Roll a Solana program back by upgrading it from a staged buffer that holds the previous binary. " +
-			"With a multisig upgrade authority (mainnet) it builds the unsigned transaction for the signers and posts it with what to check; " +
+			"With a multisig upgrade authority (mainnet) it builds the unsigned transaction for the signers and posts it with what to check " +
+			"(with solana.upgrade_nonce_account it uses that durable nonce, so it stays valid until signed; otherwise a recent blockhash, valid a minute or two); " +
 			"with solana.upgrade_signer_keypair_file (devnet, staging; never on mainnet-beta) it signs and sends. " +
 			"Verified when the ProgramData slot changes and the program holds the buffer's binary.",
 		Params: []Param{

@@ -24,7 +24,11 @@ import (
 //     where the upgrade authority is a multisig): Run builds the unsigned
 //     Upgrade transaction and hands it, with what the signers must check,
 //     to the thread. The bot never holds the authority's key. Verify
-//     waits (ErrNotYet) until the signers have sent it.
+//     waits (ErrNotYet) until the signers have sent it. With
+//     solana.upgrade_nonce_account the transaction uses that durable
+//     nonce (AdvanceNonceAccount first, the nonce as its blockhash)
+//     instead of a recent blockhash, so it does not expire while the
+//     signers review and sign it.
 //   - RollbackSign: only when solana.upgrade_signer_keypair_file is
 //     configured, its key is the program's upgrade authority, the step's
 //     cluster is not mainnet-beta and the node's genesis hash is not
@@ -56,6 +60,10 @@ type rollbackParams struct {
 	Endpoint     string `json:"endpoint"`
 	BufferLen    int    `json:"buffer_len"`
 	BufferSHA256 string `json:"buffer_sha256"`
+	// NonceAccount is the durable nonce account of an unsigned plan
+	// (solana.upgrade_nonce_account); empty for a recent blockhash. Its
+	// nonce value is not part of the plan: it changes.
+	NonceAccount string `json:"nonce_account,omitempty"`
 }
 
 // programDataState is the ProgramData before the run (Outcome.Before).
@@ -68,6 +76,7 @@ type programDataState struct {
 type rollbackResult struct {
 	Transaction          string `json:"transaction,omitempty"`
 	Blockhash            string `json:"blockhash,omitempty"`
+	NonceAccount         string `json:"nonce_account,omitempty"`
 	LastValidBlockHeight uint64 `json:"last_valid_block_height,omitempty"`
 	Signature            string `json:"signature,omitempty"`
 	Slot                 uint64 `json:"slot,omitempty"`
@@ -161,6 +170,29 @@ func (n rollbackNode) account(ctx context.Context, what string, k solana.PublicK
 		return nil, nil
 	}
 	return res.Value, nil
+}
+
+// nonce reads a durable nonce account (solana.upgrade_nonce_account) and
+// refuses one a transaction cannot use.
+func (n rollbackNode) nonce(ctx context.Context, k solana.PublicKey) (loaderv3.Nonce, error) {
+	a, err := n.account(ctx, "nonce account", k, nil)
+	if err != nil {
+		return loaderv3.Nonce{}, err
+	}
+	if a == nil {
+		return loaderv3.Nonce{}, fmt.Errorf("nonce account %s (solana.upgrade_nonce_account) does not exist on endpoint %s: create it with `solana create-nonce-account <keypair> <amount> --nonce-authority <upgrade authority>`", k, n.name)
+	}
+	if !a.Owner.Equals(solana.SystemProgramID) {
+		return loaderv3.Nonce{}, fmt.Errorf("account %s (solana.upgrade_nonce_account) is owned by %s, not the system program: it is not a nonce account", k, a.Owner)
+	}
+	nd, err := loaderv3.DecodeNonce(a.Data.GetBinary())
+	if err != nil {
+		return loaderv3.Nonce{}, fmt.Errorf("account %s (solana.upgrade_nonce_account) is not a nonce account: %w", k, err)
+	}
+	if err := nd.Usable(); err != nil {
+		return loaderv3.Nonce{}, fmt.Errorf("account %s (solana.upgrade_nonce_account): %w", k, err)
+	}
+	return nd, nil
 }
 
 func headerSlice(n int) *rpc.DataSlice {
@@ -317,6 +349,22 @@ func resolveProgramRollback(ctx context.Context, env Env, r renderedRollback) (r
 			}
 		}
 	}
+	if q.Mode == RollbackUnsigned && env.UpgradeNonceAccount != "" {
+		acct, err := parseKey("solana.upgrade_nonce_account", env.UpgradeNonceAccount)
+		if err != nil {
+			return q, "", err
+		}
+		nd, err := node.nonce(ctx, acct)
+		if err != nil {
+			return q, "", err
+		}
+		if nd.Authority != auth {
+			return q, "", fmt.Errorf("nonce account %s (solana.upgrade_nonce_account) has nonce authority %s, not program %s's upgrade authority %s: the upgrade's signers must also sign the nonce advance; `solana authorize-nonce-account %s %s` (signed by %s), or unset solana.upgrade_nonce_account",
+				acct, nd.Authority, program, auth, acct, auth, nd.Authority)
+		}
+		q.NonceAccount = acct.String()
+		how += fmt.Sprintf(", with durable nonce account %s (nonce authority %s) instead of a recent blockhash, so it does not expire before it is signed", acct, auth)
+	}
 	text := fmt.Sprintf("program %s on %s (endpoint %s): upgrade from staged buffer %s (%d bytes, sha256 %s) with upgrade authority %s, spill %s; %s",
 		q.Program, where, node.name, q.Buffer, q.BufferLen, q.BufferSHA256, q.Authority, q.Spill, how)
 	return q, text, nil
@@ -407,6 +455,9 @@ func runProgramRollback(ctx context.Context, env Env, q rollbackParams) (Outcome
 	}
 	before := mustJSON(programDataState{Slot: pd.Slot})
 	u := loaderv3.Upgrade{ProgramData: k.programData, Program: k.program, Buffer: k.buffer, Spill: k.spill, Authority: k.authority}
+	if signer == nil && q.NonceAccount != "" {
+		return runWithNonce(ctx, node, q, u, pd.Slot, before)
+	}
 	bh, err := node.c.GetLatestBlockhash(ctx, rpc.CommitmentFinalized)
 	if err != nil {
 		return Outcome{Before: before}, fmt.Errorf("get a recent blockhash from endpoint %s: %w", node.name, err)
@@ -424,7 +475,7 @@ func runProgramRollback(ctx context.Context, env Env, q rollbackParams) (Outcome
 			return Outcome{Before: before}, fmt.Errorf("encode the transaction: %w", err)
 		}
 		after := mustJSON(rollbackResult{Transaction: b64, Blockhash: bh.Value.Blockhash.String(), LastValidBlockHeight: bh.Value.LastValidBlockHeight})
-		return Outcome{Before: before, After: after, Detail: unsignedDetail(q, pd.Slot, b64)}, nil
+		return Outcome{Before: before, After: after, Detail: unsignedDetail(q, pd.Slot, b64, nil)}, nil
 	}
 	msg, err := tx.Message.MarshalBinary()
 	if err != nil {
@@ -456,6 +507,32 @@ func runProgramRollback(ctx context.Context, env Env, q rollbackParams) (Outcome
 	}, nil
 }
 
+// runWithNonce builds the unsigned transaction with the plan's durable
+// nonce: AdvanceNonceAccount first, the nonce read now as its blockhash.
+func runWithNonce(ctx context.Context, node rollbackNode, q rollbackParams, u loaderv3.Upgrade, slot uint64, before []byte) (Outcome, error) {
+	acct, err := parseKey("nonce account", q.NonceAccount)
+	if err != nil {
+		return Outcome{Before: before}, err
+	}
+	nd, err := node.nonce(ctx, acct)
+	if err != nil {
+		return Outcome{Before: before}, fmt.Errorf("%w: nothing was done; resolve the step again", err)
+	}
+	if nd.Authority != u.Authority {
+		return Outcome{Before: before}, fmt.Errorf("nonce account %s's authority is now %s, not the upgrade authority %s as planned: nothing was done; resolve the step again", acct, nd.Authority, u.Authority)
+	}
+	tx, err := u.NonceTransaction(loaderv3.AdvanceNonce{Account: acct, Authority: u.Authority}, nd.Blockhash)
+	if err != nil {
+		return Outcome{Before: before}, err
+	}
+	b64, err := tx.ToBase64()
+	if err != nil {
+		return Outcome{Before: before}, fmt.Errorf("encode the transaction: %w", err)
+	}
+	after := mustJSON(rollbackResult{Transaction: b64, Blockhash: nd.Blockhash.String(), NonceAccount: acct.String()})
+	return Outcome{Before: before, After: after, Detail: unsignedDetail(q, slot, b64, &nd)}, nil
+}
+
 func loaderAuthority(k *solana.PublicKey) string {
 	if k == nil {
 		return "none (immutable)"
@@ -463,14 +540,26 @@ func loaderAuthority(k *solana.PublicKey) string {
 	return k.String()
 }
 
-// unsignedDetail is what the thread shows the signers.
-func unsignedDetail(q rollbackParams, slot uint64, b64 string) string {
-	return fmt.Sprintf("Unsigned upgrade transaction for the upgrade authority's signers (the bot holds no key). "+
+// unsignedDetail is what the thread shows the signers; nonce is the
+// durable nonce the transaction uses, nil for a recent blockhash.
+func unsignedDetail(q rollbackParams, slot uint64, b64 string, nonce *loaderv3.Nonce) string {
+	check := fmt.Sprintf("Unsigned upgrade transaction for the upgrade authority's signers (the bot holds no key). "+
 		"Before signing, check: program %s; buffer %s holding %d bytes with sha256 %s (compare with the previous release's binary, e.g. `solana program dump`, or `sha256sum` of the .so); "+
-		"upgrade authority and fee payer %s; spill %s; instruction: BPF upgradeable loader Upgrade (data 03000000). "+
-		"Its blockhash expires after about 150 blocks (a minute or two): sign at once, or build the same instruction in the multisig (e.g. a Squads program upgrade with this program and buffer). "+
-		"The step verifies when the ProgramData slot (now %d) changes. Transaction (base64): %s",
-		q.Program, q.Buffer, q.BufferLen, q.BufferSHA256, q.Authority, q.Spill, slot, b64)
+		"upgrade authority and fee payer %s; spill %s; ",
+		q.Program, q.Buffer, q.BufferLen, q.BufferSHA256, q.Authority, q.Spill)
+	var validity string
+	if nonce == nil {
+		check += "instruction: BPF upgradeable loader Upgrade (data 03000000). "
+		validity = "Its blockhash expires after about 150 blocks (a minute or two): sign at once, or build the same instruction in the multisig (e.g. a Squads program upgrade with this program and buffer). "
+	} else {
+		check += fmt.Sprintf("instructions: 1. system program AdvanceNonceAccount (data 04000000) of durable nonce account %s, nonce authority %s; 2. BPF upgradeable loader Upgrade (data 03000000). ",
+			q.NonceAccount, q.Authority)
+		validity = fmt.Sprintf("Its blockhash is the durable nonce %s stored in %s, not a recent blockhash: the transaction stays valid until that nonce is advanced, so there is no hurry (hardware wallets, several signers, offline signing). "+
+			"Landing it advances the nonce, so it lands once; anything else that advances the nonce first (another transaction using %s, `solana new-nonce`) voids it (then build the same two instructions with the new nonce, or the Upgrade in the multisig). "+
+			"To check it is still valid: `solana nonce %s` must print %s. ",
+			nonce.Blockhash, q.NonceAccount, q.NonceAccount, q.NonceAccount, nonce.Blockhash)
+	}
+	return check + validity + fmt.Sprintf("The step verifies when the ProgramData slot (now %d) changes. Transaction (base64): %s", slot, b64)
 }
 
 // errTxFailed is a sent transaction the chain executed and failed:

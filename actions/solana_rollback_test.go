@@ -570,3 +570,254 @@ func BenchmarkProgramRollbackResolve(b *testing.B) {
 		}
 	}
 }
+
+// withNonce gives the chain a durable nonce account whose authority is
+// the program's upgrade authority, configured as
+// solana.upgrade_nonce_account; it returns the account.
+func (ch *rollbackChain) withNonce(t *testing.T) solana.PublicKey {
+	t.Helper()
+	acct := solana.NewWallet().PublicKey()
+	ch.node.SetNonceAccount(acct, ch.auth.PublicKey())
+	ch.env.UpgradeNonceAccount = acct.String()
+	return acct
+}
+
+func (ch *rollbackChain) nonceNow(t *testing.T, acct solana.PublicKey) loaderv3.Nonce {
+	t.Helper()
+	raw, _ := ch.node.AccountData(acct.String())
+	n, err := loaderv3.DecodeNonce(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// signAndSend signs the base64 transaction of a run with the authority's
+// key, as the signers do, and sends it.
+func (ch *rollbackChain) signAndSend(t *testing.T, b64 string) (*solana.Transaction, error) {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := solana.TransactionFromBytes(raw)
+	if err != nil {
+		t.Fatalf("decode the unsigned transaction: %v", err)
+	}
+	if _, err := tx.Sign(func(k solana.PublicKey) *solana.PrivateKey {
+		if k == ch.auth.PublicKey() {
+			return &ch.auth
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rpc.New(ch.node.URL()).SendTransaction(context.Background(), tx)
+	return tx, err
+}
+
+// TestProgramRollbackDurableNonce: with solana.upgrade_nonce_account the
+// unsigned transaction advances the nonce first and uses it as its
+// blockhash, so it still lands when signed long after any recent
+// blockhash expired; Verify then passes, and it cannot land twice.
+func TestProgramRollbackDurableNonce(t *testing.T) {
+	ch := newRollbackChain(t)
+	ctx := context.Background()
+	acct := ch.withNonce(t)
+	r := ch.runner(t, "")
+	p, err := r.Resolve(ctx, ch.env, ch.data())
+	if err != nil {
+		t.Fatalf("Resolve: %v", err)
+	}
+	if q := ch.params(t, p); q.Mode != RollbackUnsigned || q.NonceAccount != acct.String() {
+		t.Fatalf("plan = %+v", q)
+	}
+	if !strings.Contains(p.Text, "durable nonce account "+acct.String()) {
+		t.Errorf("plan text lacks the nonce account: %s", p.Text)
+	}
+
+	o, err := r.Run(ctx, ch.env, p)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := ch.node.Calls("sendTransaction"); n != 0 {
+		t.Fatalf("the bot sent %d transactions", n)
+	}
+	nonce := ch.nonceNow(t, acct).Blockhash
+	var res rollbackResult
+	if err := json.Unmarshal(o.After, &res); err != nil || res.Transaction == "" || res.Blockhash != nonce.String() || res.NonceAccount != acct.String() {
+		t.Fatalf("Outcome.After = %s, %v; want the nonce %s of %s", o.After, err, nonce, acct)
+	}
+	for _, s := range []string{res.Transaction, "AdvanceNonceAccount", "until that nonce is advanced", "no hurry", "`solana nonce " + acct.String() + "` must print " + nonce.String()} {
+		if !strings.Contains(o.Detail, s) {
+			t.Errorf("Detail lacks %q: %s", s, o.Detail)
+		}
+	}
+	if strings.Contains(o.Detail, "sign at once") || strings.Contains(o.Detail, "expires") {
+		t.Errorf("Detail still hurries the signers: %s", o.Detail)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(res.Transaction)
+	tx, err := solana.TransactionFromBytes(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, adv, err := loaderv3.DecodeTransaction(tx)
+	wantU := loaderv3.Upgrade{ProgramData: ch.programData, Program: ch.program, Buffer: ch.buffer, Spill: ch.auth.PublicKey(), Authority: ch.auth.PublicKey()}
+	if err != nil || u != wantU || adv == nil || *adv != (loaderv3.AdvanceNonce{Account: acct, Authority: ch.auth.PublicKey()}) {
+		t.Fatalf("transaction = %+v, %+v, %v", u, adv, err)
+	}
+	if tx.Message.RecentBlockhash != nonce || tx.Message.Header.NumRequiredSignatures != 1 || tx.Message.AccountKeys[0] != ch.auth.PublicKey() {
+		t.Fatalf("blockhash %s (nonce %s), %d signers, payer %s", tx.Message.RecentBlockhash, nonce, tx.Message.Header.NumRequiredSignatures, tx.Message.AccountKeys[0])
+	}
+
+	// The signers take their time: far past any blockhash's validity.
+	ch.node.SetSlot(ch.node.Slot() + 20*solanatest.BlockhashValiditySlots)
+	if err := r.Verify(ctx, ch.env, p, o); !errors.Is(err, ErrNotYet) {
+		t.Fatalf("Verify before the signers = %v, want ErrNotYet", err)
+	}
+	if _, err := ch.signAndSend(t, res.Transaction); err != nil {
+		t.Fatalf("the signers' send, late: %v", err)
+	}
+	if err := r.Verify(ctx, ch.env, p, o); err != nil {
+		t.Fatalf("Verify after the upgrade: %v", err)
+	}
+	if pd, code := ch.programDataNow(t); pd.Slot == ch.deployedAt || !bytes.HasPrefix(code, ch.oldCode) {
+		t.Fatalf("programdata slot %d, code %q", pd.Slot, code)
+	}
+	if ch.nonceNow(t, acct).Blockhash == nonce {
+		t.Fatal("the nonce did not advance")
+	}
+	if _, err := ch.signAndSend(t, res.Transaction); err == nil || !strings.Contains(err.Error(), "Blockhash not found") {
+		t.Fatalf("the same transaction again = %v, want refused (nonce advanced)", err)
+	}
+	if n := len(ch.node.Sent()); n != 1 {
+		t.Fatalf("%d transactions landed, want 1", n)
+	}
+}
+
+// TestProgramRollbackRecentBlockhashExpires: without a nonce account,
+// today's behaviour: a recent blockhash, and the same late signature is
+// refused as expired.
+func TestProgramRollbackRecentBlockhashExpires(t *testing.T) {
+	ch := newRollbackChain(t)
+	ctx := context.Background()
+	r := ch.runner(t, "")
+	p, err := r.Resolve(ctx, ch.env, ch.data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := ch.params(t, p); q.NonceAccount != "" || strings.Contains(p.Text, "nonce") {
+		t.Fatalf("a plan without solana.upgrade_nonce_account names a nonce: %+v %q", q, p.Text)
+	}
+	o, err := r.Run(ctx, ch.env, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res rollbackResult
+	_ = json.Unmarshal(o.After, &res)
+	if res.NonceAccount != "" || res.LastValidBlockHeight == 0 || !strings.Contains(o.Detail, "sign at once") {
+		t.Fatalf("outcome %s, %q", o.After, o.Detail)
+	}
+	ch.node.SetSlot(ch.node.Slot() + 20*solanatest.BlockhashValiditySlots)
+	if _, err := ch.signAndSend(t, res.Transaction); err == nil || !strings.Contains(err.Error(), "Blockhash not found") {
+		t.Fatalf("late send = %v, want refused as expired", err)
+	}
+	if err := r.Verify(ctx, ch.env, p, o); !errors.Is(err, ErrNotYet) {
+		t.Fatalf("Verify = %v, want ErrNotYet", err)
+	}
+}
+
+// TestProgramRollbackNonceRefused: a nonce account the signers cannot
+// use is refused when the step resolves, saying what is wrong.
+func TestProgramRollbackNonceRefused(t *testing.T) {
+	ctx := context.Background()
+	other := solana.NewWallet().PublicKey()
+	for _, tc := range []struct {
+		name  string
+		setup func(ch *rollbackChain, acct solana.PublicKey)
+		want  string
+	}{
+		{"another nonce authority", func(ch *rollbackChain, acct solana.PublicKey) { ch.node.SetNonceAccount(acct, other) },
+			"has nonce authority " + other.String() + ", not program"},
+		{"uninitialized", func(ch *rollbackChain, acct solana.PublicKey) {
+			ch.node.SetAccount(acct.String(), solanatest.Account{Owner: solanatest.SystemProgramID, Data: make([]byte, loaderv3.NonceAccountLen)})
+		}, "not initialized"},
+		{"legacy", func(ch *rollbackChain, acct solana.PublicKey) {
+			ch.node.SetAccount(acct.String(), solanatest.Account{Owner: solanatest.SystemProgramID, Data: loaderv3.EncodeNonce(loaderv3.Nonce{
+				Version: loaderv3.NonceVersionLegacy, State: loaderv3.NonceInitialized, Authority: ch.auth.PublicKey(), Blockhash: solana.Hash{1}})})
+		}, "solana upgrade-nonce-account"},
+		{"a wallet", func(ch *rollbackChain, acct solana.PublicKey) {
+			ch.node.SetAccount(acct.String(), solanatest.Account{Owner: solanatest.SystemProgramID, Lamports: 1})
+		}, "is not a nonce account"},
+		{"the buffer", func(ch *rollbackChain, acct solana.PublicKey) { ch.env.UpgradeNonceAccount = ch.buffer.String() }, "not the system program"},
+		{"missing", func(*rollbackChain, solana.PublicKey) {}, "does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := newRollbackChain(t)
+			acct := solana.NewWallet().PublicKey()
+			ch.env.UpgradeNonceAccount = acct.String()
+			tc.setup(ch, acct)
+			_, err := ch.runner(t, "").Resolve(ctx, ch.env, ch.data())
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "solana.upgrade_nonce_account") {
+				t.Fatalf("Resolve = %v, want %q", err, tc.want)
+			}
+		})
+	}
+
+	// Between approval and run the nonce's authority changed: nothing
+	// is built.
+	ch := newRollbackChain(t)
+	acct := ch.withNonce(t)
+	r := ch.runner(t, "")
+	p, err := r.Resolve(ctx, ch.env, ch.data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.node.SetNonceAccount(acct, other)
+	if _, err := r.Run(ctx, ch.env, p); err == nil || !strings.Contains(err.Error(), "nothing was done") {
+		t.Fatalf("Run after the nonce authority changed = %v", err)
+	}
+}
+
+// TestProgramRollbackNoncePlan: the plan hash covers the nonce account,
+// not its value (which moves); a signing plan (devnet) keeps a recent
+// blockhash.
+func TestProgramRollbackNoncePlan(t *testing.T) {
+	ctx := context.Background()
+	ch := newRollbackChain(t)
+	resolve := func(extra string) Plan {
+		t.Helper()
+		p, err := ch.runner(t, extra).Resolve(ctx, ch.env, ch.data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	without := resolve("").Hash
+	acct := ch.withNonce(t)
+	with := resolve("").Hash
+	if with == without {
+		t.Error("the nonce account is not in the hash")
+	}
+	ch.node.SetNonceAccount(acct, ch.auth.PublicKey()) // a new nonce value
+	if resolve("").Hash != with {
+		t.Error("the nonce value changed the hash")
+	}
+	ch.withNonce(t)
+	if resolve("").Hash == with {
+		t.Error("another nonce account, same hash")
+	}
+
+	kp, _ := LoadKeypairFile(writeKeypair(t, ch.auth, 0o600))
+	ch.env.UpgradeSigner = kp
+	p := resolve("cluster: devnet\n")
+	if q := ch.params(t, p); q.Mode != RollbackSign || q.NonceAccount != "" {
+		t.Fatalf("signing plan = %+v", q)
+	}
+	if _, err := ch.runner(t, "cluster: devnet\n").Run(ctx, ch.env, p); err != nil {
+		t.Fatalf("signed run: %v", err)
+	}
+	if sent := ch.node.Sent(); len(sent) != 1 || len(sent[0].Message.Instructions) != 1 {
+		t.Fatalf("signed run sent %d transactions, want one plain upgrade", len(sent))
+	}
+}

@@ -170,7 +170,7 @@ func NewServer(ctx context.Context, cfg config.Config, log *slog.Logger, o Optio
 	if err != nil {
 		return nil, err
 	}
-	actionEnv := actions.Env{RPCURL: rpcURLs(cfg), SolanaPrimary: primaryRPC(cfg)}
+	actionEnv := actions.Env{RPCURL: rpcURLs(cfg), SolanaPrimary: primaryRPC(cfg), UpgradeNonceAccount: cfg.Solana.UpgradeNonceAccount}
 	if f := cfg.Solana.UpgradeSignerKeypairFile; f != "" {
 		kp, err := actions.LoadKeypairFile(f)
 		if err != nil {

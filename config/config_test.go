@@ -337,6 +337,39 @@ func TestUpgradeSignerKeypairFile(t *testing.T) {
 	}
 }
 
+// TestUpgradeNonceAccount: solana.upgrade_nonce_account is a public key,
+// reported at its line, and needs an endpoint to read it through.
+func TestUpgradeNonceAccount(t *testing.T) {
+	dir := t.TempDir()
+	const program = "AwRs5wYZ96zt2YjQb8oNhrfcmcyHWUNKc8hEtc3mz1hM"
+	load := func(yml string) (config.Config, error) {
+		path := filepath.Join(dir, "bot.yaml")
+		os.WriteFile(path, []byte(yml), 0o600)
+		return config.Load(path, nil)
+	}
+	const endpoints = "solana:\n  endpoints: [{name: main, url: \"https://rpc.example.com\", ws_url: \"wss://rpc.example.com\", role: primary}]\n"
+	c, err := load(endpoints + "  upgrade_nonce_account: 86kHhikiJxy2P7vQuTVKqun6wJG4CqXcRS7hiRb5xE5T\n")
+	if err != nil || c.Solana.UpgradeNonceAccount != "86kHhikiJxy2P7vQuTVKqun6wJG4CqXcRS7hiRb5xE5T" {
+		t.Fatalf("Load = %q, %v", c.Solana.UpgradeNonceAccount, err)
+	}
+	for name, tc := range map[string]struct{ yml, want string }{
+		"not a key": {endpoints + "  upgrade_nonce_account: not-a-key\n", "bot.yaml:3: solana.upgrade_nonce_account: \"not-a-key\" is not a base58 public key"},
+		"the program": {endpoints + "  programs: [{name: p, id: " + program + ", expected_authority: immutable}]\n  upgrade_nonce_account: " + program + "\n",
+			"bot.yaml:4: solana.upgrade_nonce_account: is solana.programs[0]'s program or buffer"},
+		"no endpoints": {"solana:\n  upgrade_nonce_account: " + program + "\n", "bot.yaml:2: solana.upgrade_nonce_account: set, but no solana.endpoints"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := load(tc.yml)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if _, ok := config.EnvKeys()["INCIDENTBOT_SOLANA_UPGRADE_NONCE_ACCOUNT"]; !ok {
+		t.Error("no environment variable for solana.upgrade_nonce_account")
+	}
+}
+
 // TestSlackChannelPace: slack.channel_rate and slack.channel_burst default
 // to Slack's pace, come from the file or the environment, and are checked.
 func TestSlackChannelPace(t *testing.T) {

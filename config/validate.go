@@ -137,8 +137,13 @@ func (c Config) problems(use Use) []*Problem {
 	}
 	if c.Solana.Enabled() {
 		ps = append(ps, solanaProblems(c.Solana.Validate())...)
-	} else if c.Solana.UpgradeSignerKeypairFile != "" && use == Serve {
-		add("solana.upgrade_signer_keypair_file", "set, but no solana.endpoints to send an upgrade through")
+	} else if use == Serve {
+		if c.Solana.UpgradeSignerKeypairFile != "" {
+			add("solana.upgrade_signer_keypair_file", "set, but no solana.endpoints to send an upgrade through")
+		}
+		if c.Solana.UpgradeNonceAccount != "" {
+			add("solana.upgrade_nonce_account", "set, but no solana.endpoints to read the nonce from")
+		}
 	}
 	return ps
 }

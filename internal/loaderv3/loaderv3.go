@@ -231,39 +231,95 @@ func (u Upgrade) Transaction(recentBlockhash solana.Hash) (*solana.Transaction, 
 // DecodeUpgradeTransaction checks that tx holds exactly one instruction,
 // a loader Upgrade with its seven accounts in order and with the right
 // flags (the first four writable, the sysvars in place, the authority a
-// signer), and returns its accounts. Signatures are not checked.
+// signer), and returns its accounts. Signatures are not checked. A
+// transaction with a durable nonce is refused: see DecodeTransaction.
 func DecodeUpgradeTransaction(tx *solana.Transaction) (Upgrade, error) {
+	u, n, err := DecodeTransaction(tx)
+	if err == nil && n != nil {
+		return Upgrade{}, errors.New("upgrade transaction has 2 instructions (a durable nonce advance first), want 1")
+	}
+	return u, err
+}
+
+// DecodeTransaction decodes an upgrade transaction of either form: the
+// Upgrade alone (nonce nil), or a durable-nonce transaction whose first
+// instruction is the system program's AdvanceNonceAccount (its three
+// accounts in order: the nonce account writable, the RecentBlockhashes
+// sysvar, the nonce authority a signer) and whose second is the Upgrade.
+// Signatures, and whether the nonce matches, are not checked.
+func DecodeTransaction(tx *solana.Transaction) (Upgrade, *AdvanceNonce, error) {
 	m := &tx.Message
 	if m.IsVersioned() && len(m.AddressTableLookups) > 0 {
-		return Upgrade{}, errors.New("upgrade transaction uses address lookup tables")
+		return Upgrade{}, nil, errors.New("upgrade transaction uses address lookup tables")
 	}
 	h, n := m.Header, len(m.AccountKeys)
 	if int(h.NumRequiredSignatures) > n || h.NumReadonlySignedAccounts > h.NumRequiredSignatures ||
 		int(h.NumReadonlyUnsignedAccounts) > n-int(h.NumRequiredSignatures) {
-		return Upgrade{}, fmt.Errorf("message header %+v does not fit its %d account keys", h, n)
+		return Upgrade{}, nil, fmt.Errorf("message header %+v does not fit its %d account keys", h, n)
 	}
 	seen := make(map[solana.PublicKey]bool, n)
 	for _, k := range m.AccountKeys {
 		if seen[k] {
-			return Upgrade{}, fmt.Errorf("account %s is listed twice", k)
+			return Upgrade{}, nil, fmt.Errorf("account %s is listed twice", k)
 		}
 		seen[k] = true
 	}
-	signer := func(i int) bool { return i < int(h.NumRequiredSignatures) }
-	writable := func(i int) bool {
-		if signer(i) {
-			return i < int(h.NumRequiredSignatures-h.NumReadonlySignedAccounts)
+	d := txDecoder{m: m}
+	var nonce *AdvanceNonce
+	ixs := m.Instructions
+	if len(ixs) == 2 {
+		a, err := d.advanceNonce(ixs[0])
+		if err != nil {
+			return Upgrade{}, nil, fmt.Errorf("instruction 0: %w", err)
 		}
-		return i < n-int(h.NumReadonlyUnsignedAccounts)
+		nonce, ixs = &a, ixs[1:]
 	}
-	if n := len(m.Instructions); n != 1 {
-		return Upgrade{}, fmt.Errorf("upgrade transaction has %d instructions, want 1", n)
+	if len(ixs) != 1 {
+		return Upgrade{}, nil, fmt.Errorf("upgrade transaction has %d instructions, want 1 (or 2: a durable nonce advance, then the upgrade)", len(m.Instructions))
 	}
-	ci := m.Instructions[0]
-	if int(ci.ProgramIDIndex) >= len(m.AccountKeys) {
-		return Upgrade{}, fmt.Errorf("program id index %d out of range (%d keys)", ci.ProgramIDIndex, len(m.AccountKeys))
+	u, err := d.upgrade(ixs[0])
+	if err != nil {
+		return Upgrade{}, nil, err
 	}
-	if pid := m.AccountKeys[ci.ProgramIDIndex]; !pid.Equals(ProgramID) {
+	return u, nonce, nil
+}
+
+// txDecoder reads the compiled instructions of a checked message.
+type txDecoder struct{ m *solana.Message }
+
+func (d txDecoder) signer(i int) bool { return i < int(d.m.Header.NumRequiredSignatures) }
+
+func (d txDecoder) writable(i int) bool {
+	h := d.m.Header
+	if d.signer(i) {
+		return i < int(h.NumRequiredSignatures-h.NumReadonlySignedAccounts)
+	}
+	return i < len(d.m.AccountKeys)-int(h.NumReadonlyUnsignedAccounts)
+}
+
+// keys checks ci's account count and indexes (its program id index is
+// checked already) and returns its account keys.
+func (d txDecoder) keys(ci solana.CompiledInstruction, accounts int) ([]solana.PublicKey, error) {
+	ak := d.m.AccountKeys
+	if n := len(ci.Accounts); n != accounts {
+		return nil, fmt.Errorf("instruction of program %s has %d accounts, want %d", ak[ci.ProgramIDIndex], n, accounts)
+	}
+	keys := make([]solana.PublicKey, accounts)
+	for i, idx := range ci.Accounts {
+		if int(idx) >= len(ak) {
+			return nil, fmt.Errorf("account %d: index %d out of range (%d keys)", i, idx, len(ak))
+		}
+		keys[i] = ak[idx]
+	}
+	return keys, nil
+}
+
+func (d txDecoder) upgrade(ci solana.CompiledInstruction) (Upgrade, error) {
+	ak := d.m.AccountKeys
+	if int(ci.ProgramIDIndex) >= len(ak) {
+		return Upgrade{}, fmt.Errorf("program id index %d out of range (%d keys)", ci.ProgramIDIndex, len(ak))
+	}
+	if pid := ak[ci.ProgramIDIndex]; !pid.Equals(ProgramID) {
 		return Upgrade{}, fmt.Errorf("instruction program is %s, want the upgradeable loader %s", pid, ProgramID)
 	}
 	if want := UpgradeData(); string(ci.Data) != string(want) {
@@ -272,16 +328,15 @@ func DecodeUpgradeTransaction(tx *solana.Transaction) (Upgrade, error) {
 	if n := len(ci.Accounts); n != 7 {
 		return Upgrade{}, fmt.Errorf("upgrade instruction has %d accounts, want 7", n)
 	}
-	keys := make([]solana.PublicKey, 7)
+	keys, err := d.keys(ci, 7)
+	if err != nil {
+		return Upgrade{}, err
+	}
 	for i, idx := range ci.Accounts {
-		if int(idx) >= len(m.AccountKeys) {
-			return Upgrade{}, fmt.Errorf("account %d: index %d out of range (%d keys)", i, idx, len(m.AccountKeys))
-		}
-		keys[i] = m.AccountKeys[idx]
-		if i < 4 && !writable(int(idx)) {
+		if i < 4 && !d.writable(int(idx)) {
 			return Upgrade{}, fmt.Errorf("account %d (%s %s) is not writable", i, [...]string{"programdata", "program", "buffer", "spill"}[i], keys[i])
 		}
-		if i == 6 && !signer(int(idx)) {
+		if i == 6 && !d.signer(int(idx)) {
 			return Upgrade{}, fmt.Errorf("account 6 (authority %s) is not a signer", keys[i])
 		}
 	}

@@ -249,3 +249,27 @@ func FuzzDecodeUpgradeTransaction(f *testing.F) {
 		_, _ = DecodeUpgradeTransaction(tx)
 	})
 }
+
+// FuzzDecodeTransaction: any bytes decode or fail, never panic, with a
+// durable nonce transaction among the seeds.
+func FuzzDecodeTransaction(f *testing.F) {
+	u, _ := NewUpgrade(program, buffer, authKey.PublicKey(), spill)
+	tx, _ := u.NonceTransaction(AdvanceNonce{Account: spill, Authority: authKey.PublicKey()}, solana.Hash{9})
+	raw, _ := tx.MarshalBinary()
+	f.Add(raw)
+	f.Add(raw[:120])
+	plain, _ := u.Transaction(solana.Hash{9})
+	raw, _ = plain.MarshalBinary()
+	f.Add(raw)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tx, err := solana.TransactionFromBytes(b)
+		if err != nil {
+			return
+		}
+		u, n, err := DecodeTransaction(tx)
+		u1, err1 := DecodeUpgradeTransaction(tx)
+		if (err1 == nil) != (err == nil && n == nil) || (err1 == nil && u1 != u) {
+			t.Fatalf("DecodeUpgradeTransaction = %+v, %v; DecodeTransaction = %+v, %+v, %v", u1, err1, u, n, err)
+		}
+	})
+}

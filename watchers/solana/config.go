@@ -57,6 +57,15 @@ type Config struct {
 	// mainnet, where the authority is a multisig, the action builds the
 	// unsigned transaction for the signers and the bot holds no key.
 	UpgradeSignerKeypairFile string `yaml:"upgrade_signer_keypair_file"`
+	// UpgradeNonceAccount is a durable nonce account (base58) whose nonce
+	// authority is the programs' upgrade authority. Optional: with it,
+	// the unsigned upgrade transaction solana.program_rollback posts uses
+	// the account's nonce instead of a recent blockhash (which expires
+	// after about 150 blocks), so it stays valid until the nonce is
+	// advanced and the signers can take their time. Create it with
+	// `solana create-nonce-account <keypair> <SOL> --nonce-authority
+	// <upgrade authority>`.
+	UpgradeNonceAccount string `yaml:"upgrade_nonce_account"`
 }
 
 // EndpointConfig is one RPC endpoint.
@@ -284,6 +293,16 @@ func (c Config) Validate() error {
 	}
 	if c.BalanceHysteresis < 0 {
 		add("solana.balance_hysteresis: must not be negative")
+	}
+	if n := c.UpgradeNonceAccount; n != "" {
+		if _, err := solanago.PublicKeyFromBase58(n); err != nil {
+			add("solana.upgrade_nonce_account: %q is not a base58 public key: %w", n, err)
+		}
+		for i, p := range c.Programs {
+			if n == p.ID || n == p.RollbackBuffer {
+				add("solana.upgrade_nonce_account: is solana.programs[%d]'s program or buffer; want a nonce account of the system program", i)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

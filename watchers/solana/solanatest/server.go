@@ -5,7 +5,8 @@
 // and serves rentEpoch as u64::MAX. Its state is scriptable: health, slot,
 // balances, accounts, transactions, an unresponsive mode and dropping
 // every WebSocket connection. It executes one kind of transaction, the
-// upgradeable loader's Upgrade (see upgrade.go).
+// upgradeable loader's Upgrade, alone or after a durable nonce's
+// AdvanceNonceAccount (see upgrade.go).
 package solanatest
 
 import (
@@ -39,6 +40,9 @@ const RentEpochMax uint64 = 18446744073709551615
 
 // LoaderID is the owner of ProgramData accounts.
 const LoaderID = "BPFLoaderUpgradeab1e11111111111111111111111"
+
+// SystemProgramID owns nonce accounts.
+const SystemProgramID = "11111111111111111111111111111111"
 
 // Tx is one transaction mentioning an address.
 type Tx struct {
@@ -78,8 +82,8 @@ type Server struct {
 	nextSub      uint64
 	rejected     map[string]bool // subscription methods answered with an error
 	genesis      string
-	blockhashes  map[solana.Hash]bool // handed out by getLatestBlockhash
-	landed       map[string]uint64    // signature → slot of the accepted transactions
+	blockhashes  map[solana.Hash]uint64 // handed out by getLatestBlockhash → last valid slot
+	landed       map[string]uint64      // signature → slot of the accepted transactions
 	sent         []*solana.Transaction
 }
 
@@ -97,7 +101,7 @@ func NewServer() *Server {
 		nextSub:  4110,
 		genesis:  defaultGenesisHash,
 
-		blockhashes: map[solana.Hash]bool{},
+		blockhashes: map[solana.Hash]uint64{},
 		landed:      map[string]uint64{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -132,6 +136,13 @@ func (s *Server) SetSlot(slot uint64) {
 	s.slot = slot
 	s.mu.Unlock()
 	s.notify("slotSubscribe", "", "slotNotification", map[string]uint64{"parent": slot - 1, "root": slot - 32, "slot": slot})
+}
+
+// Slot is the current slot.
+func (s *Server) Slot() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.slot
 }
 
 // SetBalance sets an address's balance in lamports.

@@ -13,11 +13,17 @@ import (
 )
 
 // Transactions: the fake hands out blockhashes (getLatestBlockhash),
+// valid for 150 slots as on a real cluster (BlockhashValiditySlots),
 // takes transactions (sendTransaction) and reports their status
 // (getSignatureStatuses). The only transaction it executes is the
 // upgradeable loader's Upgrade, checked as the loader checks it: one
 // instruction, its accounts in order with their flags, a valid signature
 // by the program's upgrade authority, which must also be the buffer's.
+// The Upgrade may follow a durable nonce's AdvanceNonceAccount (see
+// SetNonceAccount): then the transaction's blockhash must be the nonce
+// the account stores, however old, instead of a recent one; the nonce
+// authority must have signed; landing it advances the nonce, so the same
+// transaction never lands twice.
 // It then upgrades the program as the loader does: ProgramData's slot
 // becomes the current slot and its code the buffer's (zero-filled after
 // it), the buffer is closed and its lamports go to the spill account.
@@ -75,11 +81,31 @@ func blockhash(slot uint64) solana.Hash {
 	return solana.Hash(sha256.Sum256(binary.LittleEndian.AppendUint64([]byte("solanatest blockhash"), slot)))
 }
 
+// BlockhashValiditySlots is how long a blockhash handed out by
+// getLatestBlockhash stays valid: a transaction using it is refused once
+// the slot passes the blockhash's slot plus this (the fake's block height
+// is its slot).
+const BlockhashValiditySlots = 150
+
 // latestBlockhash answers getLatestBlockhash (s.mu held).
 func (s *Server) latestBlockhash() any {
 	h := blockhash(s.slot)
-	s.blockhashes[h] = true
-	return contextValue(s.slot, map[string]any{"blockhash": h.String(), "lastValidBlockHeight": s.slot + 150})
+	last := s.slot + BlockhashValiditySlots
+	s.blockhashes[h] = last
+	return contextValue(s.slot, map[string]any{"blockhash": h.String(), "lastValidBlockHeight": last})
+}
+
+// SetNonceAccount stores an initialized durable nonce account (current
+// version, owned by the system program) whose authority is authority,
+// and returns its nonce: the blockhash of the transactions that use it.
+func (s *Server) SetNonceAccount(address, authority solana.PublicKey) solana.Hash {
+	s.mu.Lock()
+	nonce := loaderv3.DurableNonce(blockhash(s.slot))
+	s.mu.Unlock()
+	s.SetAccount(address.String(), Account{Owner: SystemProgramID, Lamports: 1_447_680, Data: loaderv3.EncodeNonce(loaderv3.Nonce{
+		Version: loaderv3.NonceVersionCurrent, State: loaderv3.NonceInitialized, Authority: authority, Blockhash: nonce, LamportsPerSignature: 5000,
+	})})
+	return nonce
 }
 
 // signatureStatuses answers getSignatureStatuses (s.mu held).
@@ -104,9 +130,11 @@ func simulationFailed(msg string, txErr any, logs ...string) *rpcError {
 	}}
 }
 
-func instructionError(name, why string) *rpcError {
-	return simulationFailed("Error processing Instruction 0: "+why, map[string]any{"InstructionError": []any{0, name}},
-		"Program "+LoaderID+" invoke [1]", "Program log: "+why, "Program "+LoaderID+" failed: "+why)
+// instructionError is the failure of the transaction's instruction ix,
+// of program.
+func instructionError(ix int, program, name, why string) *rpcError {
+	return simulationFailed(fmt.Sprintf("Error processing Instruction %d: %s", ix, why), map[string]any{"InstructionError": []any{ix, name}},
+		"Program "+program+" invoke [1]", "Program log: "+why, "Program "+program+" failed: "+why)
 }
 
 // DecodeTransaction decodes a transaction as sendTransaction receives
@@ -163,19 +191,38 @@ func (s *Server) execute(req request) (any, func(), *rpcError) {
 	if len(tx.Signatures) == 0 || len(tx.Signatures) != int(tx.Message.Header.NumRequiredSignatures) || tx.VerifySignatures() != nil {
 		return nil, nil, &rpcError{Code: -32003, Message: "Transaction signature verification failure"}
 	}
-	if !s.blockhashes[tx.Message.RecentBlockhash] {
+	u, nonce, decodeErr := loaderv3.DecodeTransaction(tx)
+	var nonceAcct Account
+	if decodeErr == nil && nonce != nil {
+		// A durable transaction: its blockhash is checked against the
+		// nonce account instead of the recent blockhashes.
+		var rerr *rpcError
+		if nonceAcct, rerr = s.checkNonce(tx, *nonce); rerr != nil {
+			return nil, nil, rerr
+		}
+	} else if last, ok := s.blockhashes[tx.Message.RecentBlockhash]; !ok || s.slot > last {
 		return nil, nil, simulationFailed("Blockhash not found", "BlockhashNotFound")
 	}
 	if _, dup := s.landed[tx.Signatures[0].String()]; dup {
 		return nil, nil, simulationFailed("This transaction has already been processed", "AlreadyProcessed")
 	}
-	u, err := loaderv3.DecodeUpgradeTransaction(tx)
-	if err != nil {
-		return nil, nil, instructionError("InvalidArgument", err.Error())
+	ix := 0
+	if nonce != nil {
+		ix = 1
 	}
-	notify, rerr := s.upgrade(u)
+	if decodeErr != nil {
+		return nil, nil, instructionError(ix, LoaderID, "InvalidArgument", decodeErr.Error())
+	}
+	notify, rerr := s.upgrade(ix, u)
 	if rerr != nil {
 		return nil, nil, rerr
+	}
+	if nonce != nil {
+		// The upgrade moved to a new slot: the nonce becomes its own.
+		n, _ := loaderv3.DecodeNonce(nonceAcct.Data)
+		n.Blockhash = loaderv3.DurableNonce(blockhash(s.slot))
+		nonceAcct.Data = loaderv3.EncodeNonce(n)
+		s.accounts[nonce.Account.String()] = nonceAcct
 	}
 	sig := tx.Signatures[0].String()
 	s.landed[sig] = s.slot
@@ -183,8 +230,30 @@ func (s *Server) execute(req request) (any, func(), *rpcError) {
 	return sig, notify, nil
 }
 
+// checkNonce checks a durable transaction's nonce as the runtime does
+// (s.mu held): the account is an initialized, current nonce account of
+// the system program, its nonce is the transaction's blockhash (else,
+// as for an expired blockhash, BlockhashNotFound), and its authority is
+// the one that signed the advance.
+func (s *Server) checkNonce(tx *solana.Transaction, adv loaderv3.AdvanceNonce) (Account, *rpcError) {
+	a, ok := s.accounts[adv.Account.String()]
+	if !ok || a.Owner != SystemProgramID {
+		return a, simulationFailed("Blockhash not found", "BlockhashNotFound")
+	}
+	n, err := loaderv3.DecodeNonce(a.Data)
+	if err != nil || n.Usable() != nil || n.Blockhash != tx.Message.RecentBlockhash {
+		return a, simulationFailed("Blockhash not found", "BlockhashNotFound")
+	}
+	if n.Authority != adv.Authority {
+		return a, instructionError(0, SystemProgramID, "MissingRequiredSignature",
+			fmt.Sprintf("Advance nonce account: Account %s must be a signer", n.Authority))
+	}
+	return a, nil
+}
+
 // upgrade applies u as the loader does (s.mu held).
-func (s *Server) upgrade(u loaderv3.Upgrade) (func(), *rpcError) {
+func (s *Server) upgrade(ix int, u loaderv3.Upgrade) (func(), *rpcError) {
+	instructionError := func(name, why string) *rpcError { return instructionError(ix, LoaderID, name, why) }
 	prog, ok := s.accounts[u.Program.String()]
 	if !ok {
 		return nil, instructionError("InvalidAccountData", "Program account not found")

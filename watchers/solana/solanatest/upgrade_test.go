@@ -236,6 +236,150 @@ func TestUpgradeRefusals(t *testing.T) {
 	}
 }
 
+// TestBlockhashExpires: a transaction is refused once its blockhash is
+// older than BlockhashValiditySlots, as on a real cluster.
+func TestBlockhashExpires(t *testing.T) {
+	ch := newChain(t)
+	tx := ch.tx(t, ch.authority.PublicKey())
+	sign(t, tx, ch.authority)
+	ch.s.SetSlot(ch.s.Slot() + BlockhashValiditySlots + 1)
+	_, err := ch.c.SendTransaction(context.Background(), tx)
+	if re := rpcErr(t, err); re.Code != -32002 || !strings.Contains(re.Message, "Blockhash not found") {
+		t.Fatalf("expired blockhash: %d %q", re.Code, re.Message)
+	}
+	if len(ch.s.Sent()) != 0 {
+		t.Fatal("an expired transaction landed")
+	}
+}
+
+// nonceTx is the chain's upgrade behind the durable nonce of account.
+func (ch *chain) nonceTx(t *testing.T, account, nonceAuthority solana.PublicKey, nonce solana.Hash) *solana.Transaction {
+	t.Helper()
+	u, err := loaderv3.NewUpgrade(ch.program, ch.buffer, ch.authority.PublicKey(), ch.spill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := u.NonceTransaction(loaderv3.AdvanceNonce{Account: account, Authority: nonceAuthority}, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// TestNonceUpgrade: a durable-nonce upgrade signed long after any
+// blockhash expired lands, advances the nonce, and cannot land again.
+func TestNonceUpgrade(t *testing.T) {
+	ch := newChain(t)
+	ctx := context.Background()
+	acct := solana.NewWallet().PublicKey()
+	nonce := ch.s.SetNonceAccount(acct, ch.authority.PublicKey())
+
+	// getAccountInfo serves the system program's layout.
+	info, err := ch.c.GetAccountInfoWithOpts(ctx, acct, &rpc.GetAccountInfoOpts{Encoding: solana.EncodingBase64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := loaderv3.DecodeNonce(info.Value.Data.GetBinary())
+	if err != nil || info.Value.Owner != solana.SystemProgramID || n.Blockhash != nonce || n.Authority != ch.authority.PublicKey() || n.Usable() != nil {
+		t.Fatalf("nonce account = owner %s, %+v, %v", info.Value.Owner, n, err)
+	}
+
+	tx := ch.nonceTx(t, acct, ch.authority.PublicKey(), nonce)
+	ch.s.SetSlot(ch.s.Slot() + 100*BlockhashValiditySlots) // the signers took their time
+	sign(t, tx, ch.authority)
+	if _, err := ch.c.SendTransaction(ctx, tx); err != nil {
+		t.Fatalf("durable transaction: %v", err)
+	}
+	data, _ := ch.s.AccountData(ch.programData.String())
+	if pd, err := loaderv3.DecodeProgramData(data); err != nil || pd.Slot == ch.deployedAt || !bytes.HasPrefix(data[loaderv3.ProgramDataMetaLen:], ch.newCode) {
+		t.Fatalf("programdata after the upgrade = %+v, %v", pd, err)
+	}
+	raw, _ := ch.s.AccountData(acct.String())
+	after, err := loaderv3.DecodeNonce(raw)
+	if err != nil || after.Blockhash == nonce || after.Authority != n.Authority {
+		t.Fatalf("nonce after = %+v, %v; want it advanced from %s", after, err, nonce)
+	}
+
+	// The same transaction again: the nonce moved on.
+	_, err = ch.c.SendTransaction(ctx, tx)
+	if re := rpcErr(t, err); !strings.Contains(re.Message, "Blockhash not found") {
+		t.Fatalf("replay: %d %q", re.Code, re.Message)
+	}
+	if len(ch.s.Sent()) != 1 {
+		t.Fatalf("%d transactions landed, want 1", len(ch.s.Sent()))
+	}
+}
+
+func TestNonceRefusals(t *testing.T) {
+	ctx := context.Background()
+	other := solana.NewWallet().PrivateKey
+	for _, tc := range []struct {
+		name  string
+		setup func(ch *chain, acct solana.PublicKey) *solana.Transaction
+		want  string
+	}{
+		{"another nonce value", func(ch *chain, acct solana.PublicKey) *solana.Transaction {
+			ch.s.SetNonceAccount(acct, ch.authority.PublicKey())
+			tx := ch.nonceTx(t, acct, ch.authority.PublicKey(), loaderv3.DurableNonce(solana.Hash{3}))
+			sign(t, tx, ch.authority)
+			return tx
+		}, "Blockhash not found"},
+		{"advance signed by another authority", func(ch *chain, acct solana.PublicKey) *solana.Transaction {
+			nonce := ch.s.SetNonceAccount(acct, ch.authority.PublicKey())
+			tx := ch.nonceTx(t, acct, other.PublicKey(), nonce)
+			sign(t, tx, ch.authority, other)
+			return tx
+		}, "must be a signer"},
+		{"uninitialized", func(ch *chain, acct solana.PublicKey) *solana.Transaction {
+			ch.s.SetAccount(acct.String(), Account{Owner: SystemProgramID, Data: make([]byte, loaderv3.NonceAccountLen)})
+			tx := ch.nonceTx(t, acct, ch.authority.PublicKey(), solana.Hash{})
+			sign(t, tx, ch.authority)
+			return tx
+		}, "Blockhash not found"},
+		{"legacy version", func(ch *chain, acct solana.PublicKey) *solana.Transaction {
+			nonce := solana.Hash{5}
+			ch.s.SetAccount(acct.String(), Account{Owner: SystemProgramID, Data: loaderv3.EncodeNonce(loaderv3.Nonce{
+				Version: loaderv3.NonceVersionLegacy, State: loaderv3.NonceInitialized, Authority: ch.authority.PublicKey(), Blockhash: nonce})})
+			tx := ch.nonceTx(t, acct, ch.authority.PublicKey(), nonce)
+			sign(t, tx, ch.authority)
+			return tx
+		}, "Blockhash not found"},
+		{"not a system account", func(ch *chain, acct solana.PublicKey) *solana.Transaction {
+			nonce := ch.s.SetNonceAccount(acct, ch.authority.PublicKey())
+			data, _ := ch.s.AccountData(acct.String())
+			ch.s.SetAccount(acct.String(), Account{Owner: LoaderID, Data: data})
+			tx := ch.nonceTx(t, acct, ch.authority.PublicKey(), nonce)
+			sign(t, tx, ch.authority)
+			return tx
+		}, "Blockhash not found"},
+		{"the upgrade refused", func(ch *chain, acct solana.PublicKey) *solana.Transaction {
+			nonce := ch.s.SetNonceAccount(acct, ch.authority.PublicKey())
+			ch.s.SetProgram(ch.program, ch.deployedAt, nil, ch.oldCode)
+			tx := ch.nonceTx(t, acct, ch.authority.PublicKey(), nonce)
+			sign(t, tx, ch.authority)
+			return tx
+		}, "Error processing Instruction 1: Program not upgradeable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := newChain(t)
+			acct := solana.NewWallet().PublicKey()
+			tx := tc.setup(ch, acct)
+			nonceBefore, _ := ch.s.AccountData(acct.String())
+			before, _ := ch.s.AccountData(ch.programData.String())
+			_, err := ch.c.SendTransactionWithOpts(ctx, tx, rpc.TransactionOpts{})
+			if re := rpcErr(t, err); re.Code != -32002 || !strings.Contains(re.Message, tc.want) {
+				t.Fatalf("error = %d %q, want %q", re.Code, re.Message, tc.want)
+			}
+			if after, _ := ch.s.AccountData(ch.programData.String()); !bytes.Equal(before, after) {
+				t.Fatal("a refused transaction changed the program")
+			}
+			if after, _ := ch.s.AccountData(acct.String()); !bytes.Equal(nonceBefore, after) {
+				t.Fatal("a refused transaction advanced the nonce")
+			}
+		})
+	}
+}
+
 func TestGenesisHash(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
@@ -261,12 +405,20 @@ func FuzzSendTransaction(f *testing.F) {
 	f.Add(raw[:70])
 	s := NewServer()
 	defer s.Close()
+	nonceAcct := solana.NewWallet().PublicKey()
+	nonce := s.SetNonceAccount(nonceAcct, auth.PublicKey())
+	ntx, _ := u.NonceTransaction(loaderv3.AdvanceNonce{Account: nonceAcct, Authority: auth.PublicKey()}, nonce)
+	raw, _ = ntx.MarshalBinary()
+	f.Add(raw)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		params, _ := json.Marshal([]any{base64.StdEncoding.EncodeToString(b), map[string]string{"encoding": "base64"}})
 		var req request
 		_ = json.Unmarshal([]byte(`{"jsonrpc":"2.0","id":1,"method":"sendTransaction","params":`+string(params)+`}`), &req)
 		if _, rerr := s.sendTransaction(req); rerr == nil {
 			t.Fatal("a transaction with no valid signature by a program's authority was accepted")
+		}
+		if data, _ := s.AccountData(nonceAcct.String()); !bytes.Equal(data[40:72], nonce[:]) {
+			t.Fatal("a refused transaction advanced the nonce")
 		}
 	})
 }
