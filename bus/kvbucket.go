@@ -85,6 +85,32 @@ func (k kvBucket) Keys(ctx context.Context) ([]string, error) {
 	return slices.DeleteFunc(keys, func(k string) bool { return k == probeKey }), nil
 }
 
+func (k kvBucket) Watch(ctx context.Context, fn func(Change)) error {
+	w, err := k.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("kv watch: %w", mapKVErr(err))
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("kv watch: stopped")
+			case e == nil:
+				fn(Change{Ready: true})
+			case e.Key() != probeKey:
+				fn(Change{Entry: Entry{Key: e.Key(), Value: e.Value(), Revision: e.Revision()}, Deleted: e.Operation() != jetstream.KeyValuePut})
+			}
+		}
+	}
+}
+
 func mapKVErr(err error) error {
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
