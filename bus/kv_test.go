@@ -165,3 +165,31 @@ func TestKVWatch(t *testing.T) {
 		}
 	}
 }
+
+// TestKVWatchEmpty: on an empty bucket a watch is ready at once, then
+// sees what is stored.
+func TestKVWatchEmpty(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, kv := range []bus.KV{mustBucket(t, b), bus.NewMemKV()} {
+		seen := make(chan bus.Change, 10)
+		go func() { _ = kv.Watch(ctx, func(c bus.Change) { seen <- c }) }()
+		for _, want := range []string{"ready", "k"} {
+			select {
+			case c := <-seen:
+				if got := map[bool]string{true: "ready", false: c.Key}[c.Ready]; got != want {
+					t.Fatalf("%T: watch saw %q, want %q", kv, got, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%T: watch saw nothing, want %q", kv, want)
+			}
+			if want == "ready" {
+				if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
