@@ -86,10 +86,10 @@ type Config struct {
 	// (default 10s), so deliveries resume soon after a sink recovers.
 	RetryMax time.Duration `yaml:"retry_max"`
 	// SweepInterval is how often the repair sweep looks for deliveries
-	// that fell behind (default 1m): every pass checks the incidents
-	// changed in the last 10 intervals, and one pass in 10 reads every
-	// record (the retention, and the idle incidents' deliveries), so a
-	// lagging delivery is repaired within 10 intervals at most. The
+	// that fell behind (default 1m): every pass checks the incidents whose
+	// change settled since the previous pass, and one pass in 10 reads
+	// every record (the retention, and the idle incidents' deliveries), so
+	// a lagging delivery is repaired within 10 intervals at most. The
 	// open-incidents gauge follows the records as they change.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 	// Retention is how long a resolved incident is kept (its record, id,
@@ -161,8 +161,9 @@ type Engine struct {
 	archiveKV  bus.KV
 	// archivePass is when the sweep last walked the archive (retention).
 	archivePass time.Time
-	// lastFull is when the sweep last read every record.
-	lastFull time.Time
+	// lastFull is when the sweep last read every record; checkedTo is
+	// how far its passes checked the changes the index names.
+	lastFull, checkedTo time.Time
 	// index is the open incidents and the recently changed ones, from a
 	// watch of the incidents bucket (Sweep).
 	known      *incidentIndex

@@ -110,10 +110,10 @@ func (x *incidentIndex) publish() {
 	}
 }
 
-// recent returns the keys changed after since, once the watch has read
-// every record (false before), and forgets the resolved ones changed
-// before it.
-func (x *incidentIndex) recent(since time.Time) ([]string, bool) {
+// changed returns the keys changed after after and at or before upTo,
+// once the watch has read every record (false before), and forgets the
+// resolved ones changed at or before after.
+func (x *incidentIndex) changed(after, upTo time.Time) ([]string, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if !x.ready {
@@ -122,8 +122,10 @@ func (x *incidentIndex) recent(since time.Time) ([]string, bool) {
 	var keys []string
 	for k, n := range x.keys {
 		switch {
-		case n.updated > since.UnixNano():
-			keys = append(keys, k)
+		case n.updated > after.UnixNano():
+			if n.updated <= upTo.UnixNano() {
+				keys = append(keys, k)
+			}
 		case !n.open:
 			delete(x.keys, k)
 		}

@@ -34,24 +34,27 @@ func (e *Engine) Sweep(ctx context.Context) error {
 
 // sweepSlices: the sweep reads every incident record once in sweepSlices
 // intervals (10 min by default), to apply the retention and check the
-// deliveries of idle incidents; on the passes between, it reads only the
-// records changed in the last sweepSlices intervals, which the index
-// names. A lagging delivery is so repaired within sweepSlices intervals.
-// Reading every record each minute kept all the stores' blocks cached
-// (the store reads a whole block to serve one record).
+// deliveries of idle incidents. On the passes between, it reads only the
+// records that changed since the previous pass and have since settled
+// (their own jobs had the time to run), which the index names: each
+// change is checked once, then again by the next full pass. A lagging
+// delivery is so repaired within sweepSlices intervals. Reading every
+// record each minute kept all the stores' blocks cached (the store reads
+// a whole block to serve one record).
 const sweepSlices = 10
 
 // SweepOnce is one pass of Sweep: a full pass (every record) when none
 // ran in the last sweepSlices intervals or the index is not ready yet
 // (Sweep not running, or its watch still reading), else a pass over the
-// incidents changed lately. It keeps no record: its memory does not grow
-// with the number of incidents.
+// incidents whose change settled since the previous pass. It keeps no
+// record: its memory does not grow with the number of incidents.
 func (e *Engine) SweepOnce(ctx context.Context) {
 	now := e.now()
-	keys, ready := e.known.recent(e.recentSince())
+	settled := now.Add(-e.settle())
+	keys, ready := e.known.changed(e.checkedTo, settled)
 	if !ready || e.lastFull.IsZero() || now.Sub(e.lastFull) >= sweepSlices*e.cfg.SweepInterval {
 		if e.sweepAll(ctx) {
-			e.lastFull = now
+			e.lastFull, e.checkedTo = now, settled
 		}
 		return
 	}
@@ -67,7 +70,12 @@ func (e *Engine) SweepOnce(ctx context.Context) {
 			e.repair(ctx, r)
 		}
 	}
+	e.checkedTo = settled
 }
+
+// settle is how long after a change its own jobs may still be running:
+// the sweep leaves a change younger than that alone.
+func (e *Engine) settle() time.Duration { return 2*e.cfg.EffectTimeout + e.cfg.RetryMax }
 
 // sweepAll reads every record: the retention, then the deliveries of each
 // incident. It says whether it read them all.
@@ -105,7 +113,7 @@ func (e *Engine) sweepAll(ctx context.Context) bool {
 // repair queues the jobs of an incident whose deliveries are behind it,
 // unless it changed too recently for its own jobs to have run.
 func (e *Engine) repair(ctx context.Context, r *Record) {
-	if e.now().Sub(r.UpdatedAt) < 2*e.cfg.EffectTimeout+e.cfg.RetryMax || !e.behind(ctx, r) {
+	if e.now().Sub(r.UpdatedAt) < e.settle() || !e.behind(ctx, r) {
 		return
 	}
 	if err := e.queueDeliveries(ctx, r); err != nil {
