@@ -32,9 +32,12 @@ import (
 //
 //	make memory N=2000,10000      (go test -tags soak; E2E_MEMORY=N)
 //	make memory N=10000 LIMIT=67108864   (memory_limit; E2E_MEMORY_LIMIT)
+//	E2E_MEMORY_IDLE=150s make memory     (idle time before each reading)
 func TestMemoryPerOpenIncident(t *testing.T) {
 	steps := envInts(t, "E2E_MEMORY", []int{2000, 10000})
-	idle := 40 * time.Second // past the store's 10 s cache expiry and a sweep
+	// Past the store's 10 s cache expiry; E2E_MEMORY_IDLE=150s also lets
+	// the sweep check the changes once they settled (40 s) and run a pass.
+	idle := envDuration(t, "E2E_MEMORY_IDLE", 40*time.Second)
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	data := filepath.Join(t.TempDir(), "data")
 	extra := []string{"INCIDENTBOT_SLACK_TOKEN=", "INCIDENTBOT_LOG_LEVEL=warn"}
