@@ -22,12 +22,13 @@ import (
 // $E2E_MEMPROFILE (default memory.pprof in the test's temp dir, logged).
 // Read it with: go tool pprof -sample_index=inuse_space -top FILE
 //
-// E2E_PROBE_INTERVAL sets bus.probe_interval.
+// E2E_PROBE_INTERVAL sets bus.probe_interval, E2E_MEMORY_IDLE the wait
+// before the profile.
 //
 //	E2E_MEMORY=10000 E2E_MEMPROFILE=/tmp/heap.pprof go test -tags soak -run TestMemoryProfile ./e2e/
 func TestMemoryProfile(t *testing.T) {
 	n := envInt(t, "E2E_MEMORY", 10000)
-	idle := 40 * time.Second
+	idle := envDuration(t, "E2E_MEMORY_IDLE", 40*time.Second)
 	path := os.Getenv("E2E_MEMPROFILE")
 	if path == "" {
 		path = t.TempDir() + "/memory.pprof"
