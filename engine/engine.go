@@ -164,7 +164,7 @@ type Engine struct {
 	// lastFull is when the sweep last read every record; checkedTo is
 	// how far its passes checked the changes the index names.
 	lastFull, checkedTo time.Time
-	// index is the open incidents and the recently changed ones, from a
+	// known is the open incidents and the recently changed ones, from a
 	// watch of the incidents bucket (Sweep).
 	known      *incidentIndex
 	chat       notify.Chat
