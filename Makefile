@@ -7,6 +7,8 @@ LISTEN    ?= 127.0.0.1:8080
 BENCHTIME ?= 2s
 TRIALS    ?= 20
 OUTAGE    ?= 40s
+# make memory: cumulative open-incident counts measured in one run
+MEMORY_STEPS ?= 2000,10000
 # kube-apiserver for the Kubernetes action tests (internal/testenv), built
 # from k8s.io/kubernetes at the version tools/kube/go.mod requires, into the
 # user cache dir (Go's os.UserCacheDir), where the tests look by default.
@@ -65,8 +67,8 @@ bench: ## benchmarks: webhook ingest vs decode-only, runbook matching at 10/100/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./handlers/alertmanager/ ./rules/ ./engine/ ./bus/
 	$(GO) test -run '^$$' -bench Gate -benchmem -benchtime $(BENCHTIME) ./notify/slack/
 
-memory: ## soak: open N distinct incidents (N=10000) through the built bot; report RSS, Go heap and disk per open incident, and idle memory after a restart
-	E2E_MEMORY=$(or $(N),10000) E2E_MEMORY_LIMIT=$(LIMIT) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestMemoryPerOpenIncident$$' -v ./e2e/
+memory: ## soak: open distinct incidents in steps (N=2000,10000) through the built bot; report RSS, Go heap and disk per open incident, and idle memory after a restart
+	E2E_MEMORY=$(or $(N),$(MEMORY_STEPS)) E2E_MEMORY_LIMIT=$(LIMIT) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestMemoryPerOpenIncident$$' -v ./e2e/
 
 soak-latency: ## soak: webhook → Slack card latency (p50/p99) at 250 and 1,000 alerts/s (SOAK_SECONDS=10 each), and the most new incidents/s (SOAK_MAX=5000 alerts at once), sinks answering at once
 	E2E_SOAK_SECONDS=$(or $(SOAK_SECONDS),10) E2E_SOAK_MAX=$(or $(SOAK_MAX),5000) $(GO) test -tags soak -count=1 -timeout 30m -run '^TestSoakLatency$$' -v ./e2e/

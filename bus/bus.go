@@ -273,7 +273,7 @@ func (b *Bus) KV(ctx context.Context, name string) (KV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", b.names.bucket(name), mapErr(err))
 	}
-	return kvBucket{kv: kv}, nil
+	return kvBucket{kv: kv, js: b.js}, nil
 }
 
 // Ready reports whether the bus can take publishes now.

@@ -29,6 +29,20 @@ type KV interface {
 	Delete(ctx context.Context, key string, opts ...KVOption) error
 	// Keys lists the keys in the bucket (empty, not an error, when none).
 	Keys(ctx context.Context) ([]string, error)
+	// Watch calls fn with every key's current entry, then once with
+	// Change.Ready, then with every change as it is stored, in order,
+	// until ctx ends (then it returns nil). fn runs on one goroutine and
+	// must not block long: changes queue behind it.
+	Watch(ctx context.Context, fn func(Change)) error
+}
+
+// Change is one entry seen by Watch: a value stored, or (Deleted) a key
+// deleted or purged. Ready marks the end of the current entries and
+// carries no entry.
+type Change struct {
+	Entry
+	Deleted bool
+	Ready   bool
 }
 
 // Entry is one stored value and its revision.

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -98,4 +99,97 @@ func mustBucket(t *testing.T, b *bus.Bus) bus.KV {
 		t.Fatal(err)
 	}
 	return kv
+}
+
+// TestKVWatch: a watch sees the current entries, then Ready, then every
+// change in order, deletions included.
+func TestKVWatch(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	ctx := context.Background()
+	for _, kv := range []bus.KV{mustBucket(t, b), bus.NewMemKV()} {
+		if _, err := kv.Put(ctx, "a", []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, "b", []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, "a", []byte("2")); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		seen := make(chan string, 100)
+		done := make(chan error, 1)
+		go func() {
+			done <- kv.Watch(wctx, func(c bus.Change) {
+				switch {
+				case c.Ready:
+					seen <- "ready"
+				case c.Deleted:
+					seen <- "-" + c.Key
+				default:
+					seen <- c.Key + "=" + string(c.Value)
+				}
+			})
+		}()
+		next := func() string {
+			select {
+			case s := <-seen:
+				return s
+			case err := <-done:
+				t.Fatalf("%T: watch ended: %v", kv, err)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%T: watch saw nothing", kv)
+			}
+			return ""
+		}
+		var got []string
+		for range 3 {
+			got = append(got, next())
+		}
+		if want := "[b=1 a=2 ready]"; fmt.Sprint(got) != want {
+			t.Fatalf("%T: watch began with %v, want %s", kv, got, want)
+		}
+		if _, err := kv.Put(ctx, "b", []byte("2")); err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Delete(ctx, "a", bus.Purge()); err != nil {
+			t.Fatal(err)
+		}
+		if got := []string{next(), next()}; fmt.Sprint(got) != "[b=2 -a]" {
+			t.Fatalf("%T: watch saw %v, want [b=2 -a]", kv, got)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("%T: watch ended with %v", kv, err)
+		}
+	}
+}
+
+// TestKVWatchEmpty: on an empty bucket a watch is ready at once, then
+// sees what is stored.
+func TestKVWatchEmpty(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, kv := range []bus.KV{mustBucket(t, b), bus.NewMemKV()} {
+		seen := make(chan bus.Change, 10)
+		go func() { _ = kv.Watch(ctx, func(c bus.Change) { seen <- c }) }()
+		for _, want := range []string{"ready", "k"} {
+			select {
+			case c := <-seen:
+				if got := map[bool]string{true: "ready", false: c.Key}[c.Ready]; got != want {
+					t.Fatalf("%T: watch saw %q, want %q", kv, got, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%T: watch saw nothing, want %q", kv, want)
+			}
+			if want == "ready" {
+				if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
 }

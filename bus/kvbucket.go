@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -12,6 +13,7 @@ import (
 // kvBucket adapts a JetStream KeyValue bucket to KV.
 type kvBucket struct {
 	kv jetstream.KeyValue
+	js jetstream.JetStream
 }
 
 func (k kvBucket) Get(ctx context.Context, key string) (Entry, error) {
@@ -83,6 +85,57 @@ func (k kvBucket) Keys(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("kv keys: %w", mapKVErr(err))
 	}
 	return slices.DeleteFunc(keys, func(k string) bool { return k == probeKey }), nil
+}
+
+// watchBatch bounds what a watch holds unread: the current entries come
+// through a pull consumer, watchBatch at a time, so a bucket of large
+// values is never buffered whole in the client (the KeyValue watcher's
+// push consumer queued every record of the bucket at once).
+const watchBatch = 64
+
+func (k kvBucket) Watch(ctx context.Context, fn func(Change)) error {
+	name := k.kv.Bucket()
+	prefix := "$KV." + name + "."
+	cons, err := k.js.OrderedConsumer(ctx, "KV_"+name, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + ">"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("kv watch %s: %w", name, mapErr(err))
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(watchBatch))
+	if err != nil {
+		return fmt.Errorf("kv watch %s: %w", name, mapErr(err))
+	}
+	defer it.Stop()
+	defer context.AfterFunc(ctx, it.Stop)()
+	ready := false
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		ready = true
+		fn(Change{Ready: true})
+	}
+	for {
+		m, err := it.Next()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("kv watch %s: %w", name, mapErr(err))
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("kv watch %s: %w", name, err)
+		}
+		if key := strings.TrimPrefix(m.Subject(), prefix); key != probeKey {
+			h := m.Headers()
+			deleted := h.Get("KV-Operation") != "" || h.Get(jetstream.MarkerReasonHeader) != ""
+			fn(Change{Entry: Entry{Key: key, Value: m.Data(), Revision: md.Sequence.Stream}, Deleted: deleted})
+		}
+		if !ready && md.NumPending == 0 {
+			ready = true
+			fn(Change{Ready: true})
+		}
+	}
 }
 
 func mapKVErr(err error) error {

@@ -217,7 +217,7 @@ func (b *Bus) EnsureBucket(ctx context.Context, s BucketSpec) (KV, error) {
 	if err != nil {
 		return nil, err
 	}
-	kb := kvBucket{kv: kv}
+	kb := kvBucket{kv: kv, js: b.js}
 	b.mu.Lock()
 	if s.Probe && !slices.ContainsFunc(b.buckets, func(o kvBucket) bool { return o.kv.Bucket() == name }) {
 		b.buckets = append(b.buckets, kb)

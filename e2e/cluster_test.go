@@ -152,6 +152,11 @@ func clusterState(ctx context.Context, c *natsCluster, alive []bool, js jetstrea
 		}
 		cons := st.ListConsumers(ctx)
 		for ci := range cons.Info() {
+			if ci.Config.Durable == "" && ci.Config.MemoryStorage && ci.Config.Replicas <= 1 {
+				// An ordered consumer (a watch of a bucket) has one replica
+				// by design: its client makes a new one if its server goes.
+				continue
+			}
 			if s := check("consumer "+info.Config.Name+"/"+ci.Name, ci.Cluster); s != "" {
 				return s
 			}

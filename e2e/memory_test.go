@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,19 +19,25 @@ import (
 )
 
 // TestMemoryPerOpenIncident is a soak measurement, not a check: it runs
-// the built bot on its embedded default (console sinks), opens N distinct
-// critical incidents through the webhook, waits until they are all open
-// and the bot is idle, and reports the process's resident memory and Go
-// heap before and after, per open incident; then it restarts the bot on
-// that data and reports its idle memory before any traffic.
+// the built bot on its embedded default (console sinks), opens distinct
+// critical incidents through the webhook in steps (E2E_MEMORY, a list of
+// cumulative counts such as 2000,10000), waits at each step until they are
+// all open and the bot is idle, and reports the process's resident memory
+// and Go heap in use (several readings, min–max) and the median per open
+// incident, against the idle bot and against the previous step; then it
+// restarts the bot on that data and reports its idle memory before any
+// traffic.
 //
 // It is built only with the soak tag, so it is never part of make test:
 //
-//	make memory N=10000      (go test -tags soak; E2E_MEMORY=N)
+//	make memory N=2000,10000      (go test -tags soak; E2E_MEMORY=N)
 //	make memory N=10000 LIMIT=67108864   (memory_limit; E2E_MEMORY_LIMIT)
+//	E2E_MEMORY_IDLE=150s make memory     (idle time before each reading)
 func TestMemoryPerOpenIncident(t *testing.T) {
-	n := envInt(t, "E2E_MEMORY", 10000)
-	idle := 40 * time.Second // past the store's 10 s cache expiry and a sweep
+	steps := envInts(t, "E2E_MEMORY", []int{2000, 10000})
+	// Past the store's 10 s cache expiry; E2E_MEMORY_IDLE=150s also lets
+	// the sweep check the changes once they settled (40 s) and run a pass.
+	idle := envDuration(t, "E2E_MEMORY_IDLE", 40*time.Second)
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	data := filepath.Join(t.TempDir(), "data")
 	extra := []string{"INCIDENTBOT_SLACK_TOKEN=", "INCIDENTBOT_LOG_LEVEL=warn"}
@@ -41,43 +48,97 @@ func TestMemoryPerOpenIncident(t *testing.T) {
 	b := startBot(t, env...)
 	waitReady(t, addr)
 	time.Sleep(idle)
-	rss0, heap0 := memory(t, b, addr)
+	r0 := readings(t, b, addr)
+	t.Logf("idle, none open: %s", r0)
 
 	base := fixture(t, "webhook.firing.single.json")
-	start := time.Now()
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				mustDeliver(t, addr, alertAs(t, base, fmt.Sprintf("api-%d", i), i))
-			}
-		}()
+	prev, rprev, opened := 0, r0, 0
+	for _, n := range steps {
+		start := time.Now()
+		work := make(chan int)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range work {
+					mustDeliver(t, addr, alertAs(t, base, fmt.Sprintf("api-%d", i), i))
+				}
+			}()
+		}
+		for i := opened; i < n; i++ {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+		eventually(t, 10*time.Minute, fmt.Sprintf("%d open incidents", n), func() bool { return openIncidents(t, addr) >= n })
+		took := time.Since(start)
+		opened = n
+		time.Sleep(idle)
+		r := readings(t, b, addr)
+		t.Logf("%d more incidents opened in %s (%.0f/s)", n-prev, took.Round(time.Millisecond), float64(n-prev)/took.Seconds())
+		t.Logf("idle with %d open: %s; on disk %s (%d B per incident)", n, r, mib(dirSize(t, data)), dirSize(t, data)/uint64(n))
+		t.Logf("per open incident over none open: RSS %d B, Go heap %d B", perIncident(r.rss, r0.rss, n), perIncident(r.heap, r0.heap, n))
+		if prev > 0 {
+			t.Logf("per open incident from %d to %d open: RSS %d B, Go heap %d B", prev, n,
+				perIncident(r.rss, rprev.rss, n-prev), perIncident(r.heap, rprev.heap, n-prev))
+		}
+		prev, rprev = n, r
 	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	eventually(t, 10*time.Minute, fmt.Sprintf("%d open incidents", n), func() bool { return openIncidents(t, addr) >= n })
-	took := time.Since(start)
-	time.Sleep(idle)
-	rss1, heap1 := memory(t, b, addr)
-	du := dirSize(t, data)
-	t.Logf("%d incidents opened in %s (%.0f/s)", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
-	t.Logf("idle before: RSS %s, Go heap in use %s", mib(rss0), mib(heap0))
-	t.Logf("idle with %d open: RSS %s, Go heap in use %s; on disk %s", n, mib(rss1), mib(heap1), mib(du))
-	t.Logf("per open incident: RSS %d B, Go heap %d B, disk %d B", (rss1-rss0)/uint64(n), (heap1-heap0)/uint64(n), du/uint64(n))
 
 	_ = b.cmd.Process.Signal(os.Interrupt)
 	_ = b.cmd.Wait()
 	again := startBot(t, env...)
 	waitReady(t, addr)
 	time.Sleep(idle)
-	rss2, heap2 := memory(t, again, addr)
-	t.Logf("restarted on that data, idle: RSS %s, Go heap in use %s", mib(rss2), mib(heap2))
+	t.Logf("restarted on that data with %d open, idle: %s", prev, readings(t, again, addr))
+}
+
+// reading is several samples of the bot's memory, 5 s apart.
+type reading struct{ rss, heap []uint64 }
+
+func readings(t *testing.T, b *bot, addr string) reading {
+	t.Helper()
+	var r reading
+	for i := range 5 {
+		if i > 0 {
+			time.Sleep(5 * time.Second)
+		}
+		rss, heap := memory(t, b, addr)
+		r.rss, r.heap = append(r.rss, rss), append(r.heap, heap)
+	}
+	slices.Sort(r.rss)
+	slices.Sort(r.heap)
+	return r
+}
+
+func (r reading) String() string {
+	return fmt.Sprintf("RSS %s–%s, Go heap in use %s–%s", mib(r.rss[0]), mib(r.rss[len(r.rss)-1]), mib(r.heap[0]), mib(r.heap[len(r.heap)-1]))
+}
+
+func median(v []uint64) uint64 { return v[len(v)/2] }
+
+// perIncident is the difference of the medians over n incidents.
+func perIncident(now, before []uint64, n int) int64 {
+	return (int64(median(now)) - int64(median(before))) / int64(n)
+}
+
+// envInts reads a comma-separated list of increasing positive integers.
+func envInts(t *testing.T, name string, def []int) []int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || len(out) > 0 && n <= out[len(out)-1] {
+			t.Fatalf("%s=%q: want increasing positive integers, comma-separated", name, v)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // memory is the bot's resident set (from /proc) and Go heap in use (from

@@ -86,10 +86,11 @@ type Config struct {
 	// (default 10s), so deliveries resume soon after a sink recovers.
 	RetryMax time.Duration `yaml:"retry_max"`
 	// SweepInterval is how often the repair sweep looks for deliveries
-	// that fell behind and refreshes the open-incidents gauge (default 1m).
-	// The deliveries of an incident unchanged for 10 intervals are checked
-	// on one pass in 10 (each pass takes its tenth of them), so a lagging
-	// delivery is repaired within 10 intervals at most.
+	// that fell behind (default 1m): every pass checks the incidents whose
+	// change settled since the previous pass, and one pass in 10 reads
+	// every record (the retention, and the idle incidents' deliveries), so
+	// a lagging delivery is repaired within 10 intervals at most. The
+	// open-incidents gauge follows the records as they change.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 	// Retention is how long a resolved incident is kept (its record, id,
 	// deliveries and archived copy) after it resolved; the sweep removes
@@ -164,9 +165,12 @@ type Engine struct {
 	archiveKV  bus.KV
 	// archivePass is when the sweep last walked the archive (retention).
 	archivePass time.Time
-	// sweeps counts the sweep's passes: it spreads the checks of idle
-	// incidents' deliveries over sweepSlices passes.
-	sweeps     uint64
+	// lastFull is when the sweep last read every record; checkedTo is
+	// how far its passes checked the changes the index names.
+	lastFull, checkedTo time.Time
+	// known is the open incidents and the recently changed ones, from a
+	// watch of the incidents bucket (Sweep).
+	known      *incidentIndex
 	chat       notify.Chat
 	pager      notify.Pager
 	pub        Publisher
@@ -249,11 +253,17 @@ func New(cfg Config, d Deps) (*Engine, error) {
 	if d.Audit == nil {
 		d.Audit = nopAuditor{}
 	}
-	return &Engine{cfg: cfg, catalog: d.Catalog, decoders: d.Decoders, incidents: d.Incidents, ids: d.IDs, deliveries: d.Deliveries, archiveKV: d.Archive,
+	eng := &Engine{cfg: cfg, catalog: d.Catalog, decoders: d.Decoders, incidents: d.Incidents, ids: d.IDs, deliveries: d.Deliveries, archiveKV: d.Archive,
 		chat: d.Chat, pager: d.Pager, pub: d.Publisher, timers: d.Scheduler, audit: d.Audit,
 		silencer: d.Silencer, silenceMax: d.SilenceMax, reports: d.Reports,
 		runs: d.Runs, runner: d.Runner, actionEnv: d.ActionEnv,
-		log: d.Logger, m: d.Metrics, now: d.Now, newID: d.NewID}, nil
+		log: d.Logger, m: d.Metrics, now: d.Now, newID: d.NewID}
+	eng.known = newIncidentIndex(func(open map[notify.Severity]int) {
+		for sev, n := range open {
+			eng.m.open.WithLabelValues(string(sev)).Set(float64(n))
+		}
+	})
+	return eng, nil
 }
 
 type nopAuditor struct{}

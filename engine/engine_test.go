@@ -634,7 +634,8 @@ func TestEveryDecisionAndEffectIsAudited(t *testing.T) {
 
 // TestOpenIncidentsGaugeAfterRestart: the gauge comes from the stored
 // records, so a process that starts on existing data (or any replica)
-// reports the open incidents at once.
+// reports the open incidents at once, and it follows the changes another
+// replica makes.
 func TestOpenIncidentsGaugeAfterRestart(t *testing.T) {
 	e := newEnv(t)
 	e.deliver(t, fixtureEvent(t, "webhook.firing.grouped.json"))
@@ -645,15 +646,38 @@ func TestOpenIncidentsGaugeAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restarted.SweepOnce(context.Background())
-	want := `
+	ctx, cancel := context.WithCancel(context.Background())
+	swept := make(chan error, 1)
+	go func() { swept <- restarted.Sweep(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-swept; err != nil {
+			t.Error(err)
+		}
+	}()
+	gauge := func(critical, warning int) string {
+		return fmt.Sprintf(`
 # HELP incidentbot_open_incidents Incidents not resolved, by severity.
 # TYPE incidentbot_open_incidents gauge
-incidentbot_open_incidents{severity="critical"} 4
+incidentbot_open_incidents{severity="critical"} %d
 incidentbot_open_incidents{severity="info"} 0
-incidentbot_open_incidents{severity="warning"} 1
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "incidentbot_open_incidents"); err != nil {
-		t.Fatal(err)
+incidentbot_open_incidents{severity="warning"} %d
+`, critical, warning)
 	}
+	var last error
+	eventually(t, "the gauge read from the records", func() bool {
+		last = testutil.GatherAndCompare(reg, strings.NewReader(gauge(4, 1)), "incidentbot_open_incidents")
+		return last == nil
+	})
+	e.deliver(t, fixtureEvent(t, "webhook.firing.single.json"))
+	eventually(t, "the gauge after the other replica opened one more", func() bool {
+		last = testutil.GatherAndCompare(reg, strings.NewReader(gauge(5, 1)), "incidentbot_open_incidents")
+		return last == nil
+	})
+	e.clock.Add(time.Minute)
+	e.deliver(t, fixtureEvent(t, "webhook.resolved.single.json"))
+	eventually(t, "the gauge after the other replica resolved it", func() bool {
+		last = testutil.GatherAndCompare(reg, strings.NewReader(gauge(4, 1)), "incidentbot_open_incidents")
+		return last == nil
+	})
 }
