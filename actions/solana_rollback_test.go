@@ -190,14 +190,7 @@ func TestProgramRollbackUnsigned(t *testing.T) {
 	}
 
 	// The signers sign it and send it.
-	if _, err := tx.Sign(func(k solana.PublicKey) *solana.PrivateKey {
-		if k == ch.auth.PublicKey() {
-			return &ch.auth
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	signAs(t, tx, ch.auth)
 	if _, err := rpc.New(ch.node.URL()).SendTransaction(ctx, tx); err != nil {
 		t.Fatalf("the signers' send: %v", err)
 	}
@@ -604,14 +597,7 @@ func (ch *rollbackChain) signAndSend(t *testing.T, b64 string) (*solana.Transact
 	if err != nil {
 		t.Fatalf("decode the unsigned transaction: %v", err)
 	}
-	if _, err := tx.Sign(func(k solana.PublicKey) *solana.PrivateKey {
-		if k == ch.auth.PublicKey() {
-			return &ch.auth
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	signAs(t, tx, ch.auth)
 	_, err = rpc.New(ch.node.URL()).SendTransaction(context.Background(), tx)
 	return tx, err
 }
@@ -819,5 +805,18 @@ func TestProgramRollbackNoncePlan(t *testing.T) {
 	}
 	if sent := ch.node.Sent(); len(sent) != 1 || len(sent[0].Message.Instructions) != 1 {
 		t.Fatalf("signed run sent %d transactions, want one plain upgrade", len(sent))
+	}
+}
+
+// signAs signs tx as key, as the upgrade authority's signers would.
+func signAs(t *testing.T, tx *solana.Transaction, key solana.PrivateKey) {
+	t.Helper()
+	if _, err := tx.Sign(func(k solana.PublicKey) *solana.PrivateKey {
+		if k == key.PublicKey() {
+			return &key
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -55,22 +55,7 @@ func TestMemoryPerOpenIncident(t *testing.T) {
 	prev, rprev, opened := 0, r0, 0
 	for _, n := range steps {
 		start := time.Now()
-		work := make(chan int)
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range work {
-					mustDeliver(t, addr, alertAs(t, base, fmt.Sprintf("api-%d", i), i))
-				}
-			}()
-		}
-		for i := opened; i < n; i++ {
-			work <- i
-		}
-		close(work)
-		wg.Wait()
+		openDistinct(t, addr, base, opened, n)
 		eventually(t, 10*time.Minute, fmt.Sprintf("%d open incidents", n), func() bool { return openIncidents(t, addr) >= n })
 		took := time.Since(start)
 		opened = n
@@ -200,3 +185,25 @@ func dirSize(t *testing.T, dir string) uint64 {
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// openDistinct delivers alerts from to to-1, each its own incident
+// (service api-<i>), with 8 clients, and returns when all were accepted.
+func openDistinct(t *testing.T, addr string, base []byte, from, to int) {
+	t.Helper()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				mustDeliver(t, addr, alertAs(t, base, fmt.Sprintf("api-%d", i), i))
+			}
+		}()
+	}
+	for i := from; i < to; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,22 +40,7 @@ func TestMemoryProfile(t *testing.T) {
 	})
 	addr := p.srv.Addr()
 	base := fixture(t, "webhook.firing.single.json")
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				mustDeliver(t, addr, alertAs(t, base, fmt.Sprintf("api-%d", i), i))
-			}
-		}()
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	openDistinct(t, addr, base, 0, n)
 	eventually(t, 10*time.Minute, fmt.Sprintf("%d open incidents", n), func() bool { return openIncidents(t, addr) >= n })
 	time.Sleep(idle)
 	// Three collections: the first leaves what sync.Pools hold (the
