@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,5 +239,83 @@ func TestAuditTrail(t *testing.T) {
 	recs, err := b.AuditTrail(ctx, 10)
 	if err != nil || len(recs) != 2 || recs[0].Kind != "incident.opened" {
 		t.Fatalf("trail = %+v, %v", recs, err)
+	}
+}
+
+// levels records the level of each "event will be retried" line.
+type levels struct {
+	mu   sync.Mutex
+	seen []slog.Level
+}
+
+func (h *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levels) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "event will be retried" {
+		h.mu.Lock()
+		h.seen = append(h.seen, r.Level)
+		h.mu.Unlock()
+	}
+	return nil
+}
+func (h *levels) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levels) WithGroup(string) slog.Handler      { return h }
+
+// TestLaterIsAWaitNotAFailure: an event handed back with Later comes back
+// after its delay like one handed back with Retry, but the wait is logged
+// at debug level (a storm makes thousands), a failure at warn.
+func TestLaterIsAWaitNotAFailure(t *testing.T) {
+	cfg := bus.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	h := &levels{}
+	b, err := bus.Open(context.Background(), cfg, slog.New(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, id := range []string{"waits", "fails"} {
+		if _, err := b.Publish(ctx, event(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	tries := map[string]int{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.Consume(ctx, bus.ConsumerConfig{Durable: "later"}, func(_ context.Context, d *bus.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			tries[d.Event.ID]++
+			if tries[d.Event.ID] > 1 {
+				return nil
+			}
+			if d.Event.ID == "waits" {
+				return bus.Later(errors.New("another worker holds it"), 10*time.Millisecond)
+			}
+			return bus.Retry(errors.New("the sink answered 503"), 10*time.Millisecond)
+		})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := tries["waits"] + tries["fails"]
+		mu.Unlock()
+		if n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tries %v, want each event twice", tries)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	slices.Sort(h.seen)
+	if !slices.Equal(h.seen, []slog.Level{slog.LevelDebug, slog.LevelWarn}) {
+		t.Fatalf("retry lines at levels %v, want one debug (Later) and one warn (Retry)", h.seen)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -44,8 +45,9 @@ func (d *Delivery) InProgress() error {
 type Handler func(ctx context.Context, d *Delivery) error
 
 type retryError struct {
-	err   error
-	delay time.Duration
+	err     error
+	delay   time.Duration
+	planned bool // Later: a wait, not a failure
 }
 
 func (e *retryError) Error() string { return e.err.Error() }
@@ -53,6 +55,14 @@ func (e *retryError) Unwrap() error { return e.err }
 
 // Retry marks err as transient: redeliver after delay.
 func Retry(err error, delay time.Duration) error { return &retryError{err: err, delay: delay} }
+
+// Later asks for redelivery after delay as a planned wait, not a failure:
+// another worker holds the work for now, or the work is paced. why says
+// what it waits for. It is logged at debug level, where Retry warns: an
+// alert storm makes thousands of these.
+func Later(why error, delay time.Duration) error {
+	return &retryError{err: why, delay: delay, planned: true}
+}
 
 type poisonError struct{ err error }
 
@@ -266,7 +276,11 @@ func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, in inbound, handle
 	case IsPoison(herr), d.Last:
 		b.terminate(ctx, cfg, m, ev, herr)
 	case errors.As(herr, &re):
-		b.log.Warn("event will be retried", "event", ev.ID, "type", ev.Type, "attempt", attempt, "delay", re.delay, "err", herr)
+		level := slog.LevelWarn
+		if re.planned {
+			level = slog.LevelDebug
+		}
+		b.log.Log(ctx, level, "event will be retried", "event", ev.ID, "type", ev.Type, "attempt", attempt, "delay", re.delay, "err", herr)
 		_ = m.NakWithDelay(re.delay)
 	default:
 		delay := backoff(attempt, cfg.MaxBackoff)

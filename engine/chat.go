@@ -83,7 +83,7 @@ func (e *Engine) HandleChat(ctx context.Context, d *bus.Delivery) error {
 			return err
 		}
 	}
-	return bus.Retry(errLeased, time.Second)
+	return bus.Later(errLeased, time.Second)
 }
 
 // chatOp is the next chat call the incident needs: "post", "update",

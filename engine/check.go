@@ -410,7 +410,7 @@ func (e *Engine) adoptRevert(ctx context.Context, rec *Record, rkey string, raw 
 	case run.Result != "":
 		return e.finishRevert(ctx, rec, rkey, run)
 	case e.now().Before(run.Deadline.Add(LeaseMargin)):
-		return bus.Retry(errRunning, run.Deadline.Add(LeaseMargin).Sub(e.now()))
+		return bus.Later(errRunning, run.Deadline.Add(LeaseMargin).Sub(e.now()))
 	}
 	run.Result = RunUnknown
 	run.Detail = fmt.Sprintf("the revert that began at %s did not record a result: check, then restore by hand", run.StartedAt.UTC().Format("15:04:05 UTC"))

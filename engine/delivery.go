@@ -207,7 +207,7 @@ var errLeased = errors.New("another worker is delivering to this sink for this i
 func (e *Engine) acquire(ctx context.Context, sink, id, op string, d *Delivery, rev uint64) (*Lease, uint64, error) {
 	now := e.now()
 	if l := d.Lease; l != nil && now.Before(l.Until) {
-		return nil, 0, bus.Retry(errLeased, l.Until.Sub(now)+100*time.Millisecond)
+		return nil, 0, bus.Later(errLeased, l.Until.Sub(now)+100*time.Millisecond)
 	}
 	l := &Lease{Op: op, Nonce: nonce(), Since: now, Until: now.Add(e.cfg.EffectTimeout + LeaseMargin)}
 	next := *d

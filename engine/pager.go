@@ -67,7 +67,7 @@ func (e *Engine) HandlePager(ctx context.Context, d *bus.Delivery) error {
 		}
 		e.auditf(ctx, bus.AuditRecord{Kind: "notify.pager." + string(want), Incident: rec.ID, Attrs: slot.attrs()})
 	}
-	return bus.Retry(errLeased, time.Second)
+	return bus.Later(errLeased, time.Second)
 }
 
 // pageSlot is one PagerDuty incident the bot keeps in line with an

@@ -280,7 +280,7 @@ func (e *Engine) adopt(ctx context.Context, rec *Record, step string, raw []byte
 	case run.Result != "":
 		return e.finish(ctx, rec, runKey(rec, step, run.Plan.Hash), run)
 	case e.now().Before(run.Deadline.Add(LeaseMargin)):
-		return bus.Retry(errRunning, run.Deadline.Add(LeaseMargin).Sub(e.now()))
+		return bus.Later(errRunning, run.Deadline.Add(LeaseMargin).Sub(e.now()))
 	}
 	return e.report(ctx, rec, step, run.Plan.Hash, RunUnknown,
 		fmt.Sprintf("the run that began at %s did not record a result: check, then retry by hand", run.StartedAt.UTC().Format("15:04:05 UTC")))

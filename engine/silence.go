@@ -286,7 +286,7 @@ func (e *Engine) HandleSilence(ctx context.Context, d *bus.Delivery) error {
 			return err
 		}
 	}
-	return bus.Retry(errLeased, time.Second)
+	return bus.Later(errLeased, time.Second)
 }
 
 func (e *Engine) silenceCall(ctx context.Context, op string, rec *Record, del *Delivery, rev uint64, l *Lease) error {

@@ -382,10 +382,10 @@ func (e *Engine) drawStorm(ctx context.Context, key string) error {
 		}
 		now := e.now()
 		if l := s.Lease; l != nil && now.Before(l.Until) {
-			return bus.Retry(errLeased, min(l.Until.Sub(now), e.cfg.Storm.Redraw)+100*time.Millisecond)
+			return bus.Later(errLeased, min(l.Until.Sub(now), e.cfg.Storm.Redraw)+100*time.Millisecond)
 		}
 		if s.Card != nil && now.Before(s.NextDraw) {
-			return bus.Retry(errStormRedraw, s.NextDraw.Sub(now)+50*time.Millisecond)
+			return bus.Later(errStormRedraw, s.NextDraw.Sub(now)+50*time.Millisecond)
 		}
 		pseudo := &Record{ID: s.ID}
 		if l := s.Lease; l != nil && l.Op == "post" && s.Card == nil {
@@ -484,7 +484,7 @@ func (e *Engine) drawStorm(ctx context.Context, key string) error {
 		e.auditf(ctx, bus.AuditRecord{Kind: "notify.chat.storm_" + map[string]string{"post": "posted", "update": "updated"}[op], Attrs: attrs})
 		return nil
 	}
-	return bus.Retry(errStormBusy, 100*time.Millisecond)
+	return bus.Later(errStormBusy, 100*time.Millisecond)
 }
 
 // settleStorm records the outcome of a storm card call made under lease l
@@ -690,5 +690,5 @@ func (e *Engine) stormDue(ctx context.Context, d *bus.Delivery) error {
 		}
 		return nil
 	}
-	return bus.Retry(errStormBusy, 100*time.Millisecond)
+	return bus.Later(errStormBusy, 100*time.Millisecond)
 }
