@@ -34,7 +34,7 @@ import (
 //   - Every change of a listed incident (joining, a new status) bumps the
 //     storm's generation. The job of the latest change draws the card, at
 //     most once every Redraw (a lease and NextDraw in the record, and
-//     bus.Retry until then): jobs of earlier changes hand over to it and
+//     bus.Later until then): jobs of earlier changes hand over to it and
 //     finish, so a storm of 500 costs a few edits, not 500.
 //   - The card is posted under a lease whose nonce is in the card's tag: a
 //     post whose outcome is unknown is looked for before posting again.
