@@ -180,15 +180,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 		filters[i] = b.Subject(rel)
 	}
 	stream := b.StreamName(cfg.Stream)
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:        cfg.Durable,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		MaxDeliver:     cfg.MaxDeliver,
-		MaxAckPending:  1024,
-		FilterSubjects: filters,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, consumerConfig(cfg, filters))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before it started: not a failure
@@ -215,18 +207,46 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 			}
 		}(shards[i])
 	}
+	var itMu sync.Mutex // it is replaced when it fails
 	go func() {
 		<-ctx.Done()
+		itMu.Lock()
 		it.Drain()
+		itMu.Unlock()
 	}()
+	delay := time.Duration(0)
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
-				b.log.Error("consume: next message", "consumer", cfg.Durable, "err", err)
+			if ctx.Err() != nil {
+				break
 			}
-			break
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// The server went quiet (its node died, a leader moved):
+				// the iterator asks again by itself. Stopping here would
+				// leave this replica taking webhooks and never handling
+				// them (seen in TestScaleOutCluster after a node kill).
+				b.log.Warn("consume: missed heartbeats; pulling again", "consumer", cfg.Durable)
+				continue
+			}
+			// Anything else ends this iterator: open a new one (on the same
+			// durable consumer, made again if it was lost) until ctx ends.
+			b.log.Error("consume: next message; reopening", "consumer", cfg.Durable, "err", err)
+			delay = min(max(2*delay, 100*time.Millisecond), 5*time.Second)
+			next, err := b.reopen(ctx, stream, cfg, filters, delay)
+			if err != nil {
+				break // ctx ended
+			}
+			itMu.Lock()
+			it.Stop()
+			it = next
+			itMu.Unlock()
+			if ctx.Err() != nil {
+				it.Drain() // ctx ended while reopening: the drain above saw the old one
+			}
+			continue
 		}
+		delay = 0
 		in := inbound{msg: m}
 		in.ev, in.err = decode(m.Subject(), m.Headers(), m.Data())
 		key := in.ev.Subject
@@ -322,4 +342,44 @@ func (b *Bus) Pending(ctx context.Context, stream, durable string) (int, error) 
 		return 0, fmt.Errorf("consumer %s info: %w", durable, mapErr(err))
 	}
 	return int(info.NumPending) + info.NumAckPending, nil
+}
+
+// consumerConfig is the durable consumer behind cfg.
+func consumerConfig(cfg ConsumerConfig, filters []string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  1024,
+		FilterSubjects: filters,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+}
+
+// reopen waits delay, then makes the durable consumer again (a no-op
+// when it exists) and opens a new iterator on it, trying until ctx ends.
+func (b *Bus) reopen(ctx context.Context, stream string, cfg ConsumerConfig, filters []string, delay time.Duration) (jetstream.MessagesContext, error) {
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, consumerConfig(cfg, filters))
+		if err == nil {
+			var it jetstream.MessagesContext
+			if it, err = cons.Messages(jetstream.PullMaxMessages(64)); err == nil {
+				b.log.Info("consume: reopened", "consumer", cfg.Durable)
+				return it, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		b.log.Warn("consume: reopen failed; trying again", "consumer", cfg.Durable, "err", err)
+		delay = min(2*delay, 5*time.Second)
+	}
 }
