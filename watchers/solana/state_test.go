@@ -368,6 +368,12 @@ func TestReplicasOnOneBus(t *testing.T) {
 	w1, _, stop1 := run(t, cfg, pub, rpcview.Store{KV: views}, state)
 	w2, _, stop2 := run(t, cfg, pub, rpcview.Store{KV: views}, state)
 	eventually(t, "both account subscriptions", func() bool { return srv.Subscriptions("accountSubscribe") == 2 })
+	// And both have read the program: one that first read it after the
+	// change below would take it as its baseline and report nothing.
+	eventually(t, "both instances read the program", func() bool {
+		return testutil.ToFloat64(w1.m.deploySlot.WithLabelValues("payments")) == 100 &&
+			testutil.ToFloat64(w2.m.deploySlot.WithLabelValues("payments")) == 100
+	})
 
 	srv.SetAccount(programData, solanatest.Account{Data: programDataBytes(200, key(rogue))})
 	for _, typ := range []string{"solana.program.upgraded", "solana.program.authority_changed"} {
