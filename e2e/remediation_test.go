@@ -150,9 +150,7 @@ func trialApprovedByAnother(t *testing.T) {
 func trialSelfApproval(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
-	id := tr.fire(addr, "alpha")
-	tr.slash(addr, userAda, "run "+id+" disable")
-	tr.waitCard("the request", "pending: requested by ada")
+	id := tr.requested(addr, "disable")
 	if got := tr.slash(addr, userAda, "approve "+id+" disable"); !strings.HasPrefix(got, "⛔") || !strings.Contains(got, "you requested this step") {
 		t.Fatalf("self-approval: %q, want a refusal saying she requested it", got)
 	}
@@ -182,9 +180,7 @@ func trialSelfApproval(t *testing.T) {
 func trialQuorum(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
-	id := tr.fire(addr, "alpha")
-	tr.slash(addr, userAda, "run "+id+" quorum")
-	tr.waitCard("the request", "pending: requested by ada")
+	id := tr.requested(addr, "quorum")
 	tr.slash(addr, userBob, "approve "+id+" quorum")
 	tr.waitCard("Bob's approval counted", "1 of 2 approvals (bob (slack))")
 	if got := tr.slash(addr, userBob, "approve "+id+" quorum"); strings.HasPrefix(got, "⛔") {
@@ -213,9 +209,7 @@ func trialQuorum(t *testing.T) {
 func trialExpired(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
-	id := tr.fire(addr, "alpha")
-	tr.slash(addr, userAda, "run "+id+" hasty")
-	tr.waitCard("the request", "pending: requested by ada")
+	id := tr.requested(addr, "hasty")
 	tr.waitCard("the request expired", "expired: requested by ada")
 	tr.waitThread("the expiry in the thread", "The request for hasty expired")
 	if got := tr.slash(addr, userBob, "approve "+id+" hasty"); !strings.Contains(got, "already expired") {
@@ -314,9 +308,7 @@ func trialKill9(t *testing.T) {
 	tr := newTrialWith(t, rd, proxy.url())
 	addr := tr.serve()
 	first := tr.bots[0]
-	id := tr.fire(addr, "alpha")
-	tr.slash(addr, userAda, "run "+id+" disable")
-	tr.waitCard("the request", "pending: requested by ada")
+	id := tr.requested(addr, "disable")
 	hold := proxy.holdNextSet()
 	tr.slash(addr, userBob, "approve "+id+" disable")
 	select {
@@ -359,9 +351,7 @@ func trialUnansweredSet(t *testing.T) {
 	tr := newTrialWith(t, rd, proxy.url())
 	tr.env = append(tr.env, "INCIDENTBOT_ENGINE_EFFECT_TIMEOUT=15s")
 	addr := tr.serve()
-	id := tr.fire(addr, "alpha")
-	tr.slash(addr, userAda, "run "+id+" disable")
-	tr.waitCard("the request", "pending: requested by ada")
+	id := tr.requested(addr, "disable")
 	hold := proxy.holdNextSet()
 	tr.slash(addr, userBob, "approve "+id+" disable")
 	select {
@@ -391,9 +381,7 @@ func trialChangedPlan(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
 	alpha := trialAlert{flag: "alpha", startsAt: tr.start}
-	id := tr.fire(addr, "alpha")
-	tr.slash(addr, userAda, "run "+id+" quorum")
-	tr.waitCard("the request", "pending: requested by ada")
+	id := tr.requested(addr, "quorum")
 	tr.slash(addr, userBob, "approve "+id+" quorum")
 	tr.waitCard("Bob's approval", "1 of 2 approvals (bob (slack))")
 
@@ -435,9 +423,7 @@ func trialChangedPlan(t *testing.T) {
 func trialFreeze(t *testing.T) {
 	tr := newTrial(t, "")
 	addr := tr.serve()
-	id := tr.fire(addr, "alpha")
-	tr.slash(addr, userAda, "run "+id+" disable")
-	tr.waitCard("the request", "pending: requested by ada")
+	id := tr.requested(addr, "disable")
 	if got := tr.slash(addr, userCat, "freeze game day"); !strings.Contains(got, "Freeze accepted") {
 		t.Fatalf("freeze: %q", got)
 	}
@@ -1011,4 +997,15 @@ func (p *redisProxy) serve(c net.Conn) {
 			return
 		}
 	}
+}
+
+// requested fires the alpha alert through addr and has Ada request step
+// for its incident, and waits for the card to show the request; it
+// returns the incident's id.
+func (tr *trial) requested(addr, step string) string {
+	tr.t.Helper()
+	id := tr.fire(addr, "alpha")
+	tr.slash(addr, userAda, "run "+id+" "+step)
+	tr.waitCard("the request", "pending: requested by ada")
+	return id
 }
