@@ -13,7 +13,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/incidentbot/incidentbot/actions"
-	"github.com/incidentbot/incidentbot/app"
 	"github.com/incidentbot/incidentbot/bus"
 	"github.com/incidentbot/incidentbot/command"
 	"github.com/incidentbot/incidentbot/engine"
@@ -157,24 +156,7 @@ func newCheckEnv(t *testing.T, pol engine.RunPolicy, brk engine.BreakerPolicy, e
 
 func (e *checkEnv) replica(t *testing.T) *engine.Engine {
 	t.Helper()
-	eng, err := engine.New(e.cfg, engine.Deps{Catalog: e.cat, Decoders: app.Decoders(),
-		Incidents: e.kvs[engine.BucketIncidents], IDs: e.kvs[engine.BucketIDs], Deliveries: e.kvs[engine.BucketDeliveries],
-		Chat: e.rec, Pager: e.rec, Publisher: e.bus, Scheduler: e.bus, Audit: e.bus, Now: e.clock.Now,
-		Runs: e.kvs[engine.BucketRuns], Runner: e.runner, ActionEnv: actions.Env{Redis: e.redis.Client}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, c := range eng.Consumers() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = e.bus.Consume(ctx, c.Config, c.Handler)
-		}()
-	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return eng
+	return startReplica(t, e.env, e.runner, e.redis)
 }
 
 func (e *checkEnv) open(t *testing.T) string {

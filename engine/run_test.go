@@ -110,10 +110,17 @@ func newRunEnv(t *testing.T) *runEnv {
 // replica starts one more engine, with its consumers, on the shared bus.
 func (e *runEnv) replica(t *testing.T) *engine.Engine {
 	t.Helper()
+	return startReplica(t, e.env, e.runner, e.redis)
+}
+
+// startReplica starts one more engine running steps with runner against
+// redis, with its consumers, on e's bus.
+func startReplica(t *testing.T, e *env, runner engine.StepRunner, redis *testenv.Redis) *engine.Engine {
+	t.Helper()
 	eng, err := engine.New(e.cfg, engine.Deps{Catalog: e.cat, Decoders: app.Decoders(),
 		Incidents: e.kvs[engine.BucketIncidents], IDs: e.kvs[engine.BucketIDs], Deliveries: e.kvs[engine.BucketDeliveries],
 		Chat: e.rec, Pager: e.rec, Publisher: e.bus, Scheduler: e.bus, Audit: e.bus, Now: e.clock.Now,
-		Runs: e.kvs[engine.BucketRuns], Runner: e.runner, ActionEnv: actions.Env{Redis: e.redis.Client}})
+		Runs: e.kvs[engine.BucketRuns], Runner: runner, ActionEnv: actions.Env{Redis: redis.Client}})
 	if err != nil {
 		t.Fatal(err)
 	}
